@@ -1,0 +1,112 @@
+"""Start order, the periodic tick, signals and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from gateway.carrier import CarrierPool
+from gateway.config import Settings
+from gateway.esme_server import EsmeServer
+from gateway.httpd import Response, start_http
+from gateway.metrics import Metrics
+from gateway.proxy import Policy, Proxy
+
+log = logging.getLogger(__name__)
+TICK_INTERVAL = 0.25
+ROUTE_PURGE_INTERVAL = 60.0
+
+
+class Gateway:
+    def __init__(self, settings: Settings, policy: Policy | None = None) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.policy = policy
+        self.proxy = Proxy(settings, self.metrics, policy)
+        self.esme = EsmeServer(self.proxy, settings.esme)
+        self.carrier = CarrierPool(self.proxy, settings.carrier)
+        self.http: asyncio.Server | None = None
+        self.smpp_port = 0
+        self.http_port = 0
+        self._tick_task: asyncio.Task[None] | None = None
+        self.stopped = asyncio.Event()
+        self.store_ready = True
+
+    async def start(self) -> None:
+        s = self.settings
+        self.carrier.start()
+        self.smpp_port = await self.esme.start(s.listen.host, s.listen.port)
+        self.http = await start_http(s.http.host, s.http.port, self._http)
+        self.http_port = int(self.http.sockets[0].getsockname()[1])
+        self._tick_task = asyncio.create_task(self._ticker(), name="tick")
+        log.info("gateway_started", extra={"smpp_port": self.smpp_port, "http_port": self.http_port})
+
+    async def _ticker(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_purge = loop.time() + ROUTE_PURGE_INTERVAL
+        while True:
+            await asyncio.sleep(TICK_INTERVAL)
+            now = loop.time()
+            self.esme.tick(now)
+            self.carrier.tick(now)
+            if now >= next_purge:
+                next_purge = now + ROUTE_PURGE_INTERVAL
+                self.proxy.purge_routes(now)
+
+    def ready(self) -> bool:
+        return bool(self.proxy.carriers) and self.store_ready
+
+    async def _http(self, method: str, path: str, body: bytes) -> Response:
+        if method != "GET":
+            return 405, "text/plain", b"method not allowed\n"
+        if path == "/metrics":
+            return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.render()
+        if path == "/healthz":
+            return 200, "text/plain", b"ok\n"
+        if path == "/readyz":
+            if self.ready():
+                return 200, "text/plain", b"ready\n"
+            reasons = []
+            if not self.proxy.carriers:
+                reasons.append("no carrier session bound")
+            if not self.store_ready:
+                reasons.append("store unavailable")
+            return 503, "text/plain", ("; ".join(reasons) + "\n").encode()
+        return 404, "text/plain", b"not found\n"
+
+    async def stop(self) -> None:
+        """Stop accepting binds, unbind applications after draining, unbind the carrier."""
+        log.info("gateway_stopping")
+        self.esme.stop_accepting()
+        await self.esme.unbind_all(self.settings.drain_timeout)
+        await self.carrier.stop(timeout=2.0)
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+            await asyncio.gather(self._tick_task, return_exceptions=True)
+        if self.http is not None:
+            self.http.close()
+            await self.http.wait_closed()
+        self.stopped.set()
+        log.info("gateway_stopped")
+
+
+async def run(settings: Settings, **kw: Any) -> int:
+    gateway = Gateway(settings, **kw)
+    await gateway.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await gateway.stop()
+    return 0
+
+
+def install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -1,0 +1,180 @@
+"""Settings (pydantic-settings): flags > environment (GATEWAY_, `__` nesting) > TOML file > defaults.
+
+Secrets are SecretStr and masked in every rendering of the configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from gateway.errors import ConfigError
+from gateway.policy.settings import OptoutSettings
+
+Port = int
+
+
+class Listen(BaseModel):
+    host: str = "127.0.0.1"
+    port: Port = Field(2775, ge=0, le=65535)
+
+
+class Carrier(BaseModel):
+    host: str = "127.0.0.1"
+    port: Port = Field(2776, ge=1, le=65535)
+    system_id: str = Field("", max_length=15)
+    password: SecretStr = Field(SecretStr(""))
+    system_type: str = Field("", max_length=12)
+    sessions: int = Field(1, ge=1, le=64)
+    window: int = Field(500, ge=1, le=100_000, description="outstanding requests per carrier bind")
+    response_timeout: float = Field(10.0, gt=0)
+    bind_timeout: float = Field(10.0, gt=0)
+    enquire_link_interval: float = Field(30.0, gt=0)
+    reconnect_min_interval: float = Field(1.0, gt=0)
+    reconnect_max_interval: float = Field(60.0, gt=0)
+    timeout_status: int = Field(0x14, ge=1, le=0xFFFFFFFF, description="to the application when the carrier never answers")
+
+    @field_validator("password")
+    @classmethod
+    def _password_len(cls, v: SecretStr) -> SecretStr:
+        if len(v.get_secret_value()) > 8:
+            raise ValueError("SMPP 3.4 passwords are at most 8 characters")
+        return v
+
+
+class Account(BaseModel):
+    system_id: str = Field(min_length=1, max_length=15)
+    password: SecretStr
+    numbers: list[str] = Field(default_factory=list)
+    max_binds: int = Field(10, ge=1, le=1000)
+    window: int = Field(100, ge=1, le=10_000)
+
+    @field_validator("password")
+    @classmethod
+    def _password_len(cls, v: SecretStr) -> SecretStr:
+        if not 1 <= len(v.get_secret_value()) <= 8:
+            raise ValueError("password must be 1 to 8 characters (SMPP 3.4)")
+        return v
+
+
+class Esme(BaseModel):
+    """Application-side session limits."""
+
+    session_init_timeout: float = Field(10.0, gt=0)
+    inactivity_timeout: float = Field(120.0, gt=0)
+    response_timeout: float = Field(10.0, gt=0, description="for deliver_sm we send to applications")
+    max_pdu: int = Field(65536, ge=256, le=1 << 20)
+    enquire_link_interval: float = Field(30.0, gt=0)
+
+
+class Routing(BaseModel):
+    unbound_status: int = Field(0x64, ge=1, le=0xFFFFFFFF, description="deliver_sm_resp when no receiver is bound")
+    unbound: Literal["reject"] = "reject"
+    receipt_route_ttl: float = Field(72 * 3600.0, gt=0)
+
+
+class Http(BaseModel):
+    host: str = "127.0.0.1"
+    port: Port = Field(9102, ge=0, le=65535)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    listen: Listen = Field(default_factory=Listen)
+    carrier: Carrier = Field(default_factory=Carrier)
+    accounts: list[Account] = Field(default_factory=list)
+    http: Http = Field(default_factory=Http)
+    database_url: str = "sqlite:///gateway.db"
+    esme: Esme = Field(default_factory=Esme)
+    routing: Routing = Field(default_factory=Routing)
+    optout: OptoutSettings = Field(default_factory=OptoutSettings)
+    drain_timeout: float = Field(5.0, ge=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _unique_accounts(self) -> Settings:
+        seen: set[str] = set()
+        owners: dict[str, str] = {}
+        for account in self.accounts:
+            if account.system_id in seen:
+                raise ValueError(f"accounts: system_id {account.system_id!r} is listed twice")
+            seen.add(account.system_id)
+            for number in account.numbers:
+                if number in owners:
+                    raise ValueError(
+                        f"accounts: number {number} belongs to both {owners[number]!r} and {account.system_id!r}"
+                    )
+                owners[number] = account.system_id
+        if not self.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("database_url must be sqlite:///PATH or postgresql://...")
+        return self
+
+    _toml_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if _TOML_FILE is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=_TOML_FILE))
+        return tuple(sources)
+
+
+_TOML_FILE: Path | None = None
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Build settings; raises ConfigError whose lines are one problem each."""
+    global _TOML_FILE
+    path = config_file or os.environ.get("GATEWAY_CONFIG")
+    problems: list[str] = []
+    if path:
+        if not Path(path).is_file():
+            raise ConfigError(f"config file {path}: not found")
+        _TOML_FILE = Path(path)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "settings"
+            problems.append(f"{loc}: {err['msg']}")
+        raise ConfigError("\n".join(problems)) from None
+    except (ValueError, OSError) as exc:  # bad TOML, bad JSON in env
+        raise ConfigError(f"configuration: {exc}") from None
+    finally:
+        _TOML_FILE = None
+
+
+def mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def effective(settings: Settings) -> str:
+    """The effective configuration as JSON with secrets masked."""
+    data = settings.model_dump(mode="json")
+    data["database_url"] = mask_url(settings.database_url)
+    return json.dumps(data, indent=2, sort_keys=True)

@@ -1,0 +1,119 @@
+"""The asyncio Protocol both sides share: framing, batched writes, PDU counters, close/abort.
+
+Writes are collected and flushed once per loop iteration, so a burst of PDUs costs one
+send() instead of one per PDU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from gateway.errors import FramingError
+from gateway.metrics import Stats
+from gateway.smpp import pdu as P
+from gateway.smpp import status as st
+
+log = logging.getLogger(__name__)
+UNKNOWN_COMMAND = -1
+
+
+class Connection(asyncio.Protocol):
+    side = "esme"
+
+    def __init__(self, stats: Stats, max_pdu: int = P.MAX_PDU) -> None:
+        self.stats = stats
+        self.framer = P.Framer(max_pdu=max_pdu)
+        self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
+        self.peer = "?"
+        self.closed = False
+        self.closed_future: asyncio.Future[None] = self.loop.create_future()
+        self.last_rx = self.loop.time()
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._pdus = stats.pdus
+
+    # --- asyncio.Protocol -------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.on_connected()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_rx = self.loop.time()
+        try:
+            pdus = self.framer.feed(data)
+        except FramingError as exc:
+            for pdu in getattr(exc, "pdus", []):
+                self._dispatch(pdu)
+            log.warning("framing_error", extra={"peer": self.peer, "side": self.side, "error": str(exc)})
+            self.send(P.generic_nack(st.ESME_RINVCMDLEN, getattr(exc, "sequence_number", 0)))
+            self.close()
+            return
+        for pdu in pdus:
+            self._dispatch(pdu)
+
+    def _dispatch(self, pdu: P.Pdu) -> None:
+        cid = pdu.command_id
+        key = cid if cid in P.COMMAND_NAMES else UNKNOWN_COMMAND
+        self._pdus[(self.side, "in", key)] += 1
+        try:
+            self.on_pdu(pdu)
+        except Exception:  # our bug: answer, keep the session
+            log.exception("pdu_handler_failed", extra={"peer": self.peer, "side": self.side, "pdu": repr(pdu)})
+            if not pdu.is_response:
+                self.send(P.response_for(pdu, st.ESME_RSYSERR))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.closed = True
+        if not self.closed_future.done():
+            self.closed_future.set_result(None)
+        self.on_closed()
+
+    # --- writing ----------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self._out.append(data)
+        # count by command id of the header we just queued
+        cid = int.from_bytes(data[4:8], "big")
+        self._pdus[(self.side, "out", cid if cid in P.COMMAND_NAMES else UNKNOWN_COMMAND)] += 1
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out and self.transport is not None and not self.transport.is_closing():
+            data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+            self._out.clear()
+            self.transport.write(data)
+
+    def close(self) -> None:
+        """Flush what is queued, then close."""
+        if self.closed:
+            return
+        self._flush()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    # --- hooks ------------------------------------------------------------------
+    def on_connected(self) -> None: ...
+
+    def on_pdu(self, pdu: P.Pdu) -> None: ...
+
+    def on_closed(self) -> None: ...
+
+    def log_extra(self, **kw: Any) -> dict[str, Any]:
+        return {"peer": self.peer, "side": self.side, **kw}

@@ -1,0 +1,220 @@
+"""The SMPP server applications bind to: one EsmeConnection per TCP connection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from gateway.config import Esme
+from gateway.connection import Connection
+from gateway.errors import MalformedPduError
+from gateway.proxy import AccountState, OnStatus, Proxy
+from gateway.smpp import pdu as P
+from gateway.smpp import status as st
+from gateway.smpp.session import (
+    BIND_STATE_FOR,
+    BOUND,
+    CAN_RECEIVE,
+    CAN_SUBMIT,
+    FORWARDED,
+    BindState,
+    Sequencer,
+    esme_request_status,
+)
+
+log = logging.getLogger(__name__)
+GATEWAY_SYSTEM_ID = "gateway"
+
+
+@dataclass(slots=True)
+class OutRequest:
+    """A request the gateway sent to the application (deliver_sm, data_sm)."""
+
+    on_status: OnStatus | None
+    deadline: float
+
+
+class EsmeConnection(Connection):
+    side = "esme"
+
+    def __init__(self, server: EsmeServer) -> None:
+        super().__init__(server.proxy.stats, server.limits.max_pdu)
+        self.server = server
+        self.proxy = server.proxy
+        self.limits = server.limits
+        self.state = BindState.OPEN
+        self.account: AccountState | None = None
+        self.system_id = ""
+        self.window = 0
+        self.outstanding = 0
+        self.seq = Sequencer()
+        self.out: dict[int, OutRequest] = {}
+        self.opened_at = self.loop.time()
+
+    def on_connected(self) -> None:
+        self.server.connections.add(self)
+        log.info("esme_connected", extra=self.log_extra())
+
+    def on_pdu(self, pdu: P.Pdu) -> None:
+        cid = pdu.command_id
+        if cid in FORWARDED and self.state in CAN_SUBMIT:
+            if self.outstanding >= self.window:
+                self.send(P.response_for(pdu, st.ESME_RTHROTTLED))
+            else:
+                self.proxy.forward_mt(self, pdu, self.loop.time())
+            return
+        if pdu.is_response:
+            self._on_response(pdu)
+            return
+        if cid not in P.COMMAND_NAMES or cid in (P.DELIVER_SM, P.OUTBIND, P.ALERT_NOTIFICATION):
+            self.send(P.generic_nack(st.ESME_RINVCMDID, pdu.sequence_number))
+            return
+        refused = esme_request_status(self.state, cid)
+        if refused is not None:
+            self.send(P.response_for(pdu, refused))
+        elif cid == P.ENQUIRE_LINK:
+            self.send(P.response_for(pdu, st.ESME_ROK))
+        elif cid in P.BIND_COMMANDS:
+            self._on_bind(pdu)
+        elif cid == P.UNBIND:
+            self.send(P.response_for(pdu, st.ESME_ROK))
+            self._unbound()
+            self.close()
+        else:  # a forwarded command in a state that allows it but reached here: cannot happen
+            self.send(P.response_for(pdu, st.ESME_RSYSERR))
+
+    def _on_bind(self, pdu: P.Pdu) -> None:
+        try:
+            bind = P.parse_bind(pdu.raw)
+        except MalformedPduError:
+            self.proxy.metrics.bind_failures.labels("malformed").inc()
+            self.send(P.response_for(pdu, st.ESME_RBINDFAIL))
+            self.close()
+            return
+        status, account = self.proxy.authenticate(bind)
+        if account is None:
+            self.proxy.metrics.bind_failures.labels(f"0x{status:02x}").inc()
+            log.info("bind_refused", extra=self.log_extra(system_id=bind.system_id, status=status))
+            self.send(P.response_for(pdu, status))
+            self.close()
+            return
+        self.state = BIND_STATE_FOR[pdu.command_id]
+        self.account = account
+        self.system_id = account.config.system_id
+        self.window = account.config.window
+        self.proxy.esme_bound(account, self)
+        self.send(P.response_for(pdu, st.ESME_ROK, P.bind_resp_body(GATEWAY_SYSTEM_ID)))
+        log.info("esme_bound", extra=self.log_extra(system_id=self.system_id, mode=self.state.name))
+
+    def _on_response(self, pdu: P.Pdu) -> None:
+        request = self.out.pop(pdu.sequence_number, None)
+        if request is None:
+            return  # enquire_link_resp, unbind_resp, or a late answer we already timed out
+        self.stats.inflight["esme"] -= 1
+        if request.on_status is not None:
+            request.on_status(pdu.command_status, pdu)
+
+    # --- requests to the application -------------------------------------------
+    def can_receive(self) -> bool:
+        return self.state in CAN_RECEIVE and not self.closed
+
+    def deliver(self, pdu: P.Pdu, raw: bytes, on_status: OnStatus) -> None:
+        seq = self.seq.next()
+        self.out[seq] = OutRequest(on_status, self.loop.time() + self.limits.response_timeout)
+        self.stats.inflight["esme"] += 1
+        self.send(raw[:12] + P.SEQ.pack(seq) + raw[16:])
+
+    def request(self, command_id: int) -> None:
+        """enquire_link / unbind from the gateway; the answer needs no handling."""
+        seq = self.seq.next()
+        self.send(P.encode(command_id, 0, seq))
+
+    # --- timers ------------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        if self.state == BindState.OPEN and now - self.opened_at > self.limits.session_init_timeout:
+            log.info("session_init_timeout", extra=self.log_extra())
+            self.close()
+            return
+        if now - self.last_rx > self.limits.inactivity_timeout:
+            log.info("inactivity_timeout", extra=self.log_extra(system_id=self.system_id))
+            self.unbind()
+            return
+        if self.state in BOUND and now - self.last_rx > self.limits.enquire_link_interval:
+            self.request(P.ENQUIRE_LINK)
+        self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        expired = [seq for seq, r in self.out.items() if r.deadline <= now]
+        for seq in expired:
+            self._fail(self.out.pop(seq))
+
+    def _fail(self, request: OutRequest) -> None:
+        self.stats.inflight["esme"] -= 1
+        if request.on_status is not None:
+            request.on_status(self.proxy.unbound_status, None)
+
+    def unbind(self, close: bool = True) -> None:
+        """Send unbind; new requests are refused from now on. Closing may wait for in-flight answers."""
+        if self.state in BOUND:
+            self.request(P.UNBIND)
+        self._unbound()
+        if close:
+            self.close()
+
+    def _unbound(self) -> None:
+        if self.account is not None:
+            self.proxy.esme_gone(self.account, self)
+            self.account = None
+        self.state = BindState.UNBOUND
+
+    def on_closed(self) -> None:
+        self._unbound()
+        self.server.connections.discard(self)
+        for request in list(self.out.values()):
+            self._fail(request)
+        self.out.clear()
+        log.info("esme_closed", extra=self.log_extra(system_id=self.system_id))
+
+
+class EsmeServer:
+    def __init__(self, proxy: Proxy, limits: Esme) -> None:
+        self.proxy = proxy
+        self.limits = limits
+        self.connections: set[EsmeConnection] = set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: EsmeConnection(self), host, port, reuse_address=True)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    def tick(self, now: float) -> None:
+        for conn in list(self.connections):
+            conn.tick(now)
+
+    def stop_accepting(self) -> None:
+        self.proxy.accepting = False
+        if self.server is not None:
+            self.server.close()
+
+    def inflight(self) -> int:
+        return sum(c.outstanding + len(c.out) for c in self.connections)
+
+    async def unbind_all(self, drain_timeout: float) -> None:
+        """Unbind every application, let in-flight answers reach them, then close."""
+        loop = asyncio.get_running_loop()
+        for conn in list(self.connections):
+            conn.unbind(close=False)
+        deadline = loop.time() + drain_timeout
+        while self.inflight() and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            conn.close()
+        waits = [c.closed_future for c in self.connections]
+        if waits:
+            await asyncio.wait(waits, timeout=1.0)
+        for conn in list(self.connections):
+            conn.abort()
+        if self.server is not None:
+            await self.server.wait_closed()

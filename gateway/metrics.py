@@ -1,0 +1,99 @@
+"""Every Prometheus metric, defined once.
+
+Hot-path counters are plain ints in `Stats` (no locks, no label lookups per message);
+a custom collector turns them into Prometheus families at scrape time.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from gateway.smpp.pdu import command_name
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Stats:
+    """Plain counters the event loop bumps; read only by the collector."""
+
+    def __init__(self) -> None:
+        # (side, direction, command_id) -> count
+        self.pdus: defaultdict[tuple[str, str, int], int] = defaultdict(int)
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.esme_sessions: defaultdict[str, int] = defaultdict(int)
+        self.carrier_bound = 0
+        self.inflight: dict[str, int] = {"esme": 0, "carrier": 0}
+
+    def observe_latency(self, seconds: float) -> None:
+        self.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+
+
+class _StatsCollector(Collector):
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Any]:
+        s = self.stats
+        pdus = CounterMetricFamily(
+            "gateway_pdus", "SMPP PDUs by side, direction and command", labels=["side", "direction", "command"]
+        )
+        for (side, direction, command_id), n in list(s.pdus.items()):
+            pdus.add_metric([side, direction, command_name(command_id)], n)
+        yield pdus
+        sessions = GaugeMetricFamily("gateway_esme_sessions", "bound application sessions", labels=["account"])
+        for account, n in list(s.esme_sessions.items()):
+            sessions.add_metric([account], n)
+        yield sessions
+        yield GaugeMetricFamily("gateway_carrier_sessions_bound", "bound carrier sessions", value=s.carrier_bound)
+        inflight = GaugeMetricFamily("gateway_inflight", "requests awaiting a response", labels=["side"])
+        for side, n in s.inflight.items():
+            inflight.add_metric([side], n)
+        yield inflight
+        buckets: list[tuple[str, float]] = []
+        acc = 0
+        for bound, n in zip(LATENCY_BUCKETS, s.latency_counts):
+            acc += n
+            buckets.append((repr(bound), acc))
+        acc += s.latency_counts[-1]
+        buckets.append(("+Inf", acc))
+        yield HistogramMetricFamily(
+            "gateway_request_latency_seconds",
+            "application request to response latency",
+            buckets=buckets,
+            sum_value=s.latency_sum,
+        )
+
+
+class Metrics:
+    """The registry and the (rarely bumped) labelled metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.stats = Stats()
+        self.registry.register(_StatsCollector(self.stats))
+        r = self.registry
+        self.bind_failures = Counter("gateway_bind_failures", "rejected application binds", ["reason"], registry=r)
+        self.carrier_reconnects = Counter("gateway_carrier_reconnects", "carrier connection attempts", registry=r)
+        self.carrier_timeouts = Counter("gateway_carrier_timeouts", "requests the carrier never answered", registry=r)
+        self.optout_events = Counter(
+            "gateway_optout_events", "opt-out engine events", ["op", "number_type"], registry=r
+        )
+        self.mt_rejected = Counter("gateway_mt_rejected", "MT refused by the gateway", ["reason"], registry=r)
+        self.autoreplies = Counter("gateway_autoreplies", "auto-replies sent", ["op", "result"], registry=r)
+        self.blocks = Gauge("gateway_blocks", "blocks in the in-memory index", ["kind"], registry=r)
+        self.store_errors = Counter("gateway_store_errors", "store operations that failed", registry=r)
+        self.mo_unrouted = Counter(
+            "gateway_mo_unrouted", "deliver_sm answered with a temporary status", ["reason"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

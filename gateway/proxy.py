@@ -1,0 +1,307 @@
+"""Use cases: forward MT to the carrier, route MO and receipts to applications.
+
+The proxy owns accounts, carrier choice, the message_id -> account map for receipts,
+and the policy hook every MT request and every MO passes through. It never touches
+sockets; sessions call it and it calls them back.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gateway.config import Account, Settings
+from gateway.errors import MalformedPduError, status_for
+from gateway.metrics import Metrics
+from gateway.smpp import pdu as P
+from gateway.smpp import status as st
+
+log = logging.getLogger(__name__)
+
+OWN = "\x00gateway"  # receipt-route owner for the gateway's own messages
+OnStatus = Callable[[int, "P.Pdu | None"], None]
+
+
+class EsmeSession(Protocol):
+    """What the proxy needs of an application session (esme_server.EsmeConnection)."""
+
+    system_id: str
+    outstanding: int
+    closed: bool
+
+    def send(self, data: bytes) -> None: ...
+
+    def deliver(self, pdu: P.Pdu, raw: bytes, on_status: OnStatus) -> None: ...
+
+    def can_receive(self) -> bool: ...
+
+
+class CarrierLink(Protocol):
+    """What the proxy needs of a carrier session (carrier.CarrierConnection)."""
+
+    window: int
+    pending: dict[int, Pending]
+
+    def forward(self, raw_pdu: P.Pdu, pending: Pending, raw: bytes | None = None) -> None: ...
+
+    def send(self, data: bytes) -> None: ...
+
+
+@dataclass(slots=True)
+class Pending:
+    """A request the gateway sent to the carrier and awaits the answer of."""
+
+    origin: EsmeSession | None  # None: the gateway's own request
+    origin_seq: int
+    command_id: int
+    started: float
+    on_response: Callable[[P.Pdu | None], None] | None = None  # own requests only
+    extra: object = None  # policy data (e.g. submit_multi unsuccess list)
+
+
+class Policy(Protocol):
+    """The seam the opt-out engine plugs into."""
+
+    def check_mt(self, account: str, pdu: P.Pdu) -> MtVerdict | None:
+        """None: forward untouched. Otherwise answer or rewrite (see MtVerdict)."""
+        ...
+
+    def on_mo(self, proxy: Proxy, carrier: CarrierLink, pdu: P.Pdu, sm: P.ShortMessage | P.DataSm) -> bool:
+        """True when the policy took the MO over (it then answers the carrier itself)."""
+        ...
+
+
+@dataclass(slots=True)
+class MtVerdict:
+    status: int = 0  # non-zero: answer the application with this status, nothing forwarded
+    body: bytes = b""  # response body when answering locally
+    raw: bytes | None = None  # forward these bytes instead (submit_multi with blocked dests removed)
+    extra: object = None
+
+
+class NullPolicy:
+    def check_mt(self, account: str, pdu: P.Pdu) -> MtVerdict | None:
+        return None
+
+    def on_mo(self, proxy: Proxy, carrier: CarrierLink, pdu: P.Pdu, sm: P.ShortMessage | P.DataSm) -> bool:
+        return False
+
+
+@dataclass
+class AccountState:
+    config: Account
+    sessions: list[EsmeSession] = field(default_factory=list)
+    rr: int = 0
+
+    def receiver(self) -> EsmeSession | None:
+        sessions = [s for s in self.sessions if s.can_receive() and not s.closed]
+        if not sessions:
+            return None
+        self.rr = (self.rr + 1) % len(sessions)
+        return sessions[self.rr]
+
+
+class Proxy:
+    def __init__(self, settings: Settings, metrics: Metrics, policy: Policy | None = None,
+                 number_key: Callable[[P.Address], str | None] | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.stats = metrics.stats
+        self.policy: Policy = policy or NullPolicy()
+        self.accounts = {a.system_id: AccountState(a) for a in settings.accounts}
+        self.number_owner = {n: a.system_id for a in settings.accounts for n in a.numbers}
+        self.default_accounts = [s for s in self.accounts.values() if not s.config.numbers]
+        self._default_rr = 0
+        self.number_key = number_key or (lambda a: a.text)
+        self.carriers: list[CarrierLink] = []
+        self._carrier_rr = 0
+        self.routes: dict[bytes, tuple[str, float]] = {}
+        self.route_ttl = settings.routing.receipt_route_ttl
+        self.unbound_status = settings.routing.unbound_status
+        self.timeout_status = settings.carrier.timeout_status
+        self.accepting = True
+
+    # --- binds ------------------------------------------------------------------
+    def authenticate(self, bind: P.BindRequest) -> tuple[int, AccountState | None]:
+        state = self.accounts.get(bind.system_id)
+        expected = state.config.password.get_secret_value() if state else "\x00" * 9
+        ok = hmac.compare_digest(bind.password.encode("latin-1"), expected.encode("latin-1"))
+        if not self.accepting:
+            return st.ESME_RBINDFAIL, None
+        if state is None:
+            return st.ESME_RINVSYSID, None
+        if not ok:
+            return st.ESME_RINVPASWD, None
+        if len(state.sessions) >= state.config.max_binds:
+            return st.ESME_RBINDFAIL, None
+        return st.ESME_ROK, state
+
+    def esme_bound(self, state: AccountState, session: EsmeSession) -> None:
+        state.sessions.append(session)
+        self.stats.esme_sessions[state.config.system_id] = len(state.sessions)
+
+    def esme_gone(self, state: AccountState, session: EsmeSession) -> None:
+        if session in state.sessions:
+            state.sessions.remove(session)
+        self.stats.esme_sessions[state.config.system_id] = len(state.sessions)
+
+    # --- carrier sessions -------------------------------------------------------
+    def carrier_bound(self, link: CarrierLink) -> None:
+        self.carriers.append(link)
+        self.stats.carrier_bound = len(self.carriers)
+
+    def carrier_gone(self, link: CarrierLink) -> None:
+        if link in self.carriers:
+            self.carriers.remove(link)
+        self.stats.carrier_bound = len(self.carriers)
+        for pending in list(link.pending.values()):
+            self.mt_failed(pending, self.timeout_status)
+        link.pending.clear()
+
+    def pick_carrier(self) -> CarrierLink | int:
+        """A carrier with window room, or the status to refuse with."""
+        carriers = self.carriers
+        n = len(carriers)
+        if not n:
+            return st.ESME_RMSGQFUL
+        for _ in range(n):
+            self._carrier_rr = (self._carrier_rr + 1) % n
+            link = carriers[self._carrier_rr]
+            if len(link.pending) < link.window:
+                return link
+        return st.ESME_RTHROTTLED
+
+    # --- MT: application -> carrier ------------------------------------------------
+    def forward_mt(self, esme: EsmeSession, pdu: P.Pdu, now: float) -> None:
+        verdict = self.policy.check_mt(esme.system_id, pdu)
+        raw = None
+        extra = None
+        if verdict is not None:
+            if verdict.status or verdict.raw is None:
+                esme.send(P.response_for(pdu, verdict.status, verdict.body))
+                return
+            raw, extra = verdict.raw, verdict.extra
+        link = self.pick_carrier()
+        if isinstance(link, int):
+            esme.send(P.response_for(pdu, link))
+            return
+        esme.outstanding += 1
+        self.stats.inflight["carrier"] += 1
+        link.forward(pdu, Pending(esme, pdu.sequence_number, pdu.command_id, now, None, extra), raw)
+
+    def mt_answered(self, pending: Pending, resp: P.Pdu, now: float) -> None:
+        self.stats.inflight["carrier"] -= 1
+        if pending.on_response is not None:
+            pending.on_response(resp)
+            return
+        esme = pending.origin
+        if esme is None:
+            return
+        esme.outstanding -= 1
+        if resp.command_status == 0 and resp.command_id in (P.SUBMIT_SM_RESP, P.DATA_SM_RESP, P.SUBMIT_MULTI_RESP):
+            message_id = P.response_message_id(resp.raw)
+            if message_id:
+                self.routes[message_id] = (esme.system_id, now + self.route_ttl)
+        self.stats.observe_latency(now - pending.started)
+        raw = resp.with_sequence(pending.origin_seq)
+        if pending.extra is not None and resp.command_id == P.SUBMIT_MULTI_RESP:
+            raw = self._merge_multi_resp(resp, pending)
+        esme.send(raw)
+
+    def _merge_multi_resp(self, resp: P.Pdu, pending: Pending) -> bytes:
+        blocked: list[tuple[P.Address, int]] = pending.extra  # type: ignore[assignment]
+        try:
+            message_id, unsuccess = P.parse_submit_multi_resp(resp.raw)
+        except MalformedPduError:
+            return resp.with_sequence(pending.origin_seq)
+        body = P.submit_multi_resp_body(message_id, unsuccess + blocked)
+        return P.encode(P.SUBMIT_MULTI_RESP, resp.command_status, pending.origin_seq, body)
+
+    def mt_failed(self, pending: Pending, status: int) -> None:
+        """The carrier never answered (timeout or link lost): answer with a temporary status."""
+        self.stats.inflight["carrier"] -= 1
+        if pending.on_response is not None:
+            pending.on_response(None)
+            return
+        esme = pending.origin
+        if esme is None:
+            return
+        esme.outstanding -= 1
+        esme.send(P.encode(pending.command_id | P.RESPONSE_BIT, status, pending.origin_seq))
+
+    def send_own(self, raw_pdu: P.Pdu, now: float, on_response: Callable[[P.Pdu | None], None]) -> bool:
+        """Send a PDU the gateway built itself (an auto-reply). False when no carrier can take it."""
+        link = self.pick_carrier()
+        if isinstance(link, int):
+            return False
+        self.stats.inflight["carrier"] += 1
+        link.forward(raw_pdu, Pending(None, 0, raw_pdu.command_id, now, on_response))
+        return True
+
+    # --- MO and receipts: carrier -> application ---------------------------------
+    def on_carrier_request(self, link: CarrierLink, pdu: P.Pdu, now: float) -> None:
+        try:
+            sm = P.parse_any_sm(pdu)
+        except MalformedPduError as exc:
+            log.warning("malformed_mo", extra={"error": str(exc), "sequence_number": pdu.sequence_number})
+            link.send(P.response_for(pdu, status_for(exc), b"\x00"))
+            return
+        if sm.is_receipt:
+            self._route_receipt(link, pdu, sm)
+            return
+        if self.policy.on_mo(self, link, pdu, sm):
+            return
+        self.deliver(self.account_for(sm.destination), pdu, pdu.raw, self.answer_carrier(link, pdu))
+
+    def _route_receipt(self, link: CarrierLink, pdu: P.Pdu, sm: P.ShortMessage | P.DataSm) -> None:
+        message_id = P.receipt_message_id(sm)
+        route = self.routes.get(message_id) if message_id else None
+        if route is not None and route[0] == OWN:
+            link.send(P.response_for(pdu, st.ESME_ROK, b"\x00"))
+            return
+        state = self.accounts.get(route[0]) if route else self.account_for(sm.destination)
+        self.deliver(state, pdu, pdu.raw, self.answer_carrier(link, pdu))
+
+    def account_for(self, destination: P.Address) -> AccountState | None:
+        """The account owning the number the mobile texted, else the default route."""
+        key = self.number_key(destination)
+        owner = self.number_owner.get(key) if key else None
+        if owner is not None:
+            return self.accounts[owner]
+        defaults = self.default_accounts
+        if not defaults:
+            return None
+        for _ in range(len(defaults)):
+            self._default_rr = (self._default_rr + 1) % len(defaults)
+            state = defaults[self._default_rr]
+            if state.receiver() is not None:
+                return state
+        return defaults[0]
+
+    def deliver(self, state: AccountState | None, pdu: P.Pdu, raw: bytes, on_status: OnStatus) -> None:
+        session = state.receiver() if state else None
+        if session is None:
+            self.metrics.mo_unrouted.labels("no_receiver").inc()
+            on_status(self.unbound_status, None)
+            return
+        session.deliver(pdu, raw, on_status)
+
+    def answer_carrier(self, link: CarrierLink, pdu: P.Pdu) -> OnStatus:
+        """A callback that answers the carrier's deliver_sm/data_sm with the application's answer."""
+
+        def done(status: int, resp: P.Pdu | None) -> None:
+            if resp is not None:
+                link.send(resp.with_sequence(pdu.sequence_number))
+            else:
+                link.send(P.response_for(pdu, status, b"\x00"))
+
+        return done
+
+    def purge_routes(self, now: float) -> int:
+        expired = [k for k, (_, until) in self.routes.items() if until <= now]
+        for k in expired:
+            del self.routes[k]
+        return len(expired)

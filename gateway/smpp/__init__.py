@@ -1,0 +1,1 @@
+"""Pure SMPP 3.4: framing, field access, sans-IO sessions. Imports nothing but the stdlib and aiosmpplib."""

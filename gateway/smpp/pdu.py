@@ -1,0 +1,485 @@
+"""SMPP 3.4 framing and the little field access the gateway needs.
+
+The hot path reads the 16-byte header and the addresses with `struct`/`bytes.index`
+and forwards the bytes it received with only sequence_number rewritten. Bodies are
+parsed only where a decision needs them (MO keywords, receipts, bind credentials).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from gateway.errors import FramingError, MalformedPduError
+
+HEADER = struct.Struct("!IIII")
+HEADER_SIZE = 16
+SEQ = struct.Struct("!I")
+TLV = struct.Struct("!HH")
+MAX_PDU = 64 * 1024
+RESPONSE_BIT = 0x80000000
+MAX_SEQUENCE = 0x7FFFFFFF
+
+# Command ids (SMPP 3.4 section 5.1.2.1)
+GENERIC_NACK = 0x80000000
+BIND_RECEIVER = 0x00000001
+BIND_RECEIVER_RESP = 0x80000001
+BIND_TRANSMITTER = 0x00000002
+BIND_TRANSMITTER_RESP = 0x80000002
+QUERY_SM = 0x00000003
+QUERY_SM_RESP = 0x80000003
+SUBMIT_SM = 0x00000004
+SUBMIT_SM_RESP = 0x80000004
+DELIVER_SM = 0x00000005
+DELIVER_SM_RESP = 0x80000005
+UNBIND = 0x00000006
+UNBIND_RESP = 0x80000006
+REPLACE_SM = 0x00000007
+REPLACE_SM_RESP = 0x80000007
+CANCEL_SM = 0x00000008
+CANCEL_SM_RESP = 0x80000008
+BIND_TRANSCEIVER = 0x00000009
+BIND_TRANSCEIVER_RESP = 0x80000009
+OUTBIND = 0x0000000B
+ENQUIRE_LINK = 0x00000015
+ENQUIRE_LINK_RESP = 0x80000015
+SUBMIT_MULTI = 0x00000021
+SUBMIT_MULTI_RESP = 0x80000021
+ALERT_NOTIFICATION = 0x00000102
+DATA_SM = 0x00000103
+DATA_SM_RESP = 0x80000103
+
+COMMAND_NAMES: dict[int, str] = {
+    GENERIC_NACK: "generic_nack",
+    BIND_RECEIVER: "bind_receiver",
+    BIND_RECEIVER_RESP: "bind_receiver_resp",
+    BIND_TRANSMITTER: "bind_transmitter",
+    BIND_TRANSMITTER_RESP: "bind_transmitter_resp",
+    QUERY_SM: "query_sm",
+    QUERY_SM_RESP: "query_sm_resp",
+    SUBMIT_SM: "submit_sm",
+    SUBMIT_SM_RESP: "submit_sm_resp",
+    DELIVER_SM: "deliver_sm",
+    DELIVER_SM_RESP: "deliver_sm_resp",
+    UNBIND: "unbind",
+    UNBIND_RESP: "unbind_resp",
+    REPLACE_SM: "replace_sm",
+    REPLACE_SM_RESP: "replace_sm_resp",
+    CANCEL_SM: "cancel_sm",
+    CANCEL_SM_RESP: "cancel_sm_resp",
+    BIND_TRANSCEIVER: "bind_transceiver",
+    BIND_TRANSCEIVER_RESP: "bind_transceiver_resp",
+    OUTBIND: "outbind",
+    ENQUIRE_LINK: "enquire_link",
+    ENQUIRE_LINK_RESP: "enquire_link_resp",
+    SUBMIT_MULTI: "submit_multi",
+    SUBMIT_MULTI_RESP: "submit_multi_resp",
+    ALERT_NOTIFICATION: "alert_notification",
+    DATA_SM: "data_sm",
+    DATA_SM_RESP: "data_sm_resp",
+}
+BIND_COMMANDS = frozenset({BIND_RECEIVER, BIND_TRANSMITTER, BIND_TRANSCEIVER})
+
+# TLV tags (5.3.2)
+TAG_RECEIPTED_MESSAGE_ID = 0x001E
+TAG_MESSAGE_STATE = 0x0427
+TAG_MESSAGE_PAYLOAD = 0x0424
+TAG_SAR_MSG_REF_NUM = 0x020C
+TAG_SAR_TOTAL_SEGMENTS = 0x020E
+TAG_SAR_SEGMENT_SEQNUM = 0x020F
+TAG_SC_INTERFACE_VERSION = 0x0210
+
+ESM_UDHI = 0x40
+ESM_TYPE_MASK = 0x3C
+ESM_RECEIPT = 0x04  # SMSC delivery receipt
+ESM_INTERMEDIATE = 0x20
+
+
+def command_name(command_id: int) -> str:
+    return COMMAND_NAMES.get(command_id, f"0x{command_id:08x}")
+
+
+class Pdu:
+    """One framed PDU: header values plus the exact bytes received."""
+
+    __slots__ = ("command_id", "command_status", "sequence_number", "raw")
+
+    def __init__(self, command_id: int, command_status: int, sequence_number: int, raw: bytes):
+        self.command_id = command_id
+        self.command_status = command_status
+        self.sequence_number = sequence_number
+        self.raw = raw
+
+    @property
+    def is_response(self) -> bool:
+        return bool(self.command_id & RESPONSE_BIT)
+
+    @property
+    def body(self) -> bytes:
+        return self.raw[HEADER_SIZE:]
+
+    def with_sequence(self, sequence_number: int) -> bytes:
+        """The received bytes with only sequence_number rewritten."""
+        raw = self.raw
+        return raw[:12] + SEQ.pack(sequence_number) + raw[16:]
+
+    def __repr__(self) -> str:
+        return (
+            f"Pdu({command_name(self.command_id)}, status=0x{self.command_status:x}, "
+            f"seq={self.sequence_number}, len={len(self.raw)})"
+        )
+
+
+@dataclass
+class Framer:
+    """Byte stream in, PDUs out. No sockets.
+
+    A command_length below 16 or above max_pdu cannot be resynchronised: FramingError,
+    carrying the header so the caller can generic_nack with the offending sequence.
+    """
+
+    max_pdu: int = MAX_PDU
+    _buf: bytearray = field(default_factory=bytearray)
+
+    def feed(self, data: bytes) -> list[Pdu]:
+        buf = self._buf
+        buf += data
+        pdus: list[Pdu] = []
+        pos = 0
+        end = len(buf)
+        unpack = HEADER.unpack_from
+        while end - pos >= HEADER_SIZE:
+            length, command_id, status, seq = unpack(buf, pos)
+            if length < HEADER_SIZE or length > self.max_pdu:
+                del buf[:pos]
+                err = FramingError(f"command_length={length}")
+                err.sequence_number = seq  # type: ignore[attr-defined]
+                err.pdus = pdus  # type: ignore[attr-defined]
+                raise err
+            if end - pos < length:
+                break
+            pdus.append(Pdu(command_id, status, seq, bytes(buf[pos : pos + length])))
+            pos += length
+        if pos:
+            del buf[:pos]
+        return pdus
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+
+def encode(command_id: int, command_status: int, sequence_number: int, body: bytes = b"") -> bytes:
+    return HEADER.pack(HEADER_SIZE + len(body), command_id, command_status, sequence_number) + body
+
+
+def response_for(pdu: Pdu, command_status: int, body: bytes = b"") -> bytes:
+    """The response to a request. Per 5.1.3 a non-zero status carries no body for most PDUs."""
+    return encode(pdu.command_id | RESPONSE_BIT, command_status, pdu.sequence_number, body)
+
+
+def generic_nack(command_status: int, sequence_number: int) -> bytes:
+    return encode(GENERIC_NACK, command_status, sequence_number)
+
+
+def cstring(value: bytes | str) -> bytes:
+    if isinstance(value, str):
+        value = value.encode("latin-1")
+    return value + b"\x00"
+
+
+# --- field access -----------------------------------------------------------------
+
+
+def _cstr(raw: bytes, pos: int, limit: int) -> tuple[bytes, int]:
+    """C-Octet string at pos, at most `limit` bytes including the NUL."""
+    try:
+        end = raw.index(b"\x00", pos, pos + limit)
+    except ValueError:
+        raise MalformedPduError(f"unterminated C-Octet string at {pos}") from None
+    return raw[pos:end], end + 1
+
+
+def _u8(raw: bytes, pos: int) -> int:
+    if pos >= len(raw):
+        raise MalformedPduError(f"body truncated at {pos}")
+    return raw[pos]
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    ton: int
+    npi: int
+    addr: bytes
+
+    @property
+    def text(self) -> str:
+        return self.addr.decode("latin-1")
+
+
+def submit_addresses(raw: bytes) -> tuple[Address, Address]:
+    """source and destination of submit_sm / deliver_sm / data_sm (same leading layout)."""
+    _, pos = _cstr(raw, HEADER_SIZE, 6)  # service_type
+    src_ton = _u8(raw, pos)
+    src_npi = _u8(raw, pos + 1)
+    src, pos = _cstr(raw, pos + 2, 65)
+    dst_ton = _u8(raw, pos)
+    dst_npi = _u8(raw, pos + 1)
+    dst, pos = _cstr(raw, pos + 2, 65)
+    return Address(src_ton, src_npi, src), Address(dst_ton, dst_npi, dst)
+
+
+def parse_tlvs(raw: bytes, pos: int) -> dict[int, bytes]:
+    tlvs: dict[int, bytes] = {}
+    end = len(raw)
+    while pos < end:
+        if end - pos < 4:
+            raise MalformedPduError("truncated TLV header")
+        tag, length = TLV.unpack_from(raw, pos)
+        pos += 4
+        if end - pos < length:
+            raise MalformedPduError(f"TLV 0x{tag:04x} overruns the PDU")
+        tlvs[tag] = raw[pos : pos + length]
+        pos += length
+    return tlvs
+
+
+@dataclass(frozen=True, slots=True)
+class ShortMessage:
+    """The fields of submit_sm / deliver_sm (4.4.1, 4.6.1) a decision needs."""
+
+    service_type: bytes
+    source: Address
+    destination: Address
+    esm_class: int
+    registered_delivery: int
+    data_coding: int
+    short_message: bytes
+    tlvs: dict[int, bytes]
+
+    @property
+    def payload(self) -> bytes:
+        """message_payload when present, otherwise short_message."""
+        return self.tlvs.get(TAG_MESSAGE_PAYLOAD, self.short_message)
+
+    @property
+    def is_receipt(self) -> bool:
+        return bool(self.esm_class & ESM_RECEIPT) or self.esm_class & ESM_TYPE_MASK == ESM_INTERMEDIATE
+
+
+def parse_short_message(raw: bytes) -> ShortMessage:
+    """submit_sm / deliver_sm body. Raises MalformedPduError, never anything else."""
+    try:
+        service_type, pos = _cstr(raw, HEADER_SIZE, 6)
+        src_ton, src_npi = raw[pos], raw[pos + 1]
+        src, pos = _cstr(raw, pos + 2, 65)
+        dst_ton, dst_npi = raw[pos], raw[pos + 1]
+        dst, pos = _cstr(raw, pos + 2, 65)
+        esm_class = raw[pos]
+        pos += 3  # esm_class, protocol_id, priority_flag
+        _, pos = _cstr(raw, pos, 17)  # schedule_delivery_time
+        _, pos = _cstr(raw, pos, 17)  # validity_period
+        registered_delivery = raw[pos]
+        data_coding = raw[pos + 2]
+        sm_length = raw[pos + 4]
+        pos += 5
+        if pos + sm_length > len(raw):
+            raise MalformedPduError("short_message overruns the PDU")
+        short_message = raw[pos : pos + sm_length]
+        tlvs = parse_tlvs(raw, pos + sm_length)
+    except IndexError:
+        raise MalformedPduError("body truncated") from None
+    return ShortMessage(
+        service_type,
+        Address(src_ton, src_npi, src),
+        Address(dst_ton, dst_npi, dst),
+        esm_class,
+        registered_delivery,
+        data_coding,
+        short_message,
+        tlvs,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DataSm:
+    """data_sm (4.7.1): no short_message; text only in message_payload."""
+
+    service_type: bytes
+    source: Address
+    destination: Address
+    esm_class: int
+    registered_delivery: int
+    data_coding: int
+    tlvs: dict[int, bytes]
+
+    @property
+    def payload(self) -> bytes:
+        return self.tlvs.get(TAG_MESSAGE_PAYLOAD, b"")
+
+    @property
+    def short_message(self) -> bytes:
+        return b""
+
+    @property
+    def is_receipt(self) -> bool:
+        return bool(self.esm_class & ESM_RECEIPT) or self.esm_class & ESM_TYPE_MASK == ESM_INTERMEDIATE
+
+
+def parse_data_sm(raw: bytes) -> DataSm:
+    try:
+        service_type, pos = _cstr(raw, HEADER_SIZE, 6)
+        src_ton, src_npi = raw[pos], raw[pos + 1]
+        src, pos = _cstr(raw, pos + 2, 65)
+        dst_ton, dst_npi = raw[pos], raw[pos + 1]
+        dst, pos = _cstr(raw, pos + 2, 65)
+        esm_class, registered_delivery, data_coding = raw[pos], raw[pos + 1], raw[pos + 2]
+        tlvs = parse_tlvs(raw, pos + 3)
+    except IndexError:
+        raise MalformedPduError("body truncated") from None
+    return DataSm(
+        service_type,
+        Address(src_ton, src_npi, src),
+        Address(dst_ton, dst_npi, dst),
+        esm_class,
+        registered_delivery,
+        data_coding,
+        tlvs,
+    )
+
+
+def parse_any_sm(pdu: Pdu) -> ShortMessage | DataSm:
+    if pdu.command_id == DATA_SM:
+        return parse_data_sm(pdu.raw)
+    return parse_short_message(pdu.raw)
+
+
+@dataclass(frozen=True, slots=True)
+class MultiDest:
+    """One destination of submit_multi: an SME address (flag 1) or a distribution list (flag 2)."""
+
+    flag: int
+    address: Address | None
+    dl_name: bytes
+    start: int
+    end: int
+
+
+def submit_multi_dests(raw: bytes) -> tuple[list[MultiDest], int, int]:
+    """(destinations, offset of number_of_dests, offset after the last destination)."""
+    try:
+        _, pos = _cstr(raw, HEADER_SIZE, 6)
+        pos += 2
+        _, pos = _cstr(raw, pos, 21)
+        count_at = pos
+        count = raw[pos]
+        pos += 1
+        dests: list[MultiDest] = []
+        for _ in range(count):
+            start = pos
+            flag = raw[pos]
+            if flag == 1:
+                ton, npi = raw[pos + 1], raw[pos + 2]
+                addr, pos = _cstr(raw, pos + 3, 21)
+                dests.append(MultiDest(1, Address(ton, npi, addr), b"", start, pos))
+            elif flag == 2:
+                name, pos = _cstr(raw, pos + 1, 21)
+                dests.append(MultiDest(2, None, name, start, pos))
+            else:
+                raise MalformedPduError(f"dest_flag={flag}")
+    except IndexError:
+        raise MalformedPduError("body truncated") from None
+    return dests, count_at, pos
+
+
+def submit_multi_without(raw: bytes, keep: list[MultiDest], count_at: int, dests_end: int) -> bytes:
+    """The same submit_multi with only `keep` destinations: every other byte as received."""
+    body = (
+        raw[HEADER_SIZE:count_at]
+        + bytes([len(keep)])
+        + b"".join(raw[d.start : d.end] for d in keep)
+        + raw[dests_end:]
+    )
+    _, command_id, status, seq = HEADER.unpack_from(raw)
+    return HEADER.pack(HEADER_SIZE + len(body), command_id, status, seq) + body
+
+
+def submit_multi_resp_body(message_id: bytes, unsuccess: list[tuple[Address, int]]) -> bytes:
+    parts = [cstring(message_id), bytes([len(unsuccess)])]
+    for address, status in unsuccess:
+        parts.append(bytes([address.ton, address.npi]) + cstring(address.addr) + SEQ.pack(status))
+    return b"".join(parts)
+
+
+def parse_submit_multi_resp(raw: bytes) -> tuple[bytes, list[tuple[Address, int]]]:
+    try:
+        message_id, pos = _cstr(raw, HEADER_SIZE, 65)
+        if pos >= len(raw):
+            return message_id, []
+        count = raw[pos]
+        pos += 1
+        out: list[tuple[Address, int]] = []
+        for _ in range(count):
+            ton, npi = raw[pos], raw[pos + 1]
+            addr, pos = _cstr(raw, pos + 2, 21)
+            (status,) = SEQ.unpack_from(raw, pos)
+            pos += 4
+            out.append((Address(ton, npi, addr), status))
+    except (IndexError, struct.error):
+        raise MalformedPduError("submit_multi_resp truncated") from None
+    return message_id, out
+
+
+def response_message_id(raw: bytes) -> bytes:
+    """message_id of submit_sm_resp / data_sm_resp / submit_multi_resp; b'' when absent."""
+    if len(raw) <= HEADER_SIZE:
+        return b""
+    end = raw.find(b"\x00", HEADER_SIZE, HEADER_SIZE + 65)
+    return raw[HEADER_SIZE:end] if end >= 0 else b""
+
+
+@dataclass(frozen=True, slots=True)
+class BindRequest:
+    system_id: str
+    password: str
+    system_type: str
+    interface_version: int
+    address_range: str
+
+
+def parse_bind(raw: bytes) -> BindRequest:
+    try:
+        system_id, pos = _cstr(raw, HEADER_SIZE, 16)
+        password, pos = _cstr(raw, pos, 9)
+        system_type, pos = _cstr(raw, pos, 13)
+        version = raw[pos]
+        address_range, pos = _cstr(raw, pos + 3, 41)
+    except IndexError:
+        raise MalformedPduError("bind truncated") from None
+    return BindRequest(
+        system_id.decode("latin-1"),
+        password.decode("latin-1"),
+        system_type.decode("latin-1"),
+        version,
+        address_range.decode("latin-1"),
+    )
+
+
+def bind_resp_body(system_id: str) -> bytes:
+    """system_id and sc_interface_version 3.4 (4.1.6)."""
+    return cstring(system_id) + TLV.pack(TAG_SC_INTERFACE_VERSION, 1) + b"\x34"
+
+
+RECEIPT_FIELDS = ("id", "sub", "dlvrd", "submit date", "done date", "stat", "err")
+
+
+def receipt_message_id(sm: ShortMessage | DataSm) -> bytes | None:
+    """The id a receipt refers to: receipted_message_id TLV, else the `id:` of the text (Appendix B)."""
+    tlv = sm.tlvs.get(TAG_RECEIPTED_MESSAGE_ID)
+    if tlv is not None:
+        return tlv.rstrip(b"\x00")
+    text = sm.payload
+    if text.startswith(b"id:"):
+        end = text.find(b" ", 3)
+        return text[3:] if end < 0 else text[3:end]
+    return None

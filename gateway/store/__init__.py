@@ -1,0 +1,1 @@
+"""Block lists, the audit log and receipt routes, behind one Store protocol."""

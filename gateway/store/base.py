@@ -1,0 +1,105 @@
+"""The Store protocol every backend implements, and the values it stores.
+
+Numbers are E.164 strings with a leading '+'. A block is keyed by
+(number, counterpart, scope):
+- scope "number":  counterpart is the originating number (E.164) the mobile texted
+- scope "account": counterpart is the account system_id owning that number
+- scope "global":  counterpart is ""
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Scope = Literal["number", "account", "global"]
+Kind = Literal["optout", "carrier", "admin"]
+SCOPES: tuple[str, ...] = ("number", "account", "global")
+KINDS: tuple[str, ...] = ("optout", "carrier", "admin")
+
+
+@dataclass(frozen=True, slots=True)
+class BlockKey:
+    number: str  # the mobile, E.164
+    counterpart: str  # originating number (E.164), account system_id, or ""
+    scope: str  # one of SCOPES
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    key: BlockKey
+    kind: str  # one of KINDS
+    source: str  # keyword | carrier | operator | import
+    created_at: float  # unix seconds, UTC
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One line of the append-only compliance log."""
+
+    at: float  # unix seconds UTC
+    op: str  # stop | start | help | custom op name | possible_optout | admin_add | admin_remove | mt_rejected ...
+    number: str = ""  # the mobile (E.164 when known, raw otherwise)
+    counterpart: str = ""  # the originating number
+    account: str = ""
+    source: str = ""  # keyword | carrier | operator
+    text: str = ""  # the text as received (decoded)
+    data_coding: int = 0
+    rule: str = ""  # the keyword/rule that matched
+    config_version: str = ""  # hash of the keyword configuration
+    carrier_message_id: str = ""
+    reply_text: str = ""
+    reply_message_id: str = ""
+    block_state: str = ""  # resulting state: blocked | unblocked | unchanged
+    scope: str = ""
+    kind: str = ""
+    id: int = 0  # assigned by the store
+
+
+@dataclass(frozen=True, slots=True)
+class BlockChange:
+    """Add or remove one block, atomically with its audit event."""
+
+    action: Literal["add", "remove"]
+    block: Block
+    # remove only: kinds a remove may lift (START never lifts "admin")
+    lift_kinds: tuple[str, ...] = field(default=("optout", "carrier", "admin"))
+
+
+class Store(Protocol):
+    """All methods raise gateway.errors.StoreError when the backend fails."""
+
+    async def open(self) -> None:
+        """Connect and apply migrations."""
+
+    async def close(self) -> None: ...
+
+    def iter_blocks(self) -> AsyncIterator[Block]:
+        """Every current block, streamed (used to load the in-memory index at start)."""
+        ...
+
+    async def record(self, event: AuditEvent, change: BlockChange | None = None) -> tuple[int, bool]:
+        """Append event and apply change in one transaction; durable on return.
+
+        Returns (event id, changed): changed is False when an add found the block
+        already present or a remove found nothing it may lift.
+        """
+        ...
+
+    async def events_after(self, event_id: int, limit: int = 1000) -> list[AuditEvent]:
+        """Events with id > event_id in id order (tailing / catch-up)."""
+        ...
+
+    async def last_event_id(self) -> int: ...
+
+    async def put_receipt_routes(self, routes: Iterable[tuple[str, str, float]]) -> None:
+        """(carrier message_id, account system_id, expires_at) rows, upserted in one batch."""
+
+    async def get_receipt_route(self, message_id: str) -> str | None: ...
+
+    async def get_block(self, key: BlockKey) -> Block | None: ...
+
+    async def import_blocks(self, blocks: Iterable[Block]) -> int:
+        """Bulk insert (ignore existing); returns rows inserted."""
+        ...
