@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 
-from aiosmpplib import BindTransceiver, PhoneNumber
+from aiosmpplib import BindTransceiver
 
 from gateway.config import Carrier
 from gateway.connection import Connection
@@ -46,7 +46,7 @@ class CarrierConnection(Connection):
             system_id=cfg.system_id,
             password=cfg.password.get_secret_value(),
             system_type=cfg.system_type,
-            address_range=PhoneNumber(""),
+            address_range="",
         )
         self.bind_seq = self.seq.next()
         bind.sequence_num = self.bind_seq

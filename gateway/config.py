@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from gateway.errors import ConfigError
+from gateway.policy.numbers import e164
 from gateway.policy.settings import OptoutSettings
 
 Port = int
@@ -107,6 +108,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _unique_accounts(self) -> Settings:
+        for account in self.accounts:
+            account.numbers = [_number(n, self.optout.default_region, account.system_id) for n in account.numbers]
         seen: set[str] = set()
         owners: dict[str, str] = {}
         for account in self.accounts:
@@ -141,6 +144,17 @@ class Settings(BaseSettings):
 
 
 _TOML_FILE: Path | None = None
+
+
+def _number(raw: str, region: str, system_id: str) -> str:
+    """An account number in E.164 ('+14155550100'); short codes stay as digits."""
+    text = raw.strip().replace(" ", "").replace("-", "")
+    number = e164(1 if text.startswith("+") else 0, text, region)
+    if number is not None:
+        return number
+    if text.isdigit() and 3 <= len(text) <= 8:
+        return text
+    raise ValueError(f"accounts: {system_id!r} number {raw!r} is neither E.164 nor a short code")
 
 
 def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:

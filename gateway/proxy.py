@@ -7,6 +7,7 @@ sockets; sessions call it and it calls them back.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Protocol
 from gateway.config import Account, Settings
 from gateway.errors import MalformedPduError, status_for
 from gateway.metrics import Metrics
+from gateway.policy.numbers import e164
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 
@@ -115,7 +117,8 @@ class Proxy:
         self.number_owner = {n: a.system_id for a in settings.accounts for n in a.numbers}
         self.default_accounts = [s for s in self.accounts.values() if not s.config.numbers]
         self._default_rr = 0
-        self.number_key = number_key or (lambda a: a.text)
+        region = settings.optout.default_region
+        self.number_key = number_key or (lambda a: e164(a.ton, a.addr, region) or a.text)
         self.carriers: list[CarrierLink] = []
         self._carrier_rr = 0
         self.routes: dict[bytes, tuple[str, float]] = {}
@@ -123,6 +126,7 @@ class Proxy:
         self.unbound_status = settings.routing.unbound_status
         self.timeout_status = settings.carrier.timeout_status
         self.accepting = True
+        self.carrier_ready = asyncio.Event()
 
     # --- binds ------------------------------------------------------------------
     def authenticate(self, bind: P.BindRequest) -> tuple[int, AccountState | None]:
@@ -152,11 +156,14 @@ class Proxy:
     def carrier_bound(self, link: CarrierLink) -> None:
         self.carriers.append(link)
         self.stats.carrier_bound = len(self.carriers)
+        self.carrier_ready.set()
 
     def carrier_gone(self, link: CarrierLink) -> None:
         if link in self.carriers:
             self.carriers.remove(link)
         self.stats.carrier_bound = len(self.carriers)
+        if not self.carriers:
+            self.carrier_ready.clear()
         for pending in list(link.pending.values()):
             self.mt_failed(pending, self.timeout_status)
         link.pending.clear()

@@ -1,0 +1,89 @@
+"""A raw asyncio SMPP client for tests that need bytes the friendly libraries won't send."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+from aiosmpplib import NPI, TON, BindTransceiver, PhoneNumber, SubmitSm
+
+from gateway.smpp import pdu as P
+
+
+def submit_sm(dst: str = "14155550123", src: str = "14155550100", text: str = "hello",
+              registered_delivery: int = 0, seq: int = 1) -> bytes:
+    return SubmitSm(
+        sequence_num=seq,
+        short_message=text,
+        source=PhoneNumber(src, TON.INTERNATIONAL, NPI.ISDN),
+        destination=PhoneNumber(dst, TON.INTERNATIONAL, NPI.ISDN),
+        registered_delivery=registered_delivery,
+    ).pdu()
+
+
+def bind_pdu(command_id: int, system_id: str, password: str, seq: int = 1) -> bytes:
+    raw = BindTransceiver(system_id=system_id, password=password, address_range="").pdu()
+    return raw[:4] + struct.pack("!I", command_id) + raw[8:12] + struct.pack("!I", seq) + raw[16:]
+
+
+class RawClient:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.framer = P.Framer()
+        self.queue: list[P.Pdu] = []
+        self.seq = 100
+
+    @classmethod
+    async def connect(cls, port: int) -> RawClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def bind(self, system_id: str = "acme", password: str = "secret",
+                   command_id: int = P.BIND_TRANSCEIVER) -> P.Pdu:
+        return await self.request(bind_pdu(command_id, system_id, password))
+
+    def send(self, raw: bytes) -> None:
+        self.writer.write(raw)
+
+    async def request(self, raw: bytes, timeout: float = 5.0) -> P.Pdu:
+        """Send raw with a fresh sequence number; return the PDU answering it."""
+        self.seq += 1
+        seq = self.seq
+        self.send(raw[:12] + struct.pack("!I", seq) + raw[16:])
+        return await self.read(lambda p: p.sequence_number == seq and p.is_response, timeout)
+
+    async def read(self, match=lambda p: True, timeout: float = 5.0) -> P.Pdu:  # type: ignore[no-untyped-def]
+        async with asyncio.timeout(timeout):
+            while True:
+                for i, pdu in enumerate(self.queue):
+                    if match(pdu):
+                        return self.queue.pop(i)
+                data = await self.reader.read(65536)
+                if not data:
+                    raise ConnectionError("closed by peer")
+                self.queue += self.framer.feed(data)
+
+    async def closed(self, timeout: float = 5.0) -> bool:
+        """True once the peer closes (reading and buffering whatever comes first)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    data = await self.reader.read(65536)
+                    if not data:
+                        return True
+                    self.queue += self.framer.feed(data)
+        except (ConnectionError, OSError):
+            return True
+        finally:
+            await self.close()
+
+    def respond(self, pdu: P.Pdu, status: int = 0, body: bytes = b"\x00") -> None:
+        self.send(P.response_for(pdu, status, body))
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass

@@ -1,0 +1,67 @@
+"""Real sockets on 127.0.0.1 port 0: the carrier simulator, a gateway, application clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncio
+import pytest
+
+from gateway.app import Gateway
+from gateway.config import load_settings
+from gateway.simulator import Simulator
+
+ACCOUNTS = [
+    {"system_id": "acme", "password": "secret", "numbers": ["+14155550100"]},
+    {"system_id": "other", "password": "pw2"},
+]
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    simulator = Simulator(host="127.0.0.1", smpp_port=0, http_port=0)
+    await simulator.start()
+    yield simulator
+    await simulator.stop()
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def make_gateway(sim: Simulator, tmp_path: Any) -> AsyncIterator[GatewayFactory]:
+    started: list[Gateway] = []
+
+    async def factory(wait_bound: bool = True, **overrides: Any) -> Gateway:
+        base: dict[str, Any] = {
+            "listen": {"host": "127.0.0.1", "port": 0},
+            "http": {"host": "127.0.0.1", "port": 0},
+            "carrier": {"host": "127.0.0.1", "port": sim.smpp_port, "system_id": "gw",
+                        "password": "gwpw", "reconnect_min_interval": 0.05,
+                        "reconnect_max_interval": 0.2},
+            "accounts": ACCOUNTS,
+            "database_url": f"sqlite:///{tmp_path}/gateway.db",
+            "drain_timeout": 1.0,
+        }
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                base[key] = {**base[key], **value}
+            else:
+                base[key] = value
+        gateway = Gateway(load_settings(None, **base))
+        await gateway.start()
+        started.append(gateway)
+        if wait_bound:
+            await asyncio.wait_for(gateway.proxy.carrier_ready.wait(), 5)
+        return gateway
+
+    yield factory
+    for gateway in started:
+        if not gateway.stopped.is_set():
+            await gateway.stop()
+
+
+@pytest.fixture
+async def gateway(make_gateway: GatewayFactory) -> Gateway:
+    return await make_gateway()
