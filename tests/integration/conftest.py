@@ -65,3 +65,4 @@ async def make_gateway(sim: Simulator, tmp_path: Any) -> AsyncIterator[GatewayFa
 @pytest.fixture
 async def gateway(make_gateway: GatewayFactory) -> Gateway:
     return await make_gateway()
+

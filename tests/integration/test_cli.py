@@ -1,0 +1,112 @@
+"""The console script as operators use it: check-config exit codes, run + SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from gateway.simulator import Simulator
+from gateway.smpp import pdu as P
+from tests.integration.client import RawClient
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(extra)
+    return env
+
+
+async def _gateway(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_check_config_masks_secrets() -> None:
+    accounts = json.dumps([{"system_id": "acme", "password": "s3cret"}])
+    code, out, _ = await _gateway(
+        "check-config", env=_env(GATEWAY_ACCOUNTS=accounts, GATEWAY_CARRIER__PASSWORD="carrpw",
+                                 GATEWAY_DATABASE_URL="postgresql://u:dbpass@db:5432/x"))
+    assert code == 0
+    config = json.loads(out)
+    assert config["accounts"][0]["system_id"] == "acme"
+    assert "s3cret" not in out and "carrpw" not in out and "dbpass" not in out
+
+
+async def test_check_config_reports_each_problem(tmp_path: Path) -> None:
+    toml = tmp_path / "gw.toml"
+    toml.write_text('[listen]\nport = 99999\n[carrier]\nsessions = 0\n')
+    code, _, err = await _gateway("check-config", "--config", str(toml), env=_env())
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith("config error:")]
+    assert any("listen.port" in line for line in lines)
+    assert any("carrier.sessions" in line for line in lines)
+
+
+async def test_flags_beat_env_beat_toml(tmp_path: Path) -> None:
+    toml = tmp_path / "gw.toml"
+    toml.write_text('[listen]\nport = 3001\nhost = "0.0.0.0"\n[http]\nport = 3002\n')
+    env = _env(GATEWAY_LISTEN__PORT="3003", GATEWAY_CONFIG=str(toml))
+    code, out, _ = await _gateway("check-config", "--http-port", "3004", env=env)
+    config = json.loads(out)
+    assert code == 0
+    assert config["listen"] == {"host": "0.0.0.0", "port": 3003}
+    assert config["http"]["port"] == 3004
+
+
+async def test_bad_json_in_env_is_a_config_error() -> None:
+    code, _, err = await _gateway("check-config", env=_env(GATEWAY_ACCOUNTS="[not json"))
+    assert code == 2 and "config error" in err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_run_and_sigterm_exit_zero(sim: Simulator, tmp_path: Path) -> None:
+    port, http_port = _free_port(), _free_port()
+    env = _env(
+        GATEWAY_LISTEN__PORT=str(port), GATEWAY_HTTP__PORT=str(http_port),
+        GATEWAY_CARRIER__PORT=str(sim.smpp_port),
+        GATEWAY_ACCOUNTS=json.dumps([{"system_id": "acme", "password": "secret"}]),
+        GATEWAY_DATABASE_URL=f"sqlite:///{tmp_path}/gw.db",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "run", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await sim.wait_until(lambda: sim.bound_count >= 1, timeout=20)
+        client = None
+        async with asyncio.timeout(10):
+            while client is None:
+                try:
+                    client = await RawClient.connect(port)
+                except OSError:
+                    await asyncio.sleep(0.05)
+        assert (await client.bind()).command_status == 0
+        proc.send_signal(signal.SIGTERM)
+        unbind = await client.read(lambda p: p.command_id == P.UNBIND, timeout=10)
+        client.respond(unbind, body=b"")
+        assert await client.closed()
+        _, err = await asyncio.wait_for(proc.communicate(), 20)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        events = [json.loads(line)["event"] for line in err.decode().splitlines() if line.startswith("{")]
+        assert "gateway_stopped" in events
+        assert "secret" not in err.decode()
+        await sim.wait_until(lambda: sim.bound_count == 0, timeout=5)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
