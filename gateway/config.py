@@ -83,6 +83,7 @@ class Routing(BaseModel):
     unbound_status: int = Field(0x64, ge=1, le=0xFFFFFFFF, description="deliver_sm_resp when no receiver is bound")
     unbound: Literal["reject"] = "reject"
     receipt_route_ttl: float = Field(72 * 3600.0, gt=0)
+    max_receipt_routes: int = Field(2_000_000, ge=1000, description="in-memory message_id -> account entries")
 
 
 class Http(BaseModel):

@@ -24,6 +24,7 @@ from gateway.smpp import status as st
 log = logging.getLogger(__name__)
 
 OWN = "\x00gateway"  # receipt-route owner for the gateway's own messages
+RECEIPTED = frozenset({P.SUBMIT_SM, P.DATA_SM})
 OnStatus = Callable[[int, "P.Pdu | None"], None]
 
 
@@ -62,6 +63,7 @@ class Pending:
     started: float
     on_response: Callable[[P.Pdu | None], None] | None = None  # own requests only
     extra: object = None  # policy data (e.g. submit_multi unsuccess list)
+    wants_receipt: bool = False  # keep message_id -> account for the receipt
 
 
 class Policy(Protocol):
@@ -123,6 +125,7 @@ class Proxy:
         self._carrier_rr = 0
         self.routes: dict[bytes, tuple[str, float]] = {}
         self.route_ttl = settings.routing.receipt_route_ttl
+        self.max_routes = settings.routing.max_receipt_routes
         self.unbound_status = settings.routing.unbound_status
         self.timeout_status = settings.carrier.timeout_status
         self.accepting = True
@@ -197,7 +200,9 @@ class Proxy:
             return
         esme.outstanding += 1
         self.stats.inflight["carrier"] += 1
-        link.forward(pdu, Pending(esme, pdu.sequence_number, pdu.command_id, now, None, extra), raw)
+        cid = pdu.command_id
+        receipt = cid == P.SUBMIT_MULTI or (cid in RECEIPTED and P.wants_receipt(pdu.raw))
+        link.forward(pdu, Pending(esme, pdu.sequence_number, cid, now, None, extra, receipt), raw)
 
     def mt_answered(self, pending: Pending, resp: P.Pdu, now: float) -> None:
         self.stats.inflight["carrier"] -= 1
@@ -208,10 +213,10 @@ class Proxy:
         if esme is None:
             return
         esme.outstanding -= 1
-        if resp.command_status == 0 and resp.command_id in (P.SUBMIT_SM_RESP, P.DATA_SM_RESP, P.SUBMIT_MULTI_RESP):
+        if resp.command_status == 0 and pending.wants_receipt:
             message_id = P.response_message_id(resp.raw)
             if message_id:
-                self.routes[message_id] = (esme.system_id, now + self.route_ttl)
+                self.remember_route(message_id, esme.system_id, now)
         self.stats.observe_latency(now - pending.started)
         raw = resp.with_sequence(pending.origin_seq)
         if pending.extra is not None and resp.command_id == P.SUBMIT_MULTI_RESP:
@@ -306,6 +311,12 @@ class Proxy:
                 link.send(P.response_for(pdu, status, b"\x00"))
 
         return done
+
+    def remember_route(self, message_id: bytes, account: str, now: float) -> None:
+        routes = self.routes
+        routes[message_id] = (account, now + self.route_ttl)
+        if len(routes) > self.max_routes:  # oldest first: dicts keep insertion order
+            del routes[next(iter(routes))]
 
     def purge_routes(self, now: float) -> int:
         expired = [k for k, (_, until) in self.routes.items() if until <= now]

@@ -483,3 +483,21 @@ def receipt_message_id(sm: ShortMessage | DataSm) -> bytes | None:
         end = text.find(b" ", 3)
         return text[3:] if end < 0 else text[3:end]
     return None
+
+
+def wants_receipt(raw: bytes) -> bool:
+    """registered_delivery asks for an SMSC receipt (submit_sm, data_sm). Unparseable: True (keep the route)."""
+    try:
+        if raw[4:8] == b"\x00\x00\x01\x03":  # data_sm: esm_class, registered_delivery follow the addresses
+            _, pos = _cstr(raw, HEADER_SIZE, 6)
+            _, pos = _cstr(raw, pos + 2, 65)
+            _, pos = _cstr(raw, pos + 2, 65)
+            return bool(raw[pos + 1] & 0x1F)
+        _, pos = _cstr(raw, HEADER_SIZE, 6)
+        _, pos = _cstr(raw, pos + 2, 21)
+        _, pos = _cstr(raw, pos + 2, 21)
+        _, pos = _cstr(raw, pos + 3, 17)
+        _, pos = _cstr(raw, pos, 17)
+        return bool(raw[pos] & 0x1F)
+    except (MalformedPduError, IndexError):
+        return True

@@ -83,7 +83,9 @@ class Store(Protocol):
         """Append event and apply change in one transaction; durable on return.
 
         Returns (event id, changed): changed is False when an add found the block
-        already present or a remove found nothing it may lift.
+        already present (its kind is kept) or a remove found nothing it may lift.
+        Empty number/scope/kind/block_state fields of the event are filled from
+        the change; block_state is the resulting state, "blocked" or "unblocked".
         """
         ...
 
@@ -96,10 +98,50 @@ class Store(Protocol):
     async def put_receipt_routes(self, routes: Iterable[tuple[str, str, float]]) -> None:
         """(carrier message_id, account system_id, expires_at) rows, upserted in one batch."""
 
-    async def get_receipt_route(self, message_id: str) -> str | None: ...
+    async def get_receipt_route(self, message_id: str) -> str | None:
+        """The account of message_id, None when unknown or expired."""
+        ...
 
     async def get_block(self, key: BlockKey) -> Block | None: ...
 
     async def import_blocks(self, blocks: Iterable[Block]) -> int:
-        """Bulk insert (ignore existing); returns rows inserted."""
+        """Bulk insert (ignore existing); returns rows inserted.
+
+        One transaction, with one "admin_import" event (text: the count) so
+        tailing gateways know to reload their index.
+        """
+        ...
+
+    # -- operator CLI ---------------------------------------------------------
+
+    async def list_blocks(
+        self, limit: int = 100, offset: int = 0, number: str | None = None
+    ) -> list[Block]:
+        """A page of blocks ordered by (number, counterpart, scope); optionally one mobile's."""
+        ...
+
+    async def count_blocks(self) -> dict[str, int]:
+        """Blocks per kind."""
+        ...
+
+    async def remove_block(
+        self,
+        key: BlockKey,
+        lift_kinds: Iterable[str] = KINDS,
+        event: AuditEvent | None = None,
+    ) -> bool:
+        """Lift one block if its kind is in lift_kinds, with an audit event
+        (default: op "admin_remove", source "operator"). True if lifted."""
+        ...
+
+    def events_between(self, since: float, until: float) -> AsyncIterator[AuditEvent]:
+        """Events with since <= at < until, in id order, streamed."""
+        ...
+
+    async def purge_events(self, before: float) -> int:
+        """Retention: delete events with at < before; returns rows deleted."""
+        ...
+
+    async def purge_receipt_routes(self, now: float) -> int:
+        """Delete routes with expires_at <= now; returns rows deleted."""
         ...

@@ -123,3 +123,13 @@ def test_mutated_valid_submit_parses_or_raises_malformed(noise: bytes) -> None:
         P.parse_short_message(bytes(raw))
     except MalformedPduError:
         pass
+
+
+def test_wants_receipt_reads_registered_delivery() -> None:
+    with_receipt = submit()
+    assert P.wants_receipt(with_receipt)
+    msg = SubmitSm(short_message="x", source=PhoneNumber("1"), destination=PhoneNumber("2"), registered_delivery=0)
+    assert not P.wants_receipt(msg.pdu())
+    data_sm = P.encode(P.DATA_SM, 0, 1, b"\x00\x01\x01a\x00\x01\x01b\x00" + b"\x00\x01\x00")
+    assert P.wants_receipt(data_sm)
+    assert P.wants_receipt(b"\x00" * 20)  # unparseable: keep the route
