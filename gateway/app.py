@@ -12,7 +12,11 @@ from gateway.config import Settings
 from gateway.esme_server import EsmeServer
 from gateway.httpd import Response, start_http
 from gateway.metrics import Metrics
-from gateway.proxy import Policy, Proxy
+from gateway.optout import OptoutPolicy
+from gateway.proxy import NullPolicy, Policy, Proxy
+from gateway.store import mask_url, open_store
+from gateway.store.base import Block, Store
+from gateway.store.index import BlockIndex
 
 log = logging.getLogger(__name__)
 TICK_INTERVAL = 0.25
@@ -23,8 +27,10 @@ class Gateway:
     def __init__(self, settings: Settings, policy: Policy | None = None) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.policy = policy
         self.proxy = Proxy(settings, self.metrics, policy)
+        self.store: Store | None = None
+        self.index = BlockIndex()
+        self.optout: OptoutPolicy | None = None
         self.esme = EsmeServer(self.proxy, settings.esme)
         self.carrier = CarrierPool(self.proxy, settings.carrier)
         self.http: asyncio.Server | None = None
@@ -36,12 +42,32 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
+        if self.proxy.policy is None or isinstance(self.proxy.policy, NullPolicy):
+            await self._open_store()
         self.carrier.start()
         self.smpp_port = await self.esme.start(s.listen.host, s.listen.port)
         self.http = await start_http(s.http.host, s.http.port, self._http)
         self.http_port = int(self.http.sockets[0].getsockname()[1])
         self._tick_task = asyncio.create_task(self._ticker(), name="tick")
         log.info("gateway_started", extra={"smpp_port": self.smpp_port, "http_port": self.http_port})
+
+    async def _open_store(self) -> None:
+        """Open the store, load every block into the in-memory index, plug the opt-out engine in."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self.store = open_store(self.settings.database_url)
+        await self.store.open()
+        batch: list[Block] = []
+        async for block in self.store.iter_blocks():
+            batch.append(block)
+            if len(batch) >= 100_000:
+                self.index.load(batch)
+                batch.clear()
+        self.index.load(batch)
+        self.optout = OptoutPolicy(self.settings.optout, self.store, self.index, self.proxy)
+        self.proxy.policy = self.optout
+        log.info("blocks_loaded", extra={"blocks": len(self.index), "seconds": round(loop.time() - started, 3),
+                                         "store": mask_url(self.settings.database_url)})
 
     async def _ticker(self) -> None:
         loop = asyncio.get_running_loop()
@@ -81,6 +107,8 @@ class Gateway:
         log.info("gateway_stopping")
         self.esme.stop_accepting()
         await self.esme.unbind_all(self.settings.drain_timeout)
+        if self.optout is not None and self.optout.tasks:  # keyword MOs still owed a carrier answer
+            await asyncio.wait(list(self.optout.tasks), timeout=self.settings.drain_timeout)
         await self.carrier.stop(timeout=2.0)
         if self._tick_task is not None:
             self._tick_task.cancel()
@@ -88,6 +116,8 @@ class Gateway:
         if self.http is not None:
             self.http.close()
             await self.http.wait_closed()
+        if self.store is not None:
+            await self.store.close()
         self.stopped.set()
         log.info("gateway_stopped")
 

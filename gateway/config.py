@@ -9,7 +9,6 @@ import json
 import os
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -22,6 +21,7 @@ from pydantic_settings import (
 from gateway.errors import ConfigError
 from gateway.policy.numbers import e164
 from gateway.policy.settings import OptoutSettings
+from gateway.store import mask_url
 
 Port = int
 
@@ -178,14 +178,6 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
         raise ConfigError(f"configuration: {exc}") from None
     finally:
         _TOML_FILE = None
-
-
-def mask_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 def effective(settings: Settings) -> str:

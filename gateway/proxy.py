@@ -69,7 +69,7 @@ class Pending:
 class Policy(Protocol):
     """The seam the opt-out engine plugs into."""
 
-    def check_mt(self, account: str, pdu: P.Pdu) -> MtVerdict | None:
+    def check_mt(self, esme: EsmeSession, pdu: P.Pdu) -> MtVerdict | None:
         """None: forward untouched. Otherwise answer or rewrite (see MtVerdict)."""
         ...
 
@@ -87,7 +87,7 @@ class MtVerdict:
 
 
 class NullPolicy:
-    def check_mt(self, account: str, pdu: P.Pdu) -> MtVerdict | None:
+    def check_mt(self, esme: EsmeSession, pdu: P.Pdu) -> MtVerdict | None:
         return None
 
     def on_mo(self, proxy: Proxy, carrier: CarrierLink, pdu: P.Pdu, sm: P.ShortMessage | P.DataSm) -> bool:
@@ -114,7 +114,7 @@ class Proxy:
         self.settings = settings
         self.metrics = metrics
         self.stats = metrics.stats
-        self.policy: Policy = policy or NullPolicy()
+        self.policy: Policy = policy or NullPolicy()  # the opt-out engine replaces it at start
         self.accounts = {a.system_id: AccountState(a) for a in settings.accounts}
         self.number_owner = {n: a.system_id for a in settings.accounts for n in a.numbers}
         self.default_accounts = [s for s in self.accounts.values() if not s.config.numbers]
@@ -186,7 +186,7 @@ class Proxy:
 
     # --- MT: application -> carrier ------------------------------------------------
     def forward_mt(self, esme: EsmeSession, pdu: P.Pdu, now: float) -> None:
-        verdict = self.policy.check_mt(esme.system_id, pdu)
+        verdict = self.policy.check_mt(esme, pdu)
         raw = None
         extra = None
         if verdict is not None:

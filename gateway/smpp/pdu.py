@@ -392,6 +392,14 @@ def submit_multi_dests(raw: bytes) -> tuple[list[MultiDest], int, int]:
     return dests, count_at, pos
 
 
+def submit_multi_source(raw: bytes) -> Address:
+    """source_addr of submit_multi (4.5.1): service_type, then ton, npi, source_addr (21)."""
+    _, pos = _cstr(raw, HEADER_SIZE, 6)
+    ton, npi = _u8(raw, pos), _u8(raw, pos + 1)
+    addr, _ = _cstr(raw, pos + 2, 21)
+    return Address(ton, npi, addr)
+
+
 def submit_multi_without(raw: bytes, keep: list[MultiDest], count_at: int, dests_end: int) -> bytes:
     """The same submit_multi with only `keep` destinations: every other byte as received."""
     body = (

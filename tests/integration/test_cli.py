@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -68,16 +67,9 @@ async def test_bad_json_in_env_is_a_config_error() -> None:
     assert code == 2 and "config error" in err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_run_and_sigterm_exit_zero(sim: Simulator, tmp_path: Path) -> None:
-    port, http_port = _free_port(), _free_port()
     env = _env(
-        GATEWAY_LISTEN__PORT=str(port), GATEWAY_HTTP__PORT=str(http_port),
+        GATEWAY_LISTEN__PORT="0", GATEWAY_HTTP__PORT="0",
         GATEWAY_CARRIER__PORT=str(sim.smpp_port),
         GATEWAY_ACCOUNTS=json.dumps([{"system_id": "acme", "password": "secret"}]),
         GATEWAY_DATABASE_URL=f"sqlite:///{tmp_path}/gw.db",
@@ -86,25 +78,26 @@ async def test_run_and_sigterm_exit_zero(sim: Simulator, tmp_path: Path) -> None
         sys.executable, "-m", "gateway", "run", env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
+    assert proc.stderr is not None
+    lines: list[str] = []
     try:
+        async with asyncio.timeout(20):
+            while not any('"gateway_started"' in line for line in lines):
+                lines.append((await proc.stderr.readline()).decode())
+        port = json.loads(lines[-1])["smpp_port"]
         await sim.wait_until(lambda: sim.bound_count >= 1, timeout=20)
-        client = None
-        async with asyncio.timeout(10):
-            while client is None:
-                try:
-                    client = await RawClient.connect(port)
-                except OSError:
-                    await asyncio.sleep(0.05)
+        client = await RawClient.connect(port)
         assert (await client.bind()).command_status == 0
         proc.send_signal(signal.SIGTERM)
         unbind = await client.read(lambda p: p.command_id == P.UNBIND, timeout=10)
         client.respond(unbind, body=b"")
         assert await client.closed()
         _, err = await asyncio.wait_for(proc.communicate(), 20)
-        assert proc.returncode == 0, err.decode()[-2000:]
-        events = [json.loads(line)["event"] for line in err.decode().splitlines() if line.startswith("{")]
+        log = "".join(lines) + err.decode()
+        assert proc.returncode == 0, log[-2000:]
+        events = [json.loads(line)["event"] for line in log.splitlines() if line.startswith("{")]
         assert "gateway_stopped" in events
-        assert "secret" not in err.decode()
+        assert "secret" not in log
         await sim.wait_until(lambda: sim.bound_count == 0, timeout=5)
     finally:
         if proc.returncode is None:

@@ -1,0 +1,312 @@
+"""The opt-out engine's shell: applies the pure policy decisions to the wire and the store.
+
+MT (hot path): addresses read with struct, the mobile as an int, one in-memory index
+lookup; never a database call. MO: keyword messages are acked to the carrier only after
+the block change and its audit event are durable; the reply goes out through the carrier
+from the number the mobile texted, and the MO is still forwarded to the application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from aiosmpplib import NPI, TON, DeliverSm, PhoneNumber, SubmitSm
+from aiosmpplib.state import OptionalParam
+
+from gateway.errors import MalformedPduError, StoreError
+from gateway.logs import redact
+from gateway.policy.decide import MoContext, MoDecision, MoDeduper, ReplyLimiter, annotation_tlv, decide_mo, mo_fingerprint
+from gateway.policy.keywords import KeywordTable
+from gateway.policy.numbers import can_receive_reply, counterpart_for, e164, is_toll_free, mobile_key, plan_for_region
+from gateway.policy.settings import OptoutSettings
+from gateway.policy.text import decode_text, encode_reply, segment
+from gateway.proxy import OWN, CarrierLink, EsmeSession, MtVerdict, Proxy
+from gateway.smpp import pdu as P
+from gateway.smpp import status as st
+from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey, Store
+from gateway.store.index import BlockIndex
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+MAX_ORIGINATORS = 100_000
+MESSAGE_STATE_REJECTED = 8
+
+
+class OptoutPolicy:
+    """Implements proxy.Policy with the keyword engine, the block index and the store."""
+
+    def __init__(self, settings: OptoutSettings, store: Store, index: BlockIndex, proxy: Proxy) -> None:
+        metrics = proxy.metrics
+        self.proxy = proxy
+        self.o = settings
+        self.store = store
+        self.index = index
+        self.metrics = metrics
+        self.table = KeywordTable(settings)
+        self.version = settings.config_version
+        self.region = settings.default_region
+        self.plan = plan_for_region(settings.default_region)
+        self.scope = settings.scope
+        self.toll_free_extra = frozenset(settings.toll_free.extra_numbers)
+        self.limiter = ReplyLimiter(settings.reply_window)
+        self.deduper = MoDeduper(settings.mo_dedup_window, settings.dedup_max_entries)
+        self._originators: dict[bytes, str] = {}
+        self._rejected = metrics.mt_rejected.labels("blocked")
+        self._gateway_ids = 0
+        self._reply_ref = 0
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.refresh_gauges()
+
+    # --- MT ------------------------------------------------------------------------
+    def check_mt(self, esme: EsmeSession, pdu: P.Pdu) -> MtVerdict | None:
+        cid = pdu.command_id
+        if cid == P.SUBMIT_MULTI:
+            return self._check_multi(esme, pdu)
+        if cid != P.SUBMIT_SM and cid != P.DATA_SM:
+            return None
+        try:
+            src, dst = P.submit_addresses(pdu.raw)
+        except MalformedPduError as exc:
+            return MtVerdict(status=exc.command_status)
+        mobile = mobile_key(dst.ton, dst.addr, self.plan)
+        if mobile is None or not self.index.is_blocked(mobile, self._originator(src), esme.system_id):
+            return None
+        return self._refuse(esme, pdu, src, dst)
+
+    def _originator(self, src: P.Address) -> str:
+        key = bytes([src.ton]) + src.addr
+        found = self._originators.get(key)
+        if found is None:
+            if len(self._originators) >= MAX_ORIGINATORS:
+                self._originators.clear()
+            found = e164(src.ton, src.addr, self.region) or src.text
+            self._originators[key] = found
+        return found
+
+    def _blocked(self, esme: EsmeSession, src: P.Address, dst: P.Address) -> bool:
+        mobile = mobile_key(dst.ton, dst.addr, self.plan)
+        return mobile is not None and self.index.is_blocked(mobile, self._originator(src), esme.system_id)
+
+    def _refuse(self, esme: EsmeSession, pdu: P.Pdu, src: P.Address, dst: P.Address) -> MtVerdict:
+        self._rejected.inc()
+        log.info("mt_refused_blocked", extra={"system_id": esme.system_id, "destination": redact(dst.addr),
+                                              "command": P.command_name(pdu.command_id)})
+        if self.o.block_mode == "status":
+            return MtVerdict(status=self.o.block_status)
+        self._gateway_ids += 1
+        message_id = f"gw{int(time.time())}{self._gateway_ids:06d}"
+        if P.wants_receipt(pdu.raw):
+            asyncio.get_running_loop().call_soon(self._rejected_receipt, esme, message_id, src, dst)
+        return MtVerdict(status=0, body=P.cstring(message_id))
+
+    def _rejected_receipt(self, esme: EsmeSession, message_id: str, src: P.Address, dst: P.Address) -> None:
+        stamp = time.strftime("%y%m%d%H%M", time.gmtime())
+        text = f"id:{message_id} sub:001 dlvrd:000 submit date:{stamp} done date:{stamp} stat:REJECTD err:000 text:"
+        receipt = DeliverSm(
+            short_message=text, source=_phone(dst), destination=_phone(src), esm_class=P.ESM_RECEIPT,
+            registered_delivery=0,
+            optional_params=[OptionalParam(P.TAG_RECEIPTED_MESSAGE_ID, message_id),
+                             OptionalParam(P.TAG_MESSAGE_STATE, MESSAGE_STATE_REJECTED)],
+        ).pdu()
+        pdu = P.Framer().feed(receipt)[0]
+        proxy = self.proxy
+        proxy.deliver(proxy.accounts.get(esme.system_id), pdu, receipt, lambda status, resp: None)
+
+    def _check_multi(self, esme: EsmeSession, pdu: P.Pdu) -> MtVerdict | None:
+        try:
+            source = P.submit_multi_source(pdu.raw)
+            dests, count_at, end = P.submit_multi_dests(pdu.raw)
+        except MalformedPduError as exc:
+            return MtVerdict(status=exc.command_status)
+        blocked = [d for d in dests if d.address is not None and self._blocked(esme, source, d.address)]
+        if not blocked:
+            return None
+        unsuccess: list[tuple[P.Address, int]] = []
+        for d in blocked:
+            assert d.address is not None
+            self._rejected.inc()
+            log.info("mt_refused_blocked", extra={"system_id": esme.system_id,
+                                                  "destination": redact(d.address.addr), "command": "submit_multi"})
+            unsuccess.append((d.address, self.o.block_status))
+        keep = [d for d in dests if d not in blocked]
+        if not keep:
+            return MtVerdict(status=0, body=P.submit_multi_resp_body(b"", unsuccess))
+        return MtVerdict(raw=P.submit_multi_without(pdu.raw, keep, count_at, end), extra=unsuccess)
+
+    # --- MO ------------------------------------------------------------------------
+    def on_mo(self, proxy: Proxy, link: CarrierLink, pdu: P.Pdu, sm: P.ShortMessage | P.DataSm) -> bool:
+        has_sar = P.TAG_SAR_TOTAL_SEGMENTS in sm.tlvs
+        decoded = decode_text(sm.data_coding, sm.esm_class, sm.payload, self.o.smsc_default_alphabet, has_sar)
+        mobile = e164(sm.source.ton, sm.source.addr, self.region)
+        business = e164(sm.destination.ton, sm.destination.addr, self.region)
+        state = proxy.account_for(sm.destination)
+        account = state.config.system_id if state else ""
+        key = None
+        if mobile and business:
+            key = BlockKey(mobile, counterpart_for(self.scope, business, account), self.scope)
+        ctx = MoContext(
+            mobile, business,
+            toll_free=bool(business) and is_toll_free(business, self.toll_free_extra),  # type: ignore[arg-type]
+            block=self.index.kind_of(key) if key else None,
+            can_reply=can_receive_reply(sm.source.ton, sm.source.addr),
+        )
+        decision = decide_mo(decoded.text, decoded.is_segment, ctx, self.table, self.o)
+        if not decision.record or key is None:
+            return False
+        now = asyncio.get_running_loop().time()
+        fingerprint = mo_fingerprint(decoded.text, sm.payload)
+        if self.deduper.is_duplicate(mobile or "", business or "", fingerprint, now):
+            log.info("mo_redelivered", extra={"op": decision.op, "mobile": redact(mobile or "")})
+            return False  # forwarded as any MO; no second event, no second reply
+        job = _MoJob(self, proxy, link, pdu, sm, decision, ctx, key, account, decoded.text or "", fingerprint)
+        task = asyncio.create_task(job.run())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return True
+
+    def refresh_gauges(self) -> None:
+        for kind, n in self.index.counts_by_kind().items():
+            self.metrics.blocks.labels(kind).set(n)
+
+
+class _MoJob:
+    """One keyword MO: durable change, reply, forward, carrier answer."""
+
+    def __init__(self, policy: OptoutPolicy, proxy: Proxy, link: CarrierLink, pdu: P.Pdu,
+                 sm: P.ShortMessage | P.DataSm, decision: MoDecision, ctx: MoContext, key: BlockKey,
+                 account: str, text: str, fingerprint: str) -> None:
+        self.p, self.proxy, self.link, self.pdu, self.sm = policy, proxy, link, pdu, sm
+        self.d, self.ctx, self.key, self.account, self.text, self.fp = decision, ctx, key, account, text, fingerprint
+
+    async def run(self) -> None:
+        d, p = self.d, self.p
+        if not await self._record():
+            return
+        now = asyncio.get_running_loop().time()
+        p.deduper.remember(self.ctx.mobile or "", self.ctx.business or "", self.fp, now)
+        number_type = "toll_free" if self.ctx.toll_free else "long_code"
+        p.metrics.optout_events.labels(d.op or "", number_type).inc()
+        if d.reply and self.ctx.can_reply:
+            if p.limiter.allow((self.key.number, self.ctx.business, d.op), now):
+                self._reply(d.reply, now)
+            else:
+                p.metrics.autoreplies.labels(d.op or "", "rate_limited").inc()
+        self._forward()
+
+    async def _record(self) -> bool:
+        d = self.d
+        change = None
+        if d.block_action == "add":
+            block = Block(self.key, d.block_kind or "optout", d.source, time.time())
+            change = BlockChange("add", block)
+        elif d.block_action == "remove":
+            change = BlockChange("remove", Block(self.key, "optout", d.source, time.time()), d.lift_kinds)
+        event = AuditEvent(
+            at=time.time(), op=d.op or "", number=self.key.number, counterpart=self.ctx.business or "",
+            account=self.account, source=d.source, text=self.text, data_coding=self.sm.data_coding,
+            rule=d.rule, config_version=self.p.version, reply_text=d.reply or "",
+            scope=self.key.scope, kind=d.block_kind or "",
+        )
+        try:
+            _, changed = await self.p.store.record(event, change)
+        except StoreError as exc:
+            self.p.metrics.store_errors.inc()
+            log.error("mo_not_durable", extra={"error": str(exc), "op": d.op})
+            self.link.send(P.response_for(self.pdu, st.ESME_RX_T_APPN, b"\x00"))
+            return False
+        if changed and change is not None:
+            if change.action == "add":
+                self.p.index.add(self.key, change.block.kind)
+            else:
+                self.p.index.remove(self.key, change.lift_kinds)
+            self.p.refresh_gauges()
+        log.info("optout_event", extra={"op": d.op, "rule": d.rule, "mobile": redact(self.key.number),
+                                        "account": self.account, "changed": changed})
+        return True
+
+    def _reply(self, text: str, now: float) -> None:
+        op = self.d.op or ""
+        for raw in build_reply(self.p, self.sm.destination, self.sm.source, text):
+            pdu = P.Framer().feed(raw)[0]
+            sent = self.proxy.send_own(pdu, now, self._reply_answered(op, text))
+            if not sent:
+                self.p.metrics.autoreplies.labels(op, "no_carrier").inc()
+                log.warning("autoreply_not_sent", extra={"op": op, "reason": "no carrier bound"})
+                return
+
+    def _reply_answered(self, op: str, text: str) -> Callable[[P.Pdu | None], None]:
+        def done(resp: P.Pdu | None) -> None:
+            if resp is None or resp.command_status != 0:
+                status = "timeout" if resp is None else f"0x{resp.command_status:x}"
+                self.p.metrics.autoreplies.labels(op, "failed").inc()
+                log.warning("autoreply_failed", extra={"op": op, "status": status})
+                return
+            message_id = P.response_message_id(resp.raw)
+            self.proxy.remember_route(message_id, OWN, asyncio.get_running_loop().time())
+            self.p.metrics.autoreplies.labels(op, "sent").inc()
+            event = AuditEvent(at=time.time(), op=f"{op}_reply", number=self.key.number,
+                               counterpart=self.ctx.business or "", account=self.account, source="gateway",
+                               reply_text=text, reply_message_id=message_id.decode("latin-1"),
+                               config_version=self.p.version, scope=self.key.scope)
+            task = asyncio.create_task(self._record_reply(event))
+            self.p.tasks.add(task)
+            task.add_done_callback(self.p.tasks.discard)
+
+        return done
+
+    async def _record_reply(self, event: AuditEvent) -> None:
+        try:
+            await self.p.store.record(event)
+        except StoreError as exc:
+            self.p.metrics.store_errors.inc()
+            log.error("reply_event_not_recorded", extra={"error": str(exc)})
+
+    def _forward(self) -> None:
+        d = self.d
+        if not d.forward:
+            self.link.send(P.response_for(self.pdu, st.ESME_ROK, b"\x00"))
+            return
+        raw = self.pdu.raw
+        tag = self.p.o.annotate_tlv
+        if d.annotate and tag is not None and d.op:
+            tlv = annotation_tlv(tag, d.op)
+            raw = P.HEADER.pack(len(raw) + len(tlv), *P.HEADER.unpack_from(raw)[1:]) + raw[16:] + tlv
+        state = self.proxy.account_for(self.sm.destination)
+        self.proxy.deliver(state, self.pdu, raw, self.proxy.answer_carrier(self.link, self.pdu))
+
+
+def _phone(address: P.Address) -> PhoneNumber:
+    try:
+        ton, npi = TON(address.ton), NPI(address.npi)
+    except ValueError:
+        ton, npi = TON.UNKNOWN, NPI.UNKNOWN
+    return PhoneNumber(address.addr.decode("latin-1")[:20], ton, npi)
+
+
+def build_reply(policy: OptoutPolicy, business: P.Address, mobile: P.Address, text: str) -> list[bytes]:
+    """submit_sm PDUs for a reply from the number the mobile texted, TON/NPI mirrored."""
+    data_coding, encoded = encode_reply(text, policy.o.smsc_default_alphabet)
+    encoding = "ucs2" if data_coding == 8 else None
+    source, destination = _phone(business), _phone(mobile)
+    if policy.o.reply_long == "payload" or len(segment(data_coding, encoded, 0)) == 1:
+        msg = SubmitSm(short_message=text, source=source, destination=destination, registered_delivery=1,
+                       encoding=encoding, auto_message_payload=True)
+        if len(encoded) <= 254:
+            msg.set_encoded_message(encoded)
+        else:
+            msg = SubmitSm(message_payload=text, source=source, destination=destination,
+                           registered_delivery=1, encoding=encoding)
+        return [msg.pdu()]
+    policy._reply_ref = (policy._reply_ref + 1) % 256
+    out = []
+    for part in segment(data_coding, encoded, policy._reply_ref):
+        msg = SubmitSm(short_message=text, source=source, destination=destination, registered_delivery=1,
+                       encoding=encoding, esm_class=P.ESM_UDHI)
+        msg.set_encoded_message(part)
+        out.append(msg.pdu())
+    return out

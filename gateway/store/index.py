@@ -1,0 +1,260 @@
+"""BlockIndex: the in-memory block list consulted on every submit_sm.
+
+The store is the source of truth; this index is loaded from it at start and
+kept in step with every change. Mobiles are held as 64-bit integers (the
+E.164 digits) in roaring bitmaps (pyroaring ``BitMap64``), one bitmap per
+(scope, counterpart): about 3 bytes an entry at carrier scale instead of the
+~90 a set of strings costs.
+
+Kinds: every block is in its counterpart's membership bitmap; blocks whose
+kind is not "optout" (the common case) are also in a per-kind bitmap, so
+``kind_of`` needs no per-entry object either.
+
+Semantics mirror the store: ``add`` of a present key changes nothing (the
+first kind wins), ``remove`` lifts only the kinds it is allowed to.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from pyroaring import BitMap64
+
+from gateway.store.base import KINDS, AuditEvent, Block, BlockKey
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KIND = "optout"
+_EMPTY: frozenset[int] = frozenset()
+_MAX_DIGITS = 18  # fits an unsigned 64-bit integer with room to spare
+_CONTAINER_OVERHEAD = 48  # bytes per roaring container (struct, tree node, malloc)
+_BITMAP_OVERHEAD = 200
+_LOAD_CHUNK = 1 << 18  # bytes per BitMap64 object and its dict slot
+
+_Group = tuple[str, str]  # (scope, counterpart)
+
+
+def mobile_int(number: str) -> int:
+    """'+14155550100' -> 14155550100; ValueError for anything but 1-18 digits."""
+    digits = number.removeprefix("+")
+    if not (0 < len(digits) <= _MAX_DIGITS and digits.isascii() and digits.isdigit()):
+        raise ValueError(f"not an E.164 number: {number!r}")
+    return int(digits)
+
+
+class BlockIndex:
+    """Blocks by (mobile, counterpart, scope); lookups never touch the store."""
+
+    __slots__ = ("_account", "_counts", "_global", "_number", "_special")
+
+    def __init__(self) -> None:
+        self._number: dict[str, BitMap64] = {}  # originating number -> mobiles
+        self._account: dict[str, BitMap64] = {}  # account system_id -> mobiles
+        self._global = BitMap64()
+        self._special: dict[str, dict[_Group, BitMap64]] = {}  # kind -> group -> mobiles
+        self._counts: dict[str, int] = dict.fromkeys(KINDS, 0)
+
+    # -- hot path ---------------------------------------------------------
+
+    def is_blocked(self, mobile: int, originating: str, account: str) -> bool:
+        """True when any scope blocks mobile for this originating number/account."""
+        return (
+            mobile in self._number.get(originating, _EMPTY)
+            or mobile in self._account.get(account, _EMPTY)
+            or mobile in self._global
+        )
+
+    # -- changes ----------------------------------------------------------
+
+    def add(self, key: BlockKey, kind: str = DEFAULT_KIND) -> bool:
+        """Add a block; False (and the kind unchanged) when the key is present."""
+        mobile = mobile_int(key.number)
+        members = self._members(key.scope, key.counterpart, create=True)
+        if mobile in members:
+            return False
+        members.add(mobile)
+        if kind != DEFAULT_KIND:
+            self._special_bitmap(kind, (key.scope, key.counterpart), create=True).add(mobile)
+        self._counts[kind] = self._counts.get(kind, 0) + 1
+        return True
+
+    def remove(self, key: BlockKey, lift_kinds: Iterable[str] | None = None) -> bool:
+        """Lift a block if its kind is in lift_kinds (default: any); True if lifted."""
+        kind = self.kind_of(key)
+        if kind is None or (lift_kinds is not None and kind not in tuple(lift_kinds)):
+            return False
+        mobile = mobile_int(key.number)
+        group = (key.scope, key.counterpart)
+        members = self._members(key.scope, key.counterpart, create=False)
+        members.discard(mobile)
+        if not members:
+            self._drop_members(group)
+        if kind != DEFAULT_KIND:
+            special = self._special[kind]
+            special[group].discard(mobile)
+            if not special[group]:
+                del special[group]
+        self._counts[kind] -= 1
+        return True
+
+    def apply_event(self, event: AuditEvent) -> bool:
+        """Replay a recorded event (tailing another gateway's changes); True if changed.
+
+        Uses the event's resulting block_state: "blocked" adds, "unblocked"
+        removes. Events without one (help, admin_import...) change nothing:
+        after an "admin_import" reload the index from the store instead.
+        """
+        counterpart = {"number": event.counterpart, "account": event.account, "global": ""}
+        if event.block_state not in ("blocked", "unblocked") or event.scope not in counterpart:
+            return False
+        key = BlockKey(event.number, counterpart[event.scope], event.scope)
+        try:
+            if event.block_state == "blocked":
+                return self.add(key, event.kind or DEFAULT_KIND)
+            return self.remove(key)
+        except ValueError:
+            return False
+
+    def load(self, blocks: Iterable[Block]) -> int:
+        """Bulk add (start-up path); returns blocks added. Bad numbers are skipped.
+
+        Works in chunks, so the temporary lists stay small next to the index.
+        """
+        grouped: dict[_Group, list[int]] = {}
+        special: dict[_Group, list[tuple[int, str]]] = {}  # (position in grouped, kind)
+        added = skipped = pending = 0
+        for block in blocks:
+            key = block.key
+            try:
+                mobile = mobile_int(key.number)
+            except ValueError:
+                skipped += 1
+                continue
+            group = (key.scope, key.counterpart)
+            mobiles = grouped.setdefault(group, [])
+            mobiles.append(mobile)
+            if block.kind != DEFAULT_KIND:
+                special.setdefault(group, []).append((len(mobiles) - 1, block.kind))
+            pending += 1
+            if pending >= _LOAD_CHUNK:
+                added += self._merge_all(grouped, special)
+                pending = 0
+        if skipped:
+            log.warning("index_load_skipped", extra={"count": skipped})
+        added += self._merge_all(grouped, special)
+        for bitmap in self._all_bitmaps():
+            bitmap.run_optimize()
+            bitmap.shrink_to_fit()
+        return added
+
+    def _merge_all(
+        self, grouped: dict[_Group, list[int]], special: dict[_Group, list[tuple[int, str]]]
+    ) -> int:
+        added = sum(self._merge(g, m, special.get(g, [])) for g, m in grouped.items())
+        grouped.clear()
+        special.clear()
+        return added
+
+    def _merge(self, group: _Group, mobiles: list[int], special: list[tuple[int, str]]) -> int:
+        """Add one group's mobiles; the first kind seen for a mobile wins."""
+        members = self._members(*group, create=True)
+        fresh = BitMap64(sorted(mobiles))
+        if special and len(fresh) != len(mobiles):  # a key repeated: keep the first kind
+            kind_at = dict(special)
+            return sum(
+                self.add(BlockKey(str(m), group[1], group[0]), kind_at.get(i, DEFAULT_KIND))
+                for i, m in enumerate(mobiles)
+            )
+        fresh.difference_update(members)
+        if not fresh:
+            return 0
+        members.update(fresh)
+        by_kind: dict[str, BitMap64] = {}
+        for position, kind in special:
+            by_kind.setdefault(kind, BitMap64()).add(mobiles[position])
+        unassigned = fresh.copy()
+        for kind, kind_mobiles in by_kind.items():
+            new = kind_mobiles.intersection(unassigned)
+            if new:
+                unassigned.difference_update(new)
+                self._special_bitmap(kind, group, create=True).update(new)
+                self._counts[kind] = self._counts.get(kind, 0) + len(new)
+        self._counts[DEFAULT_KIND] += len(unassigned)
+        return len(fresh)
+
+    # -- queries ----------------------------------------------------------
+
+    def kind_of(self, key: BlockKey) -> str | None:
+        """The kind of the block at key, or None when not blocked."""
+        try:
+            mobile = mobile_int(key.number)
+        except ValueError:
+            return None
+        if mobile not in self._members(key.scope, key.counterpart, create=False):
+            return None
+        group = (key.scope, key.counterpart)
+        for kind, groups in self._special.items():
+            if mobile in groups.get(group, _EMPTY):
+                return kind
+        return DEFAULT_KIND
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, BlockKey) and self.kind_of(key) is not None
+
+    def __len__(self) -> int:
+        return sum(self._counts.values())
+
+    def counts_by_kind(self) -> dict[str, int]:
+        """Blocks per kind, every known kind present (for the gateway_blocks gauge)."""
+        return dict(self._counts)
+
+    def memory_bytes(self) -> int:
+        """Estimate of the bytes held by the bitmaps and their dictionaries."""
+        total = 0
+        for bitmap in self._all_bitmaps():
+            stats = bitmap.get_statistics()
+            total += _BITMAP_OVERHEAD + stats["n_containers"] * _CONTAINER_OVERHEAD
+            total += stats["n_bytes_array_containers"] + stats["n_bytes_run_containers"]
+            total += stats["n_bytes_bitset_containers"]
+        for groups in (self._number, self._account):
+            total += sum(len(k) + 49 for k in groups)  # key strings
+        return total
+
+    # -- internals --------------------------------------------------------
+
+    def _all_bitmaps(self) -> list[BitMap64]:
+        specials = [bm for groups in self._special.values() for bm in groups.values()]
+        return [*self._number.values(), *self._account.values(), self._global, *specials]
+
+    def _members(self, scope: str, counterpart: str, *, create: bool) -> BitMap64:
+        if scope == "global":
+            return self._global
+        groups = self._scope_dict(scope)
+        bitmap = groups.get(counterpart)
+        if bitmap is None:
+            bitmap = BitMap64()
+            if create:
+                groups[counterpart] = bitmap
+        return bitmap
+
+    def _drop_members(self, group: _Group) -> None:
+        scope, counterpart = group
+        if scope != "global":
+            self._scope_dict(scope).pop(counterpart, None)
+
+    def _scope_dict(self, scope: str) -> dict[str, BitMap64]:
+        if scope == "number":
+            return self._number
+        if scope == "account":
+            return self._account
+        raise ValueError(f"unknown scope: {scope!r}")
+
+    def _special_bitmap(self, kind: str, group: _Group, *, create: bool) -> BitMap64:
+        groups = self._special.setdefault(kind, {}) if create else self._special.get(kind, {})
+        bitmap = groups.get(group)
+        if bitmap is None:
+            bitmap = BitMap64()
+            if create:
+                groups[group] = bitmap
+        return bitmap

@@ -1,0 +1,305 @@
+"""PostgresStore: the shared store for several gateways (asyncpg).
+
+``record()`` runs in one transaction that also takes a transaction-level
+advisory lock, so event ids commit in id order and a reader tailing by id
+never skips an event committed late; it notifies ``channel`` with the new id.
+``listen()`` delivers those ids to a callback on a dedicated connection.
+Every asyncpg, OS or timeout failure becomes StoreError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Any
+
+import asyncpg
+
+from gateway.errors import StoreError
+from gateway.store import schema
+from gateway.store.base import KINDS, AuditEvent, Block, BlockChange, BlockKey
+
+_LOCK_MIGRATE = 0x6761_7465_0001  # advisory lock ids ("gate")
+_LOCK_EVENTS = 0x6761_7465_0002
+_EVENTS_SELECT = f"SELECT id, {', '.join(schema.EVENT_COLUMNS)} FROM events"
+_BLOCKS_SELECT = f"SELECT {', '.join(schema.BLOCK_COLUMNS)} FROM blocks"
+_EVENT_INSERT = (
+    f"INSERT INTO events ({', '.join(schema.EVENT_COLUMNS)}) VALUES "
+    f"({', '.join(f'${i}' for i in range(1, len(schema.EVENT_COLUMNS) + 1))}) RETURNING id"
+)
+_BLOCK_INSERT = (
+    f"INSERT INTO blocks ({', '.join(schema.BLOCK_COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6) "
+    "ON CONFLICT DO NOTHING"
+)
+_KEY_WHERE = "number = $1 AND counterpart = $2 AND scope = $3"
+_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    try:
+        yield
+    except _ERRORS as exc:
+        raise StoreError(f"postgresql: {type(exc).__name__}: {exc}") from exc
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def _apply(conn: Any, change: BlockChange) -> tuple[bool, bool, str]:
+    """Apply change; returns (changed, blocked after, kind of the block concerned)."""
+    block = change.block
+    key = schema.key_row(block.key)
+    if change.action == "add":
+        if await conn.execute(_BLOCK_INSERT, *schema.block_row(block)) == "INSERT 0 1":
+            return True, True, block.kind
+    else:
+        kind = await conn.fetchval(
+            f"DELETE FROM blocks WHERE {_KEY_WHERE} AND kind = ANY($4::text[]) RETURNING kind",
+            *key, list(schema.lift_tuple(change.lift_kinds)),
+        )
+        if kind is not None:
+            return True, False, str(kind)
+    found = await conn.fetchval(f"SELECT kind FROM blocks WHERE {_KEY_WHERE}", *key)
+    return False, found is not None, str(found) if found is not None else block.kind
+
+
+class PostgresStore:
+    """The Store protocol on PostgreSQL; ``schema`` isolates tables (tests, tenants)."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str | None = None,
+        channel: str = "gateway_events",
+        min_size: int = 1,
+        max_size: int = 4,
+        command_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self._dsn = dsn
+        self._schema = schema
+        self.channel = channel
+        self._pool_args = {"min_size": min_size, "max_size": max_size}
+        self._command_timeout = command_timeout
+        self._connect_timeout = connect_timeout
+        self._pool: asyncpg.Pool | None = None
+
+    def _connect_args(self) -> dict[str, Any]:
+        args: dict[str, Any] = {
+            "timeout": self._connect_timeout,
+            "command_timeout": self._command_timeout,
+        }
+        if self._schema:
+            args["server_settings"] = {"search_path": self._schema}
+        return args
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        with _store_errors():
+            pool = await asyncpg.create_pool(self._dsn, **self._pool_args, **self._connect_args())
+            try:
+                async with pool.acquire() as conn:
+                    await self._migrate(conn)
+            except BaseException:
+                await pool.close()
+                raise
+        self._pool = pool
+
+    async def _migrate(self, conn: Any) -> None:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_MIGRATE)
+            if self._schema:
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(self._schema)}")
+            await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+            found = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
+            schema.check_version(found, len(schema.POSTGRES_MIGRATIONS))
+            for version in range(found + 1, len(schema.POSTGRES_MIGRATIONS) + 1):
+                for statement in schema.POSTGRES_MIGRATIONS[version - 1]:
+                    await conn.execute(statement)
+                await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with _store_errors():
+                await pool.close()
+
+    def _require_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreError("store is not open")
+        return self._pool
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        with _store_errors():
+            return list(await self._require_pool().fetch(sql, *args))
+
+    async def _execute(self, sql: str, *args: Any) -> int:
+        """Run one statement; returns the row count of its status tag."""
+        with _store_errors():
+            status = await self._require_pool().execute(sql, *args)
+        return int(status.rsplit(" ", 1)[-1])
+
+    # -- blocks -------------------------------------------------------------
+
+    async def iter_blocks(self) -> AsyncIterator[Block]:
+        after = ("", "", "")
+        sql = (
+            f"{_BLOCKS_SELECT} WHERE (number, counterpart, scope) > ($1, $2, $3) "
+            f"ORDER BY number, counterpart, scope LIMIT {schema.PAGE_SIZE}"
+        )
+        while True:
+            rows = await self._fetch(sql, *after)
+            for row in rows:
+                yield schema.block_from_row(row)
+            if len(rows) < schema.PAGE_SIZE:
+                return
+            after = (rows[-1][0], rows[-1][1], rows[-1][2])
+
+    async def get_block(self, key: BlockKey) -> Block | None:
+        rows = await self._fetch(f"{_BLOCKS_SELECT} WHERE {_KEY_WHERE}", *schema.key_row(key))
+        return schema.block_from_row(rows[0]) if rows else None
+
+    async def list_blocks(
+        self, limit: int = 100, offset: int = 0, number: str | None = None
+    ) -> list[Block]:
+        rows = await self._fetch(
+            f"{_BLOCKS_SELECT} WHERE ($3::text IS NULL OR number = $3) "
+            "ORDER BY number, counterpart, scope LIMIT $1 OFFSET $2",
+            limit, offset, number,
+        )
+        return [schema.block_from_row(r) for r in rows]
+
+    async def count_blocks(self) -> dict[str, int]:
+        rows = await self._fetch("SELECT kind, count(*) FROM blocks GROUP BY kind")
+        return {**dict.fromkeys(KINDS, 0), **{r[0]: int(r[1]) for r in rows}}
+
+    async def import_blocks(self, blocks: Iterable[Block]) -> int:
+        rows = [schema.block_row(b) for b in blocks]
+        with _store_errors():
+            async with self._require_pool().acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "CREATE TEMPORARY TABLE import_blocks (LIKE blocks) ON COMMIT DROP"
+                )
+                await conn.copy_records_to_table("import_blocks", records=rows)
+                status = await conn.execute(
+                    "INSERT INTO blocks SELECT * FROM import_blocks ON CONFLICT DO NOTHING"
+                )
+                inserted = int(status.rsplit(" ", 1)[-1])
+                event = schema.operator_event("admin_import", time.time(), text=str(inserted))
+                await self._insert_event(conn, event)
+        return inserted
+
+    async def remove_block(
+        self, key: BlockKey, lift_kinds: Iterable[str] = KINDS, event: AuditEvent | None = None
+    ) -> bool:
+        now = time.time()
+        change = BlockChange("remove", Block(key, "", "operator", now), tuple(lift_kinds))
+        _, changed = await self.record(event or schema.operator_event("admin_remove", now, key), change)
+        return changed
+
+    # -- events -------------------------------------------------------------
+
+    async def _insert_event(self, conn: Any, event: AuditEvent) -> int:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_EVENTS)
+        event_id = int(await conn.fetchval(_EVENT_INSERT, *schema.event_row(event)))
+        await conn.execute("SELECT pg_notify($1, $2)", self.channel, str(event_id))
+        return event_id
+
+    async def record(
+        self, event: AuditEvent, change: BlockChange | None = None
+    ) -> tuple[int, bool]:
+        with _store_errors():
+            async with self._require_pool().acquire() as conn, conn.transaction():
+                changed, blocked, kind = (
+                    await _apply(conn, change) if change else (False, False, "")
+                )
+                full = schema.complete_event(event, change, blocked, kind)
+                return await self._insert_event(conn, full), changed
+
+    async def events_after(self, event_id: int, limit: int = 1000) -> list[AuditEvent]:
+        rows = await self._fetch(
+            f"{_EVENTS_SELECT} WHERE id > $1 ORDER BY id LIMIT $2", event_id, limit
+        )
+        return [schema.event_from_row(r) for r in rows]
+
+    async def last_event_id(self) -> int:
+        rows = await self._fetch("SELECT coalesce(max(id), 0) FROM events")
+        return int(rows[0][0])
+
+    async def events_between(self, since: float, until: float) -> AsyncIterator[AuditEvent]:
+        sql = f"{_EVENTS_SELECT} WHERE id > $1 AND at >= $2 AND at < $3 ORDER BY id LIMIT $4"
+        after = 0
+        while True:
+            rows = await self._fetch(sql, after, since, until, schema.PAGE_SIZE)
+            for row in rows:
+                yield schema.event_from_row(row)
+            if len(rows) < schema.PAGE_SIZE:
+                return
+            after = rows[-1][0]
+
+    async def purge_events(self, before: float) -> int:
+        return await self._execute("DELETE FROM events WHERE at < $1", before)
+
+    async def listen(
+        self, callback: Callable[[int], None], on_lost: Callable[[], None] | None = None
+    ) -> Callable[[], Awaitable[None]]:
+        """Call callback(event_id) for every event recorded by any gateway.
+
+        Runs on its own connection; on_lost is called if that connection
+        drops (then catch up with events_after and listen again). Returns an
+        async function that stops listening and closes the connection.
+        """
+        with _store_errors():
+            conn = await asyncpg.connect(self._dsn, **self._connect_args())
+
+        def deliver(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            callback(int(payload))
+
+        def lost(_conn: object) -> None:
+            if on_lost is not None:
+                on_lost()
+
+        try:
+            with _store_errors():
+                await conn.add_listener(self.channel, deliver)
+        except BaseException:
+            await conn.close()
+            raise
+        conn.add_termination_listener(lost)
+
+        async def stop() -> None:
+            conn.remove_termination_listener(lost)
+            with _store_errors():
+                await conn.close()
+
+        return stop
+
+    # -- receipt routes -----------------------------------------------------
+
+    async def put_receipt_routes(self, routes: Iterable[tuple[str, str, float]]) -> None:
+        rows = list({r[0]: r for r in routes}.values())  # last one wins
+        if not rows:
+            return
+        with _store_errors():
+            await self._require_pool().execute(
+                "INSERT INTO receipt_routes (message_id, account, expires_at) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::float8[]) "
+                "ON CONFLICT (message_id) DO UPDATE SET account = excluded.account, "
+                "expires_at = excluded.expires_at",
+                [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+            )
+
+    async def get_receipt_route(self, message_id: str) -> str | None:
+        rows = await self._fetch(
+            "SELECT account FROM receipt_routes WHERE message_id = $1 AND expires_at > $2",
+            message_id, time.time(),
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def purge_receipt_routes(self, now: float) -> int:
+        return await self._execute("DELETE FROM receipt_routes WHERE expires_at <= $1", now)

@@ -1,0 +1,144 @@
+"""Schema migrations for both SQL backends, and row <-> value helpers they share.
+
+Each backend applies its list in order and records the version reached in
+``schema_version``; a database already at a version above the list's length
+was written by a newer gateway and is refused (see ``check_version``).
+Events are append-only: an update trigger refuses changes, only the retention
+purge deletes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from gateway.errors import StoreError
+from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey
+
+EVENT_COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(AuditEvent) if f.name != "id"
+)
+BLOCK_COLUMNS: tuple[str, ...] = ("number", "counterpart", "scope", "kind", "source", "created_at")
+PAGE_SIZE = 20_000
+
+_EVENT_TEXT_COLUMNS = ",\n    ".join(
+    f"{c} TEXT NOT NULL DEFAULT ''" for c in EVENT_COLUMNS if c not in ("at", "data_coding")
+)
+
+SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE blocks (
+    number TEXT NOT NULL, counterpart TEXT NOT NULL, scope TEXT NOT NULL,
+    kind TEXT NOT NULL, source TEXT NOT NULL, created_at REAL NOT NULL,
+    PRIMARY KEY (number, counterpart, scope)) WITHOUT ROWID""",
+        f"""CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    data_coding INTEGER NOT NULL DEFAULT 0,
+    {_EVENT_TEXT_COLUMNS})""",
+        "CREATE INDEX events_at ON events (at)",
+        """CREATE TRIGGER events_append_only BEFORE UPDATE ON events
+    BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+        """CREATE TABLE receipt_routes (
+    message_id TEXT PRIMARY KEY, account TEXT NOT NULL, expires_at REAL NOT NULL
+) WITHOUT ROWID""",
+        "CREATE INDEX receipt_routes_expires ON receipt_routes (expires_at)",
+    ),
+)
+
+POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE blocks (
+    number text NOT NULL, counterpart text NOT NULL, scope text NOT NULL,
+    kind text NOT NULL, source text NOT NULL, created_at double precision NOT NULL,
+    PRIMARY KEY (number, counterpart, scope))""",
+        f"""CREATE TABLE events (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at double precision NOT NULL,
+    data_coding integer NOT NULL DEFAULT 0,
+    {_EVENT_TEXT_COLUMNS.replace("TEXT", "text")})""",
+        "CREATE INDEX events_at ON events (at)",
+        """CREATE FUNCTION events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'events are append-only'; END $$""",
+        """CREATE TRIGGER events_append_only BEFORE UPDATE ON events
+    FOR EACH ROW EXECUTE FUNCTION events_append_only()""",
+        """CREATE TABLE receipt_routes (
+    message_id text PRIMARY KEY, account text NOT NULL,
+    expires_at double precision NOT NULL)""",
+        "CREATE INDEX receipt_routes_expires ON receipt_routes (expires_at)",
+    ),
+)
+
+
+def check_version(found: int, known: int) -> None:
+    """Refuse a schema written by a newer gateway."""
+    if found > known:
+        raise StoreError(
+            f"database schema version {found} is newer than this gateway knows ({known}); "
+            "upgrade the gateway or point it at another database"
+        )
+
+
+def event_row(event: AuditEvent) -> tuple[Any, ...]:
+    return tuple(getattr(event, c) for c in EVENT_COLUMNS)
+
+
+def event_from_row(row: Sequence[Any]) -> AuditEvent:
+    """row = (id, *EVENT_COLUMNS)"""
+    return AuditEvent(id=int(row[0]), **dict(zip(EVENT_COLUMNS, row[1:], strict=True)))
+
+
+def block_row(block: Block) -> tuple[str, str, str, str, str, float]:
+    key = block.key
+    return (key.number, key.counterpart, key.scope, block.kind, block.source, block.created_at)
+
+
+def block_from_row(row: Sequence[Any]) -> Block:
+    """row = BLOCK_COLUMNS"""
+    number, counterpart, scope, kind, source, created_at = row
+    return Block(BlockKey(number, counterpart, scope), kind, source, float(created_at))
+
+
+def key_row(key: BlockKey) -> tuple[str, str, str]:
+    return (key.number, key.counterpart, key.scope)
+
+
+def complete_event(
+    event: AuditEvent, change: BlockChange | None, blocked_after: bool, kind: str
+) -> AuditEvent:
+    """Fill what the change implies and the caller left empty.
+
+    block_state becomes the resulting state ("blocked" / "unblocked"), so a
+    reader tailing the log can replay it onto its index: blocked -> add,
+    unblocked -> remove (see BlockIndex.apply_event). number, scope, kind and
+    the counterpart (or account, for scope "account") come from the block.
+    """
+    if change is None:
+        return event
+    key = change.block.key
+    return dataclasses.replace(
+        event,
+        number=event.number or key.number,
+        counterpart=event.counterpart or (key.counterpart if key.scope == "number" else ""),
+        account=event.account or (key.counterpart if key.scope == "account" else ""),
+        scope=event.scope or key.scope,
+        kind=event.kind or kind,
+        block_state=event.block_state or ("blocked" if blocked_after else "unblocked"),
+    )
+
+
+def operator_event(op: str, at: float, key: BlockKey | None = None, text: str = "") -> AuditEvent:
+    """The audit event of an operator action done through a store convenience method."""
+    if key is None:
+        return AuditEvent(at=at, op=op, source="operator", text=text)
+    counterpart = key.counterpart if key.scope == "number" else ""
+    account = key.counterpart if key.scope == "account" else ""
+    return AuditEvent(
+        at=at, op=op, number=key.number, counterpart=counterpart, account=account,
+        source="operator", scope=key.scope, text=text,
+    )
+
+
+def lift_tuple(kinds: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(kinds))

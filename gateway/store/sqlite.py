@@ -1,0 +1,270 @@
+"""SqliteStore: the embedded default store (stdlib sqlite3).
+
+One connection, used only by one dedicated worker thread; coroutines hand it
+work with ``run_in_executor``. WAL journal and ``synchronous=FULL``, so a
+committed ``record()`` survives power loss; other processes (the operator
+CLI) may write the same file, waiting up to ``busy_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from gateway.errors import StoreError
+from gateway.store import schema
+from gateway.store.base import KINDS, AuditEvent, Block, BlockChange, BlockKey
+
+T = TypeVar("T")
+
+_EVENTS_SELECT = f"SELECT id, {', '.join(schema.EVENT_COLUMNS)} FROM events"
+_BLOCKS_SELECT = f"SELECT {', '.join(schema.BLOCK_COLUMNS)} FROM blocks"
+_EVENT_INSERT = (
+    f"INSERT INTO events ({', '.join(schema.EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(schema.EVENT_COLUMNS))})"
+)
+_BLOCK_INSERT = f"INSERT INTO blocks ({', '.join(schema.BLOCK_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)"
+_KEY_WHERE = "number = ? AND counterpart = ? AND scope = ?"
+
+
+def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        _migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        found = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+        schema.check_version(found, len(schema.SQLITE_MIGRATIONS))
+        for version in range(found + 1, len(schema.SQLITE_MIGRATIONS) + 1):
+            for statement in schema.SQLITE_MIGRATIONS[version - 1]:
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _in_transaction(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work()
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+def _apply(conn: sqlite3.Connection, change: BlockChange) -> tuple[bool, bool, str]:
+    """Apply change; returns (changed, blocked after, kind of the block concerned)."""
+    block = change.block
+    key = schema.key_row(block.key)
+    if change.action == "add":
+        cursor = conn.execute(_BLOCK_INSERT + " ON CONFLICT DO NOTHING", schema.block_row(block))
+        if cursor.rowcount == 1:
+            return True, True, block.kind
+    else:
+        kinds = schema.lift_tuple(change.lift_kinds)
+        marks = ", ".join("?" * len(kinds))
+        row = conn.execute(
+            f"DELETE FROM blocks WHERE {_KEY_WHERE} AND kind IN ({marks}) RETURNING kind",
+            (*key, *kinds),
+        ).fetchone()
+        if row is not None:
+            return True, False, str(row[0])
+    found = conn.execute(f"SELECT kind FROM blocks WHERE {_KEY_WHERE}", key).fetchone()
+    return False, found is not None, str(found[0]) if found else block.kind
+
+
+def _record(
+    conn: sqlite3.Connection, event: AuditEvent, change: BlockChange | None
+) -> tuple[int, bool]:
+    def work() -> tuple[int, bool]:
+        changed, blocked, kind = _apply(conn, change) if change else (False, False, "")
+        full = schema.complete_event(event, change, blocked, kind)
+        cursor = conn.execute(_EVENT_INSERT, schema.event_row(full))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid, changed
+
+    return _in_transaction(conn, work)
+
+
+def _import(conn: sqlite3.Connection, blocks: Iterable[Block], at: float) -> int:
+    def work() -> int:
+        before = conn.total_changes
+        conn.executemany(
+            _BLOCK_INSERT + " ON CONFLICT DO NOTHING", (schema.block_row(b) for b in blocks)
+        )
+        inserted = conn.total_changes - before
+        event = schema.operator_event("admin_import", at, text=str(inserted))
+        conn.execute(_EVENT_INSERT, schema.event_row(event))
+        return inserted
+
+    return _in_transaction(conn, work)
+
+
+class SqliteStore:
+    """The Store protocol on one SQLite file (or ":memory:")."""
+
+    def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
+        self.path = path
+        self._busy_timeout = busy_timeout
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-store")
+        try:
+            self._conn = await self._call(_connect, self.path, self._busy_timeout)
+        except BaseException:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+            raise
+
+    async def close(self) -> None:
+        executor, conn = self._executor, self._conn
+        self._executor = self._conn = None
+        if executor is None:
+            return
+        try:
+            if conn is not None:
+                await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+        finally:
+            executor.shutdown(wait=True)
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise StoreError("store is not open")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite: {exc}") from exc
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def on_thread() -> T:
+            if self._conn is None:
+                raise StoreError("store is not open")
+            return fn(self._conn)
+
+        return await self._call(on_thread)
+
+    async def _query(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        args = tuple(params)
+        return await self._run(lambda c: c.execute(sql, args).fetchall())
+
+    async def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
+        args = tuple(params)
+        return await self._run(lambda c: _in_transaction(c, lambda: c.execute(sql, args).rowcount))
+
+    # -- blocks -------------------------------------------------------------
+
+    async def iter_blocks(self) -> AsyncIterator[Block]:
+        after: tuple[str, str, str] = ("", "", "")
+        sql = (
+            f"{_BLOCKS_SELECT} WHERE (number, counterpart, scope) > (?, ?, ?) "
+            f"ORDER BY number, counterpart, scope LIMIT {schema.PAGE_SIZE}"
+        )
+        while True:
+            rows = await self._query(sql, after)
+            for row in rows:
+                yield schema.block_from_row(row)
+            if len(rows) < schema.PAGE_SIZE:
+                return
+            after = (rows[-1][0], rows[-1][1], rows[-1][2])
+
+    async def get_block(self, key: BlockKey) -> Block | None:
+        rows = await self._query(f"{_BLOCKS_SELECT} WHERE {_KEY_WHERE}", schema.key_row(key))
+        return schema.block_from_row(rows[0]) if rows else None
+
+    async def list_blocks(
+        self, limit: int = 100, offset: int = 0, number: str | None = None
+    ) -> list[Block]:
+        where, params = ("WHERE number = ?", [number]) if number is not None else ("", [])
+        rows = await self._query(
+            f"{_BLOCKS_SELECT} {where} ORDER BY number, counterpart, scope LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [schema.block_from_row(r) for r in rows]
+
+    async def count_blocks(self) -> dict[str, int]:
+        rows = await self._query("SELECT kind, count(*) FROM blocks GROUP BY kind")
+        return {**dict.fromkeys(KINDS, 0), **{k: int(n) for k, n in rows}}
+
+    async def import_blocks(self, blocks: Iterable[Block]) -> int:
+        at = time.time()
+        return await self._run(lambda c: _import(c, blocks, at))
+
+    async def remove_block(
+        self, key: BlockKey, lift_kinds: Iterable[str] = KINDS, event: AuditEvent | None = None
+    ) -> bool:
+        now = time.time()
+        change = BlockChange("remove", Block(key, "", "operator", now), tuple(lift_kinds))
+        _, changed = await self.record(event or schema.operator_event("admin_remove", now, key), change)
+        return changed
+
+    # -- events -------------------------------------------------------------
+
+    async def record(
+        self, event: AuditEvent, change: BlockChange | None = None
+    ) -> tuple[int, bool]:
+        return await self._run(lambda c: _record(c, event, change))
+
+    async def events_after(self, event_id: int, limit: int = 1000) -> list[AuditEvent]:
+        rows = await self._query(f"{_EVENTS_SELECT} WHERE id > ? ORDER BY id LIMIT ?", (event_id, limit))
+        return [schema.event_from_row(r) for r in rows]
+
+    async def last_event_id(self) -> int:
+        rows = await self._query("SELECT coalesce(max(id), 0) FROM events")
+        return int(rows[0][0])
+
+    async def events_between(self, since: float, until: float) -> AsyncIterator[AuditEvent]:
+        sql = f"{_EVENTS_SELECT} WHERE id > ? AND at >= ? AND at < ? ORDER BY id LIMIT ?"
+        after = 0
+        while True:
+            rows = await self._query(sql, (after, since, until, schema.PAGE_SIZE))
+            for row in rows:
+                yield schema.event_from_row(row)
+            if len(rows) < schema.PAGE_SIZE:
+                return
+            after = rows[-1][0]
+
+    async def purge_events(self, before: float) -> int:
+        return await self._write("DELETE FROM events WHERE at < ?", (before,))
+
+    # -- receipt routes -----------------------------------------------------
+
+    async def put_receipt_routes(self, routes: Iterable[tuple[str, str, float]]) -> None:
+        sql = (
+            "INSERT INTO receipt_routes (message_id, account, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (message_id) DO UPDATE SET account = excluded.account, "
+            "expires_at = excluded.expires_at"
+        )
+        rows = list({r[0]: r for r in routes}.values())  # last one wins
+        await self._run(lambda c: _in_transaction(c, lambda: c.executemany(sql, rows)))
+
+    async def get_receipt_route(self, message_id: str) -> str | None:
+        rows = await self._query(
+            "SELECT account FROM receipt_routes WHERE message_id = ? AND expires_at > ?",
+            (message_id, time.time()),
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def purge_receipt_routes(self, now: float) -> int:
+        return await self._write("DELETE FROM receipt_routes WHERE expires_at <= ?", (now,))

@@ -1,0 +1,180 @@
+"""The opt-out engine end to end: mobile -> simulator -> gateway -> application, and back."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.app import Gateway
+from gateway.simulator import Simulator
+from gateway.smpp import pdu as P
+from gateway.smpp import status as st
+from tests.integration.client import RawClient, submit_sm
+from tests.integration.conftest import GatewayFactory
+
+MOBILE = "14155550123"
+LONG_CODE = "14155550100"  # owned by account acme
+TOLL_FREE = "18005550100"
+
+
+class App:
+    """An application bound as transceiver that answers every deliver_sm with ESME_ROK."""
+
+    def __init__(self, client: RawClient) -> None:
+        self.client = client
+        client.auto_ack = True
+        self.delivered = client.delivered
+
+    @classmethod
+    async def bind(cls, gateway: Gateway, system_id: str = "acme", password: str = "secret") -> App:
+        client = await RawClient.connect(gateway.smpp_port)
+        assert (await client.bind(system_id, password)).command_status == 0
+        return cls(client)
+
+    async def submit(self, dst: str = MOBILE, src: str = LONG_CODE) -> P.Pdu:
+        return await self.client.request(submit_sm(dst=dst, src=src))
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+async def replies_to(sim: Simulator, mobile: str, fragment: bytes, timeout: float = 5) -> P.Pdu:
+    return await sim.wait_for(
+        lambda p: p.command_id == P.SUBMIT_SM and mobile.encode() + b"\x00" in p.raw and fragment in p.raw,
+        timeout=timeout,
+    )
+
+
+def submits_to(sim: Simulator, mobile: str) -> list[P.Pdu]:
+    return [p for p in sim.received if p.command_id == P.SUBMIT_SM and P.submit_addresses(p.raw)[1].text == mobile]
+
+
+@pytest.mark.parametrize("keyword", ["STOP", " stop. ", "Stop all", "ＳＴＯＰ", "unsubscribe!", "Arrête"])
+async def test_stop_blocks_replies_and_forwards(gateway: Gateway, sim: Simulator, keyword: str) -> None:
+    app = await App.bind(gateway)
+    assert await sim.inject_mo(MOBILE, LONG_CODE, keyword) == 0
+    reply = await replies_to(sim, MOBILE, b"unsubscribed")
+    src, dst = P.submit_addresses(reply.raw)
+    assert (src.text, dst.text) == (LONG_CODE, MOBILE) and (src.ton, dst.ton) == (1, 1)
+    assert any(keyword.encode("utf-16-be") in p.raw or keyword.encode() in p.raw for p in app.delivered) or \
+        len(app.delivered) == 1
+    before = len(sim.received)
+    resp = await app.submit()
+    assert resp.command_status == st.ESME_RINVDSTADR
+    assert len(sim.received) == before  # never reached the carrier
+    assert (await app.submit(dst="14155550124")).command_status == 0  # others unaffected
+    await app.close()
+
+
+async def test_start_lifts_with_reply_and_help_changes_nothing(gateway: Gateway, sim: Simulator) -> None:
+    app = await App.bind(gateway)
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0
+    await replies_to(sim, MOBILE, b"unsubscribed")
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "help") == 0
+    await replies_to(sim, MOBILE, b"Msg&data")
+    assert (await app.submit()).command_status == st.ESME_RINVDSTADR
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "Start") == 0
+    await replies_to(sim, MOBILE, b"resubscribed")
+    assert (await app.submit()).command_status == 0
+    assert len(app.delivered) == 3  # every keyword MO still reaches the application
+    await app.close()
+
+
+@pytest.mark.parametrize("text", ["please don't stop", "NETWORK MSG: You replied with the word \"stop\"",
+                                  "STOP PLEASE"])
+async def test_not_keywords(gateway: Gateway, sim: Simulator, text: str) -> None:
+    app = await App.bind(gateway)
+    assert await sim.inject_mo(MOBILE, LONG_CODE, text) == 0
+    assert (await app.submit()).command_status == 0
+    assert not [p for p in submits_to(sim, MOBILE) if b"unsubscribed" in p.raw]
+    assert len(app.delivered) == 1 and text.encode()[:10] in app.delivered[0].raw
+    await app.close()
+
+
+async def test_toll_free_mirrors_carrier_block_without_reply(gateway: Gateway, sim: Simulator) -> None:
+    app = await App.bind(gateway, "other", "pw2")
+    assert await sim.inject_mo(MOBILE, TOLL_FREE, "STOP") == 0
+    assert (await app.submit(src=TOLL_FREE)).command_status == st.ESME_RINVDSTADR
+    assert await sim.inject_mo(MOBILE, TOLL_FREE, "YES") == 0  # the network ignores YES: still blocked
+    assert (await app.submit(src=TOLL_FREE)).command_status == st.ESME_RINVDSTADR
+    assert await sim.inject_mo(MOBILE, TOLL_FREE, "UNSTOP") == 0
+    assert (await app.submit(src=TOLL_FREE)).command_status == 0
+    replies = [p for p in submits_to(sim, MOBILE) if b"subscribed" in p.raw]
+    assert replies == []  # the network sends its own NETWORK MSG; we send nothing
+    assert len(app.delivered) == 3
+    await app.close()
+
+
+async def test_block_survives_restart(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    first = await make_gateway()
+    app = await App.bind(first)
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0
+    await app.close()
+    await first.stop()
+    second = await make_gateway()
+    app = await App.bind(second)
+    assert (await app.submit()).command_status == st.ESME_RINVDSTADR
+    await app.close()
+
+
+async def test_redelivered_stop_replies_once(gateway: Gateway, sim: Simulator) -> None:
+    app = await App.bind(gateway)
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0
+    await replies_to(sim, MOBILE, b"unsubscribed")
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0
+    assert len(app.delivered) == 2
+    assert len([p for p in submits_to(sim, MOBILE) if b"unsubscribed" in p.raw]) == 1
+    await app.close()
+
+
+async def test_auto_reply_receipt_goes_to_nobody(gateway: Gateway, sim: Simulator) -> None:
+    app = await App.bind(gateway)
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "HELP") == 0
+    reply = await replies_to(sim, MOBILE, b"Msg&data")
+    submission = next(s for s in sim.submissions if s.pdu is reply)
+    assert submission.message_id
+    result = await sim.wait_for_result(lambda r: b"id:" + submission.message_id.encode() in r[0])
+    assert result[1] == 0  # the gateway acked its own receipt
+    assert len(app.delivered) == 1  # the application saw the HELP, not the receipt
+    await app.close()
+
+
+async def test_store_failure_asks_carrier_to_retry(gateway: Gateway, sim: Simulator) -> None:
+    app = await App.bind(gateway)
+    assert gateway.store is not None
+    await gateway.store.close()  # the store now fails every write
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == st.ESME_RX_T_APPN
+    assert (await app.submit()).command_status == 0  # nothing half-applied
+    assert not [p for p in submits_to(sim, MOBILE) if b"unsubscribed" in p.raw]
+    await app.close()
+
+
+async def test_submit_multi_reports_blocked_destinations(gateway: Gateway, sim: Simulator) -> None:
+    app = await App.bind(gateway)
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0
+    body = (b"\x00" + b"\x01\x01" + LONG_CODE.encode() + b"\x00" + b"\x02"
+            + b"\x01\x01\x01" + MOBILE.encode() + b"\x00" + b"\x01\x01\x0114155550124\x00"
+            + b"\x00\x00\x00" + b"\x00\x00" + b"\x00\x00" + b"\x00\x00" + b"\x02hi")
+    resp = await app.client.request(P.encode(P.SUBMIT_MULTI, 0, 1, body))
+    assert resp.command_id == P.SUBMIT_MULTI_RESP and resp.command_status == 0
+    _, unsuccess = P.parse_submit_multi_resp(resp.raw)
+    assert [(a.text, s) for a, s in unsuccess] == [(MOBILE, st.ESME_RINVDSTADR)]
+    forwarded = await sim.wait_for(lambda p: p.command_id == P.SUBMIT_MULTI)
+    dests, _, _ = P.submit_multi_dests(forwarded.raw)
+    assert [d.address.text for d in dests if d.address] == ["14155550124"]
+    await app.close()
+
+
+async def test_receipt_mode_accepts_and_reports_rejected(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    gateway = await make_gateway(optout={"block_mode": "receipt"})
+    app = await App.bind(gateway)
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0
+    resp = await app.client.request(submit_sm(dst=MOBILE, src=LONG_CODE, registered_delivery=1))
+    assert resp.command_status == 0
+    message_id = P.response_message_id(resp.raw)
+    await app.client.wait(lambda: any(b"stat:REJECTD" in p.raw for p in app.delivered))
+    receipt = next(p for p in app.delivered if b"stat:REJECTD" in p.raw)
+    assert b"id:" + message_id in receipt.raw
+    assert not submits_to(sim, MOBILE)[1:]  # only the STOP reply went to the carrier
+    await app.close()

@@ -1,0 +1,69 @@
+"""Backend failures surface as StoreError; open_store picks the backend from the URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import ConfigError, StoreError
+from gateway.store import mask_url, open_store
+from gateway.store.postgres import PostgresStore
+from gateway.store.sqlite import SqliteStore
+
+
+async def test_sqlite_unopenable_path_is_store_error(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "missing" / "dir" / "gateway.db"))
+    with pytest.raises(StoreError, match="sqlite"):
+        await store.open()
+    await store.close()
+
+
+async def test_sqlite_memory_store_works() -> None:
+    store = open_store("sqlite:///:memory:")
+    await store.open()
+    try:
+        assert await store.last_event_id() == 0
+    finally:
+        await store.close()
+
+
+async def test_postgres_refused_connection_is_store_error() -> None:
+    store = PostgresStore("postgresql://postgres@127.0.0.1:1/test", connect_timeout=2)
+    with pytest.raises(StoreError, match="postgresql"):
+        await store.open()
+    await store.close()
+
+
+@pytest.mark.parametrize(
+    "url, kind, path",
+    [
+        ("sqlite:///gateway.db", SqliteStore, "gateway.db"),
+        ("sqlite:///data/gw.db", SqliteStore, "data/gw.db"),
+        ("sqlite:////var/lib/gw.db", SqliteStore, "/var/lib/gw.db"),
+        ("sqlite:///:memory:", SqliteStore, ":memory:"),
+        ("postgresql://u:p@db:5432/gw", PostgresStore, None),
+        ("postgres://db/gw", PostgresStore, None),
+    ],
+)
+def test_open_store_picks_backend(url: str, kind: type, path: str | None) -> None:
+    store = open_store(url)
+    assert isinstance(store, kind)
+    if path is not None:
+        assert isinstance(store, SqliteStore) and store.path == path
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://root:s3cret@db/gw", "sqlite://host/gw.db", "sqlite:///", "gw.db", "", "s3cret"],
+)
+def test_open_store_rejects_without_echoing_password(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        open_store(url)
+    assert "s3cret" not in str(info.value)
+    assert "sqlite:///" in str(info.value)
+
+
+def test_mask_url() -> None:
+    assert mask_url("postgresql://gw:s3cret@db:5432/gw") == "postgresql://gw:***@db:5432/gw"
+    assert mask_url("postgresql://gw@db/gw") == "postgresql://gw@db/gw"

@@ -1,0 +1,159 @@
+"""E.164 keys, regions, toll-free checks and block keys."""
+
+from __future__ import annotations
+
+import phonenumbers
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.policy.numbers import (
+    NumberPlan,
+    block_keys,
+    can_receive_reply,
+    counterpart_for,
+    e164,
+    is_toll_free,
+    mobile_key,
+    plan_for_region,
+    region_of,
+)
+
+
+@pytest.mark.parametrize(
+    "ton, addr, cc, expected",
+    [
+        (1, b"14155550123", "1", 14155550123),
+        (0, b"+14155550123", "1", 14155550123),
+        (2, b"4155550123", "1", 14155550123),
+        (0, b"4155550123", "1", 14155550123),  # national length for NANP
+        (0, b"14155550123", "1", 14155550123),
+        (2, b"14155550123", "1", 14155550123),  # trunk 1 tolerated
+        (0, b"0014155550123", "1", 14155550123),
+        (1, b"+14155550123", "1", 14155550123),
+        (1, b"447700900123", "1", 447700900123),
+        (0, b"447700900123", "1", 447700900123),  # not national length: international
+        (2, b"07700900123", "44", 447700900123),  # trunk 0 stripped
+        (0, b"07700900123", "44", 447700900123),
+        (2, b"7700900123", "44", 447700900123),
+        (0, b"4155550123\x00", "1", 14155550123),
+        (5, b"ACME", "1", None),  # alphanumeric
+        (5, b"14155550123", "1", None),
+        (0, b"ACME", "1", None),
+        (0, b"12345", "1", None),  # short code
+        (0, b"123456", "1", None),
+        (2, b"12345", "1", None),
+        (0, b"", "1", None),
+        (0, b"+", "1", None),
+        (0, b"\xff\xfe", "1", None),
+        (0, "٤١٥٥٥٥٠١٢٣".encode(), "1", None),  # non-ASCII digits
+        (1, b"1234567890123456", "1", None),  # longer than E.164
+        (1, b"0155550123", "1", None),  # no country code starts with 0
+    ],
+)
+def test_mobile_key(ton: int, addr: bytes, cc: str, expected: int | None) -> None:
+    assert mobile_key(ton, addr, cc) == expected
+
+
+def test_mobile_key_with_precomputed_plan() -> None:
+    plan = plan_for_region("US")
+    assert plan == NumberPlan("1", frozenset({10}), "1")
+    assert mobile_key(2, b"4155550123", plan) == 14155550123
+
+
+NANP_AREA = st.sampled_from(["201", "212", "310", "415", "416", "514", "604", "646", "905"])
+
+
+@given(NANP_AREA, st.integers(200, 999), st.integers(0, 9999), st.sampled_from(["US", "CA"]))
+def test_mobile_key_agrees_with_phonenumbers(
+    area: str, exchange: int, line: int, region: str
+) -> None:
+    national = f"{area}{exchange}{line:04d}"
+    expected = phonenumbers.parse(national, region)
+    want = int(f"{expected.country_code}{expected.national_number}")
+    for ton, addr in [(1, "1" + national), (0, "+1" + national), (2, national), (0, national)]:
+        assert mobile_key(ton, addr.encode(), "1") == want
+        assert e164(ton, addr.encode(), region) == f"+{want}"
+
+
+@pytest.mark.parametrize(
+    "ton, addr, region, expected",
+    [
+        (2, b"4155550123", "US", "+14155550123"),
+        (1, b"14155550123", "US", "+14155550123"),
+        (0, b"07700900123", "GB", "+447700900123"),
+        (5, b"ACME", "US", None),
+        (0, b"12345", "US", None),
+        (1, b"1415", "US", None),
+        (1, b"99912345678", "US", None),  # country code 999 does not exist
+    ],
+)
+def test_e164(ton: int, addr: bytes, region: str, expected: str | None) -> None:
+    assert e164(ton, addr, region) == expected
+
+
+@pytest.mark.parametrize(
+    "number, region",
+    [
+        ("+14155550123", "US"),
+        ("+14165550123", "CA"),
+        ("+447700900123", "GB"),
+        ("+525512345678", "MX"),
+        ("+33612345678", "FR"),
+        ("garbage", None),
+        ("+999", None),
+    ],
+)
+def test_region_of(number: str, region: str | None) -> None:
+    assert region_of(number) == region
+
+
+@pytest.mark.parametrize(
+    "number, extra, expected",
+    [
+        ("+18005550100", set(), True),
+        ("+18885550100", set(), True),
+        ("+18335550100", set(), True),
+        ("+14155550123", set(), False),
+        ("+14155550123", {"+14155550123"}, True),
+        ("not a number", set(), False),
+    ],
+)
+def test_is_toll_free(number: str, extra: set[str], expected: bool) -> None:
+    assert is_toll_free(number, extra) is expected
+
+
+@pytest.mark.parametrize(
+    "ton, addr, expected",
+    [
+        (1, b"14155550123", True),
+        (0, b"+14155550123", True),
+        (5, b"ACME", False),
+        (5, b"1234567", False),
+        (0, b"12345", False),
+        (0, b"ACME", False),
+        (0, b"", False),
+        (0, b"\xff", False),
+    ],
+)
+def test_can_receive_reply(ton: int, addr: bytes, expected: bool) -> None:
+    assert can_receive_reply(ton, addr) is expected
+
+
+@pytest.mark.parametrize(
+    "scope, counterpart",
+    [("number", "+18005550100"), ("account", "acme"), ("global", "")],
+)
+def test_block_keys(scope: str, counterpart: str) -> None:
+    assert counterpart_for(scope, "+18005550100", "acme") == counterpart
+    assert block_keys(scope, "+14155550123", "+18005550100", "acme") == (
+        "+14155550123",
+        counterpart,
+        scope,
+    )
+
+
+@given(st.integers(0, 255), st.binary(max_size=24))
+def test_mobile_key_never_raises(ton: int, addr: bytes) -> None:
+    key = mobile_key(ton, addr, "1")
+    assert key is None or 10**6 <= key < 10**15
