@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from typing import Any
@@ -13,9 +14,11 @@ from gateway.esme_server import EsmeServer
 from gateway.httpd import Response, start_http
 from gateway.metrics import Metrics
 from gateway.optout import OptoutPolicy
+from gateway.outbox import Outbox
 from gateway.proxy import NullPolicy, Policy, Proxy
+from gateway.sync import IndexSync
 from gateway.store import mask_url, open_store
-from gateway.store.base import Block, Store
+from gateway.store.base import Store
 from gateway.store.index import BlockIndex
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,8 @@ class Gateway:
         self.store: Store | None = None
         self.index = BlockIndex()
         self.optout: OptoutPolicy | None = None
+        self.sync: IndexSync | None = None
+        self.outbox: Outbox | None = None
         self.esme = EsmeServer(self.proxy, settings.esme)
         self.carrier = CarrierPool(self.proxy, settings.carrier)
         self.http: asyncio.Server | None = None
@@ -38,7 +43,6 @@ class Gateway:
         self.http_port = 0
         self._tick_task: asyncio.Task[None] | None = None
         self.stopped = asyncio.Event()
-        self.store_ready = True
 
     async def start(self) -> None:
         s = self.settings
@@ -49,25 +53,38 @@ class Gateway:
         self.http = await start_http(s.http.host, s.http.port, self._http)
         self.http_port = int(self.http.sockets[0].getsockname()[1])
         self._tick_task = asyncio.create_task(self._ticker(), name="tick")
+        gc.collect()
+        gc.freeze()  # phonenumbers metadata and the block index never need scanning again
         log.info("gateway_started", extra={"smpp_port": self.smpp_port, "http_port": self.http_port})
 
     async def _open_store(self) -> None:
         """Open the store, load every block into the in-memory index, plug the opt-out engine in."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        self.store = open_store(self.settings.database_url)
-        await self.store.open()
-        batch: list[Block] = []
-        async for block in self.store.iter_blocks():
-            batch.append(block)
-            if len(batch) >= 100_000:
-                self.index.load(batch)
-                batch.clear()
-        self.index.load(batch)
-        self.optout = OptoutPolicy(self.settings.optout, self.store, self.index, self.proxy)
-        self.proxy.policy = self.optout
+        self.store = store = open_store(self.settings.database_url)
+        await store.open()
+        last = await store.last_event_id()
+        await self.index.load_store(store)
+        self.optout = optout = OptoutPolicy(self.settings.optout, store, self.index, self.proxy)
+        self.proxy.policy = optout
+        self.sync = IndexSync(store, self.index, last, self._swap_index, optout.refresh_gauges)
+        await self.sync.catch_up()  # changes made while we were loading
+        await self.sync.start()
+        self.proxy.route_store = store
+        if self.settings.routing.unbound == "outbox":
+            routing = self.settings.routing
+            self.outbox = Outbox(self.proxy, store, routing.outbox_ttl, routing.outbox_retry_interval,
+                                 poll_interval=min(2.0, routing.outbox_retry_interval))
+            self.proxy.outbox = self.outbox
+            self.outbox.start()
         log.info("blocks_loaded", extra={"blocks": len(self.index), "seconds": round(loop.time() - started, 3),
                                          "store": mask_url(self.settings.database_url)})
+
+    def _swap_index(self, index: BlockIndex) -> None:
+        self.index = index
+        if self.optout is not None:
+            self.optout.index = index
+            self.optout.refresh_gauges()
 
     async def _ticker(self) -> None:
         loop = asyncio.get_running_loop()
@@ -77,9 +94,15 @@ class Gateway:
             now = loop.time()
             self.esme.tick(now)
             self.carrier.tick(now)
+            if self.proxy.route_batch:
+                await self.proxy.flush_routes()
             if now >= next_purge:
                 next_purge = now + ROUTE_PURGE_INTERVAL
                 self.proxy.purge_routes(now)
+
+    @property
+    def store_ready(self) -> bool:
+        return self.sync is None or self.sync.healthy
 
     def ready(self) -> bool:
         return bool(self.proxy.carriers) and self.store_ready
@@ -116,6 +139,13 @@ class Gateway:
         if self.http is not None:
             self.http.close()
             await self.http.wait_closed()
+        if self.outbox is not None:
+            await self.outbox.stop()
+        await self.proxy.flush_routes()
+        if self.proxy.tasks:
+            await asyncio.wait(list(self.proxy.tasks), timeout=self.settings.drain_timeout)
+        if self.sync is not None:
+            await self.sync.stop()
         if self.store is not None:
             await self.store.close()
         self.stopped.set()

@@ -7,9 +7,12 @@ import asyncio
 import sys
 from typing import Any
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, StoreError
+from gateway.store.base import KINDS, SCOPES
 
 EXIT_CONFIG = 2
+EXIT_STORE = 1
+ADMIN_COMMANDS = frozenset({"blocks", "events", "migrate"})
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -52,7 +55,72 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=2776)
     sim.add_argument("--http-port", type=int, default=2780)
     sim.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    _admin_parsers(sub)
     return p
+
+
+def _store_common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file (or GATEWAY_CONFIG)")
+    p.add_argument("--database-url", help="overrides GATEWAY_DATABASE_URL")
+    return p
+
+
+def _block_key_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("number", help="the mobile, E.164 (+14155550123) or national in the default region")
+    p.add_argument("--counterpart", help="originating number (scope number) or system_id (scope account)")
+    p.add_argument("--scope", choices=SCOPES, help="default: optout.scope from the configuration")
+
+
+def _admin_parsers(sub: Any) -> None:
+    blocks = sub.add_parser("blocks", help="the block list (CSV in and out)")
+    bsub = blocks.add_subparsers(dest="blocks_command", required=True)
+    ls = _store_common(bsub.add_parser("list", help="a page of blocks"))
+    ls.add_argument("--number", help="only this mobile's blocks")
+    ls.add_argument("--limit", type=_positive, default=100)
+    ls.add_argument("--offset", type=_not_negative, default=0)
+    ls.add_argument("--format", choices=["table", "csv"], default="table")
+    add = _store_common(bsub.add_parser("add", help="block a mobile (recorded in the audit log)"))
+    _block_key_args(add)
+    add.add_argument("--kind", choices=KINDS, help="default admin (never lifted by START)")
+    rm = _store_common(bsub.add_parser("remove", help="lift a block of any kind"))
+    _block_key_args(rm)
+    rm.add_argument("--kind", choices=KINDS, help="lift only a block of this kind")
+    imp = _store_common(bsub.add_parser("import", help="load a CSV (number,counterpart,scope,kind,source,created_at)"))
+    imp.add_argument("file", help="CSV file, or - for stdin")
+    imp.add_argument("--partial", action="store_true", help="load the valid rows even if some are invalid")
+    imp.add_argument("--dry-run", action="store_true", help="validate only")
+    imp.add_argument("--scope", choices=SCOPES, help="for rows without one (default: optout.scope)")
+    imp.add_argument("--kind", choices=KINDS, help="for rows without one (default optout)")
+    imp.add_argument("--source", default="import", help="for rows without one (default import)")
+    exp = _store_common(bsub.add_parser("export", help="every block as CSV"))
+    exp.add_argument("file", nargs="?", default="-", help="output file (default - : stdout)")
+    events = sub.add_parser("events", help="the opt-in/opt-out audit log")
+    esub = events.add_subparsers(dest="events_command", required=True)
+    ex = _store_common(esub.add_parser("export", help="events with since <= at < until"))
+    ex.add_argument("--since", help="ISO 8601 or unix seconds (default: the beginning)")
+    ex.add_argument("--until", help="ISO 8601 or unix seconds (default: now)")
+    ex.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    ex.add_argument("--output", metavar="FILE", help="default stdout")
+    purge = _store_common(esub.add_parser("purge", help="retention: delete old events"))
+    when = purge.add_mutually_exclusive_group()
+    when.add_argument("--before", help="ISO 8601 or unix seconds")
+    when.add_argument("--older-than-days", type=int,
+                      help="default: events_retention_days from the configuration (1826)")
+    _store_common(sub.add_parser("migrate", help="apply schema migrations to the database"))
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
+    return value
+
+
+def _not_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: must not be negative")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
 
             return _run_async(serve(args.host, args.port, args.http_port))
         settings = _load(args)
+        if args.command in ADMIN_COMMANDS:
+            return _admin(args, settings)
         if args.command == "check-config":
             from gateway.config import effective
 
@@ -82,6 +152,37 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(exc).splitlines():
             print(f"config error: {line}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def _admin(args: argparse.Namespace, settings: Any) -> int:
+    from gateway.admin import InputError, run
+    from gateway.store import mask_url
+
+    try:
+        return asyncio.run(run(args, settings))
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreError as exc:
+        message = _scrub(str(exc), settings.database_url)
+        print(f"store error ({mask_url(settings.database_url)}): {message}", file=sys.stderr)
+        return EXIT_STORE
+    except BrokenPipeError:
+        sys.stderr.close()  # stdout closed early (| head): not an error
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _scrub(message: str, url: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return message.replace(password, "***") if password else message
 
 
 def _load(args: argparse.Namespace) -> Any:

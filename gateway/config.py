@@ -81,7 +81,11 @@ class Esme(BaseModel):
 
 class Routing(BaseModel):
     unbound_status: int = Field(0x64, ge=1, le=0xFFFFFFFF, description="deliver_sm_resp when no receiver is bound")
-    unbound: Literal["reject"] = "reject"
+    unbound: Literal["outbox", "reject"] = Field(
+        "outbox", description="no receiver bound: keep in the durable outbox, or a temporary status"
+    )
+    outbox_ttl: float = Field(72 * 3600.0, gt=0, description="outbox rows expire after this")
+    outbox_retry_interval: float = Field(2.0, gt=0, description="first retry after a temporary status; doubles")
     receipt_route_ttl: float = Field(72 * 3600.0, gt=0)
     max_receipt_routes: int = Field(2_000_000, ge=1000, description="in-memory message_id -> account entries")
 
@@ -105,6 +109,7 @@ class Settings(BaseSettings):
     routing: Routing = Field(default_factory=Routing)
     optout: OptoutSettings = Field(default_factory=OptoutSettings)
     drain_timeout: float = Field(5.0, ge=0)
+    events_retention_days: int = Field(1826, ge=1, description="audit log retention (TCPA: five years)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -91,6 +91,14 @@ class Metrics:
         self.autoreplies = Counter("gateway_autoreplies", "auto-replies sent", ["op", "result"], registry=r)
         self.blocks = Gauge("gateway_blocks", "blocks in the in-memory index", ["kind"], registry=r)
         self.store_errors = Counter("gateway_store_errors", "store operations that failed", registry=r)
+        self.outbox_stored = Counter("gateway_outbox_stored", "MO/receipts kept in the outbox", registry=r)
+        self.outbox_delivered = Counter(
+            "gateway_outbox_delivered", "outbox rows finished", ["result"], registry=r
+        )
+        self.store_latency = Histogram(
+            "gateway_store_latency_seconds", "store operations on the MO path", registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
         self.mo_unrouted = Counter(
             "gateway_mo_unrouted", "deliver_sm answered with a temporary status", ["reason"], registry=r
         )

@@ -55,7 +55,7 @@ class OptoutPolicy:
         self.toll_free_extra = frozenset(settings.toll_free.extra_numbers)
         self.limiter = ReplyLimiter(settings.reply_window)
         self.deduper = MoDeduper(settings.mo_dedup_window, settings.dedup_max_entries)
-        self._originators: dict[bytes, str] = {}
+        self._originators: dict[tuple[int, bytes], str] = {}
         self._rejected = metrics.mt_rejected.labels("blocked")
         self._gateway_ids = 0
         self._reply_ref = 0
@@ -63,34 +63,30 @@ class OptoutPolicy:
         self.refresh_gauges()
 
     # --- MT ------------------------------------------------------------------------
-    def check_mt(self, esme: EsmeSession, pdu: P.Pdu) -> MtVerdict | None:
-        cid = pdu.command_id
-        if cid == P.SUBMIT_MULTI:
-            return self._check_multi(esme, pdu)
-        if cid != P.SUBMIT_SM and cid != P.DATA_SM:
+    def check_mt(self, esme: EsmeSession, pdu: P.Pdu, scan: P.MtScan | None) -> MtVerdict | None:
+        if scan is None:
+            return self._check_multi(esme, pdu) if pdu.command_id == P.SUBMIT_MULTI else None
+        src_ton, src_addr, dst_ton, dst_addr, _ = scan
+        mobile = mobile_key(dst_ton, dst_addr, self.plan)
+        if mobile is None or not self.index.is_blocked(mobile, self._originator(src_ton, src_addr), esme.system_id):
             return None
-        try:
-            src, dst = P.submit_addresses(pdu.raw)
-        except MalformedPduError as exc:
-            return MtVerdict(status=exc.command_status)
-        mobile = mobile_key(dst.ton, dst.addr, self.plan)
-        if mobile is None or not self.index.is_blocked(mobile, self._originator(src), esme.system_id):
-            return None
-        return self._refuse(esme, pdu, src, dst)
+        return self._refuse(esme, pdu, *P.submit_addresses(pdu.raw))  # cold path: full addresses
 
-    def _originator(self, src: P.Address) -> str:
-        key = bytes([src.ton]) + src.addr
+    def _originator(self, ton: int, addr: bytes) -> str:
+        """The originating number as the index keys it (E.164), cached: applications use few."""
+        key = (ton, addr)
         found = self._originators.get(key)
         if found is None:
             if len(self._originators) >= MAX_ORIGINATORS:
                 self._originators.clear()
-            found = e164(src.ton, src.addr, self.region) or src.text
+            found = e164(ton, addr, self.region) or addr.decode("latin-1")
             self._originators[key] = found
         return found
 
     def _blocked(self, esme: EsmeSession, src: P.Address, dst: P.Address) -> bool:
         mobile = mobile_key(dst.ton, dst.addr, self.plan)
-        return mobile is not None and self.index.is_blocked(mobile, self._originator(src), esme.system_id)
+        return mobile is not None and self.index.is_blocked(mobile, self._originator(src.ton, src.addr),
+                                                            esme.system_id)
 
     def _refuse(self, esme: EsmeSession, pdu: P.Pdu, src: P.Address, dst: P.Address) -> MtVerdict:
         self._rejected.inc()

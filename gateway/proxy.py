@@ -10,21 +10,26 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.config import Account, Settings
-from gateway.errors import MalformedPduError, status_for
+from gateway.errors import MalformedPduError, StoreError, status_for
 from gateway.metrics import Metrics
 from gateway.policy.numbers import e164
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 
+if TYPE_CHECKING:
+    from gateway.outbox import Outbox
+    from gateway.store.base import Store
+
 log = logging.getLogger(__name__)
 
 OWN = "\x00gateway"  # receipt-route owner for the gateway's own messages
-RECEIPTED = frozenset({P.SUBMIT_SM, P.DATA_SM})
+TEMPORARY = frozenset({st.ESME_RX_T_APPN, st.ESME_RMSGQFUL, st.ESME_RTHROTTLED})
 OnStatus = Callable[[int, "P.Pdu | None"], None]
 
 
@@ -69,8 +74,11 @@ class Pending:
 class Policy(Protocol):
     """The seam the opt-out engine plugs into."""
 
-    def check_mt(self, esme: EsmeSession, pdu: P.Pdu) -> MtVerdict | None:
-        """None: forward untouched. Otherwise answer or rewrite (see MtVerdict)."""
+    def check_mt(self, esme: EsmeSession, pdu: P.Pdu, scan: P.MtScan | None) -> MtVerdict | None:
+        """None: forward untouched. Otherwise answer or rewrite (see MtVerdict).
+
+        scan: submit_sm / data_sm addresses already read by P.mt_scan; None for other commands.
+        """
         ...
 
     def on_mo(self, proxy: Proxy, carrier: CarrierLink, pdu: P.Pdu, sm: P.ShortMessage | P.DataSm) -> bool:
@@ -87,7 +95,7 @@ class MtVerdict:
 
 
 class NullPolicy:
-    def check_mt(self, esme: EsmeSession, pdu: P.Pdu) -> MtVerdict | None:
+    def check_mt(self, esme: EsmeSession, pdu: P.Pdu, scan: P.MtScan | None) -> MtVerdict | None:
         return None
 
     def on_mo(self, proxy: Proxy, carrier: CarrierLink, pdu: P.Pdu, sm: P.ShortMessage | P.DataSm) -> bool:
@@ -129,7 +137,11 @@ class Proxy:
         self.unbound_status = settings.routing.unbound_status
         self.timeout_status = settings.carrier.timeout_status
         self.accepting = True
+        self.outbox: Outbox | None = None  # set at start when routing.unbound = "outbox"
+        self.route_store: Store | None = None  # receipt routes persisted in batches
+        self.route_batch: list[tuple[str, str, float]] = []
         self.carrier_ready = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
 
     # --- binds ------------------------------------------------------------------
     def authenticate(self, bind: P.BindRequest) -> tuple[int, AccountState | None]:
@@ -149,6 +161,8 @@ class Proxy:
     def esme_bound(self, state: AccountState, session: EsmeSession) -> None:
         state.sessions.append(session)
         self.stats.esme_sessions[state.config.system_id] = len(state.sessions)
+        if self.outbox is not None and session.can_receive():
+            self.outbox.wake(state.config.system_id)
 
     def esme_gone(self, state: AccountState, session: EsmeSession) -> None:
         if session in state.sessions:
@@ -186,7 +200,18 @@ class Proxy:
 
     # --- MT: application -> carrier ------------------------------------------------
     def forward_mt(self, esme: EsmeSession, pdu: P.Pdu, now: float) -> None:
-        verdict = self.policy.check_mt(esme, pdu)
+        cid = pdu.command_id
+        scan: P.MtScan | None = None
+        if cid == P.SUBMIT_SM or cid == P.DATA_SM:
+            try:
+                scan = P.mt_scan(pdu.raw)
+            except MalformedPduError as exc:  # we could not check the recipient: never forward it
+                esme.send(P.response_for(pdu, exc.command_status))
+                return
+            receipt = bool(scan[4] & 0x1F)
+        else:
+            receipt = cid == P.SUBMIT_MULTI
+        verdict = self.policy.check_mt(esme, pdu, scan)
         raw = None
         extra = None
         if verdict is not None:
@@ -200,8 +225,6 @@ class Proxy:
             return
         esme.outstanding += 1
         self.stats.inflight["carrier"] += 1
-        cid = pdu.command_id
-        receipt = cid == P.SUBMIT_MULTI or (cid in RECEIPTED and P.wants_receipt(pdu.raw))
         link.forward(pdu, Pending(esme, pdu.sequence_number, cid, now, None, extra, receipt), raw)
 
     def mt_answered(self, pending: Pending, resp: P.Pdu, now: float) -> None:
@@ -271,11 +294,44 @@ class Proxy:
     def _route_receipt(self, link: CarrierLink, pdu: P.Pdu, sm: P.ShortMessage | P.DataSm) -> None:
         message_id = P.receipt_message_id(sm)
         route = self.routes.get(message_id) if message_id else None
-        if route is not None and route[0] == OWN:
+        if route is None and message_id and self.route_store is not None:
+            task = asyncio.create_task(self._route_receipt_stored(link, pdu, sm, message_id))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            return
+        self._send_receipt(link, pdu, sm, route[0] if route else None)
+
+    async def _route_receipt_stored(self, link: CarrierLink, pdu: P.Pdu, sm: P.ShortMessage | P.DataSm,
+                                    message_id: bytes) -> None:
+        """A receipt after a restart or for another gateway's submit: the persisted route."""
+        assert self.route_store is not None
+        try:
+            account = await self.route_store.get_receipt_route(message_id.decode("latin-1"))
+        except StoreError:
+            self.metrics.store_errors.inc()
+            link.send(P.response_for(pdu, self.unbound_status, b"\x00"))
+            return
+        self._send_receipt(link, pdu, sm, account)
+
+    def _send_receipt(self, link: CarrierLink, pdu: P.Pdu, sm: P.ShortMessage | P.DataSm,
+                      account: str | None) -> None:
+        if account == OWN:
             link.send(P.response_for(pdu, st.ESME_ROK, b"\x00"))
             return
-        state = self.accounts.get(route[0]) if route else self.account_for(sm.destination)
+        state = self.accounts.get(account) if account else self.account_for(sm.destination)
         self.deliver(state, pdu, pdu.raw, self.answer_carrier(link, pdu))
+
+    async def flush_routes(self) -> None:
+        """Persist the message_id -> account routes gathered since the last flush (one batch)."""
+        if not self.route_batch or self.route_store is None:
+            return
+        batch, self.route_batch = self.route_batch, []
+        try:
+            await self.route_store.put_receipt_routes(batch)
+        except StoreError as exc:
+            self.metrics.store_errors.inc()
+            self.route_batch[:0] = batch[-self.max_routes :]
+            log.warning("receipt_routes_not_saved", extra={"count": len(batch), "error": str(exc)})
 
     def account_for(self, destination: P.Address) -> AccountState | None:
         """The account owning the number the mobile texted, else the default route."""
@@ -294,10 +350,26 @@ class Proxy:
         return defaults[0]
 
     def deliver(self, state: AccountState | None, pdu: P.Pdu, raw: bytes, on_status: OnStatus) -> None:
+        """Hand raw to one of the account's receivers; the outbox keeps it when none can take it."""
         session = state.receiver() if state else None
+        outbox = self.outbox
         if session is None:
-            self.metrics.mo_unrouted.labels("no_receiver").inc()
+            if state is not None and outbox is not None:
+                outbox.keep(state.config.system_id, raw, on_status)
+                return
+            self.metrics.mo_unrouted.labels("no_receiver" if state else "no_account").inc()
             on_status(self.unbound_status, None)
+            return
+        if outbox is not None:
+            account = session.system_id
+
+            def answered(status: int, resp: P.Pdu | None) -> None:
+                if status in TEMPORARY:  # the application asked for a retry: we keep it
+                    outbox.keep(account, raw, on_status)
+                else:
+                    on_status(status, resp)
+
+            session.deliver(pdu, raw, answered)
             return
         session.deliver(pdu, raw, on_status)
 
@@ -315,6 +387,8 @@ class Proxy:
     def remember_route(self, message_id: bytes, account: str, now: float) -> None:
         routes = self.routes
         routes[message_id] = (account, now + self.route_ttl)
+        if self.route_store is not None:
+            self.route_batch.append((message_id.decode("latin-1"), account, time.time() + self.route_ttl))
         if len(routes) > self.max_routes:  # oldest first: dicts keep insertion order
             del routes[next(iter(routes))]
 

@@ -98,6 +98,9 @@ def mobile_key(ton: int, addr: bytes | str, default_cc: str | NumberPlan) -> int
 
     Hot path: pass a NumberPlan (or a calling code, cached) and no phonenumbers call happens.
     """
+    if ton == TON_INTERNATIONAL and type(addr) is bytes and 6 < len(addr) <= MAX_E164 and addr.isdigit() \
+            and addr[0] != 0x30:
+        return int(addr)  # the common case: international digits, no parsing needed
     plan = default_cc if isinstance(default_cc, NumberPlan) else plan_for_cc(default_cc)
     digits = e164_digits(ton, addr, plan)
     return None if digits is None else int(digits)

@@ -32,23 +32,23 @@ async def serve(
     receipt_delay: float = 0.0,
     handle_sigterm: bool = True,
 ) -> None:
-    """Run a Simulator until this task is cancelled; SIGTERM cancels it too (when enabled).
+    """Run a Simulator until this task is cancelled, or SIGTERM (when enabled) returns normally.
 
-    asyncio.run() turns Ctrl-C into cancellation of the main task, so both signals end here
-    in the `finally`, which unbinds and closes every session.
+    asyncio.run() turns Ctrl-C into cancellation of the main task (then KeyboardInterrupt);
+    either way the `finally` unbinds and closes every session before we leave.
     """
     sim = Simulator(host, port, http_port, system_id, password, receipt_delay)
     await sim.start()
     loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
+    terminated = asyncio.Event()
     installed = False
-    if handle_sigterm and task is not None:
+    if handle_sigterm:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            loop.add_signal_handler(signal.SIGTERM, terminated.set)
             installed = True
     try:
         print(usage_line(host, sim.smpp_port, sim.http_port), flush=True)
-        await asyncio.Event().wait()
+        await terminated.wait()
     finally:
         if installed:
             loop.remove_signal_handler(signal.SIGTERM)

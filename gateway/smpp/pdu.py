@@ -143,6 +143,8 @@ class Framer:
 
     def feed(self, data: bytes) -> list[Pdu]:
         buf = self._buf
+        if not buf:
+            return self._feed_fresh(data)
         buf += data
         pdus: list[Pdu] = []
         pos = 0
@@ -162,6 +164,27 @@ class Framer:
             pos += length
         if pos:
             del buf[:pos]
+        return pdus
+
+    def _feed_fresh(self, data: bytes) -> list[Pdu]:
+        """Nothing buffered: slice PDUs straight out of `data`, buffer only the tail."""
+        pdus: list[Pdu] = []
+        pos = 0
+        end = len(data)
+        unpack = HEADER.unpack_from
+        while end - pos >= HEADER_SIZE:
+            length, command_id, status, seq = unpack(data, pos)
+            if length < HEADER_SIZE or length > self.max_pdu:
+                err = FramingError(f"command_length={length}")
+                err.sequence_number = seq  # type: ignore[attr-defined]
+                err.pdus = pdus  # type: ignore[attr-defined]
+                raise err
+            if end - pos < length:
+                break
+            pdus.append(Pdu(command_id, status, seq, data[pos : pos + length]))
+            pos += length
+        if pos < end:
+            self._buf += data[pos:]
         return pdus
 
     @property
@@ -493,19 +516,32 @@ def receipt_message_id(sm: ShortMessage | DataSm) -> bytes | None:
     return None
 
 
+MtScan = tuple[int, bytes, int, bytes, int]
+
+
+def mt_scan(raw: bytes) -> MtScan:
+    """submit_sm / data_sm in one pass: (source ton, source_addr, dest ton, destination_addr,
+    registered_delivery). The hot path's only body read."""
+    try:
+        index = raw.index
+        pos = index(0, HEADER_SIZE, HEADER_SIZE + 6) + 1  # after service_type
+        src_ton = raw[pos]
+        src_end = index(0, pos + 2, pos + 67)
+        dst_ton = raw[src_end + 1]
+        dst_end = index(0, src_end + 3, src_end + 68)
+        if raw[4:8] == b"\x00\x00\x01\x03":  # data_sm: esm_class, registered_delivery
+            registered = raw[dst_end + 2]
+        else:  # esm_class, protocol_id, priority_flag, schedule_delivery_time, validity_period
+            q = index(0, dst_end + 4, dst_end + 21) + 1
+            registered = raw[index(0, q, q + 17) + 1]
+        return src_ton, raw[pos + 2 : src_end], dst_ton, raw[src_end + 3 : dst_end], registered
+    except (ValueError, IndexError):
+        raise MalformedPduError("submit body truncated") from None
+
+
 def wants_receipt(raw: bytes) -> bool:
     """registered_delivery asks for an SMSC receipt (submit_sm, data_sm). Unparseable: True (keep the route)."""
     try:
-        if raw[4:8] == b"\x00\x00\x01\x03":  # data_sm: esm_class, registered_delivery follow the addresses
-            _, pos = _cstr(raw, HEADER_SIZE, 6)
-            _, pos = _cstr(raw, pos + 2, 65)
-            _, pos = _cstr(raw, pos + 2, 65)
-            return bool(raw[pos + 1] & 0x1F)
-        _, pos = _cstr(raw, HEADER_SIZE, 6)
-        _, pos = _cstr(raw, pos + 2, 21)
-        _, pos = _cstr(raw, pos + 2, 21)
-        _, pos = _cstr(raw, pos + 3, 17)
-        _, pos = _cstr(raw, pos, 17)
-        return bool(raw[pos] & 0x1F)
-    except (MalformedPduError, IndexError):
+        return bool(mt_scan(raw)[4] & 0x1F)
+    except MalformedPduError:
         return True

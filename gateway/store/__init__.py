@@ -1,7 +1,8 @@
-"""Block lists, the audit log and receipt routes, behind one Store protocol.
+"""Block lists, the audit log, receipt routes and the outbox, behind one Store protocol.
 
 ``open_store(url)`` picks the backend from GATEWAY_DATABASE_URL; the caller
 then awaits ``store.open()`` (connect and migrate) and ``store.close()``.
+``migrate(url)`` and ``schema_version(url)`` serve ``gateway migrate``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from urllib.parse import urlsplit
 from gateway.errors import ConfigError
 from gateway.store.base import Store
 
-__all__ = ["Store", "mask_url", "open_store"]
+__all__ = ["Store", "mask_url", "migrate", "open_store", "schema_version"]
 
 _SQLITE_PREFIX = "sqlite:///"
 
@@ -61,3 +62,34 @@ def open_store(database_url: str) -> Store:
     raise ConfigError(
         f"database URL has {shown}; expected sqlite:///PATH or postgresql://USER@HOST/DB"
     )
+
+
+async def schema_version(database_url: str) -> int:
+    """The schema version the database is at (0: empty), read without migrating.
+
+    ConfigError for a bad URL, StoreError when the database cannot be read.
+    """
+    store = open_store(database_url)
+    from gateway.store.sqlite import SqliteStore
+
+    if isinstance(store, SqliteStore):
+        from gateway.store.sqlite_conn import read_schema_version
+
+        return await read_schema_version(store.path)
+    from gateway.store.postgres_pool import read_schema_version as read_pg_version
+
+    return await read_pg_version(database_url.strip())
+
+
+async def migrate(database_url: str) -> tuple[int, int]:
+    """Apply pending migrations; returns (version before, version after).
+
+    StoreError when the schema is newer than this gateway knows (nothing changed).
+    """
+    before = await schema_version(database_url)
+    store = open_store(database_url)
+    try:
+        await store.open()
+    finally:
+        await store.close()
+    return before, await schema_version(database_url)

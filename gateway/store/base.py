@@ -9,7 +9,7 @@ Numbers are E.164 strings with a leading '+'. A block is keyed by
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -67,6 +67,21 @@ class BlockChange:
     lift_kinds: tuple[str, ...] = field(default=("optout", "carrier", "admin"))
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """An MO or receipt PDU waiting for its account's receiver (durable outbox)."""
+
+    id: int
+    account: str  # system_id of the application it is for
+    raw: bytes  # the PDU as received from the carrier
+    enqueued_at: float  # unix seconds, UTC
+    expires_at: float
+    attempts: int  # failed deliveries so far
+
+
+BlockGroup = tuple[str, str, str, Sequence[int]]  # (scope, counterpart, kind, mobiles)
+
+
 class Store(Protocol):
     """All methods raise gateway.errors.StoreError when the backend fails."""
 
@@ -75,8 +90,33 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ping(self) -> None:
+        """One cheap round trip (readiness); StoreError when the backend is down."""
+
+    @property
+    def healthy(self) -> bool:
+        """False when the last operation failed for a backend reason, until one succeeds."""
+        ...
+
     def iter_blocks(self) -> AsyncIterator[Block]:
         """Every current block, streamed (used to load the in-memory index at start)."""
+        ...
+
+    def block_rows(self) -> AsyncIterator[Sequence[Sequence[str]]]:
+        """Every current block as pages of (number, counterpart, scope, kind) rows.
+
+        The fast path for BlockIndex.load_store: no Block objects. Take
+        last_event_id() before, then replay events after it: replays are idempotent.
+        """
+        ...
+
+    def block_groups(self) -> AsyncIterator[Sequence[BlockGroup]]:
+        """Every current block with a valid number, as (scope, counterpart, kind,
+        mobiles as integers) groups, page by page: the fastest index load.
+
+        A key appears once in all the pages; numbers that are not 1-18 digits
+        after an optional '+' are left out. Same snapshot rules as block_rows.
+        """
         ...
 
     async def record(self, event: AuditEvent, change: BlockChange | None = None) -> tuple[int, bool]:
@@ -144,4 +184,39 @@ class Store(Protocol):
 
     async def purge_receipt_routes(self, now: float) -> int:
         """Delete routes with expires_at <= now; returns rows deleted."""
+        ...
+
+    # -- durable outbox (times are unix wall-clock seconds, shared by gateways) --
+
+    async def outbox_put(self, account: str, raw: bytes, now: float, expires_at: float) -> int:
+        """Queue raw for account, claimable from now; durable on return. Returns its id."""
+        ...
+
+    async def outbox_claim(
+        self, account: str, owner: str, now: float, lease: float, limit: int = 100
+    ) -> list[OutboxItem]:
+        """Lease up to limit of account's due rows (next attempt <= now, no live
+        lease) to owner until now + lease, in id order. Rows leased to one
+        owner are never handed to another until the lease ends."""
+        ...
+
+    async def outbox_done(self, ids: Sequence[int]) -> None:
+        """Delete delivered rows (unknown ids are ignored)."""
+
+    async def outbox_retry(self, item_id: int, next_attempt_at: float) -> None:
+        """A delivery failed: clear the lease, count the attempt, wait until next_attempt_at."""
+
+    async def outbox_release(self, owner: str) -> None:
+        """Clear every lease held by owner (clean shutdown); attempts unchanged."""
+
+    async def outbox_expire(self, now: float) -> list[OutboxItem]:
+        """Delete and return rows with expires_at <= now that no live lease holds."""
+        ...
+
+    async def outbox_counts(self) -> dict[str, int]:
+        """Rows queued per account (only accounts that have some)."""
+        ...
+
+    async def outbox_accounts(self, now: float) -> list[str]:
+        """Accounts with rows claimable at now, sorted."""
         ...

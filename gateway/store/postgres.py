@@ -4,24 +4,23 @@
 advisory lock, so event ids commit in id order and a reader tailing by id
 never skips an event committed late; it notifies ``channel`` with the new id.
 ``listen()`` delivers those ids to a callback on a dedicated connection.
-Every asyncpg, OS or timeout failure becomes StoreError.
+Connection handling and error mapping live in postgres_pool, the outbox
+and the grouped index load in postgres_outbox.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import asyncpg
 
-from gateway.errors import StoreError
 from gateway.store import schema
 from gateway.store.base import KINDS, AuditEvent, Block, BlockChange, BlockKey
+from gateway.store.postgres_outbox import PgOutbox
+from gateway.store.postgres_pool import LOCK_EVENTS
 
-_LOCK_MIGRATE = 0x6761_7465_0001  # advisory lock ids ("gate")
-_LOCK_EVENTS = 0x6761_7465_0002
 _EVENTS_SELECT = f"SELECT id, {', '.join(schema.EVENT_COLUMNS)} FROM events"
 _BLOCKS_SELECT = f"SELECT {', '.join(schema.BLOCK_COLUMNS)} FROM blocks"
 _EVENT_INSERT = (
@@ -33,19 +32,6 @@ _BLOCK_INSERT = (
     "ON CONFLICT DO NOTHING"
 )
 _KEY_WHERE = "number = $1 AND counterpart = $2 AND scope = $3"
-_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
-
-
-@contextlib.contextmanager
-def _store_errors() -> Iterator[None]:
-    try:
-        yield
-    except _ERRORS as exc:
-        raise StoreError(f"postgresql: {type(exc).__name__}: {exc}") from exc
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 async def _apply(conn: Any, change: BlockChange) -> tuple[bool, bool, str]:
@@ -66,99 +52,30 @@ async def _apply(conn: Any, change: BlockChange) -> tuple[bool, bool, str]:
     return False, found is not None, str(found) if found is not None else block.kind
 
 
-class PostgresStore:
+class PostgresStore(PgOutbox):
     """The Store protocol on PostgreSQL; ``schema`` isolates tables (tests, tenants)."""
-
-    def __init__(
-        self,
-        dsn: str,
-        *,
-        schema: str | None = None,
-        channel: str = "gateway_events",
-        min_size: int = 1,
-        max_size: int = 4,
-        command_timeout: float = 10.0,
-        connect_timeout: float = 5.0,
-    ) -> None:
-        self._dsn = dsn
-        self._schema = schema
-        self.channel = channel
-        self._pool_args = {"min_size": min_size, "max_size": max_size}
-        self._command_timeout = command_timeout
-        self._connect_timeout = connect_timeout
-        self._pool: asyncpg.Pool | None = None
-
-    def _connect_args(self) -> dict[str, Any]:
-        args: dict[str, Any] = {
-            "timeout": self._connect_timeout,
-            "command_timeout": self._command_timeout,
-        }
-        if self._schema:
-            args["server_settings"] = {"search_path": self._schema}
-        return args
-
-    async def open(self) -> None:
-        if self._pool is not None:
-            return
-        with _store_errors():
-            pool = await asyncpg.create_pool(self._dsn, **self._pool_args, **self._connect_args())
-            try:
-                async with pool.acquire() as conn:
-                    await self._migrate(conn)
-            except BaseException:
-                await pool.close()
-                raise
-        self._pool = pool
-
-    async def _migrate(self, conn: Any) -> None:
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_MIGRATE)
-            if self._schema:
-                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote_ident(self._schema)}")
-            await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
-            found = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
-            schema.check_version(found, len(schema.POSTGRES_MIGRATIONS))
-            for version in range(found + 1, len(schema.POSTGRES_MIGRATIONS) + 1):
-                for statement in schema.POSTGRES_MIGRATIONS[version - 1]:
-                    await conn.execute(statement)
-                await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)
-
-    async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            with _store_errors():
-                await pool.close()
-
-    def _require_pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            raise StoreError("store is not open")
-        return self._pool
-
-    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
-        with _store_errors():
-            return list(await self._require_pool().fetch(sql, *args))
-
-    async def _execute(self, sql: str, *args: Any) -> int:
-        """Run one statement; returns the row count of its status tag."""
-        with _store_errors():
-            status = await self._require_pool().execute(sql, *args)
-        return int(status.rsplit(" ", 1)[-1])
 
     # -- blocks -------------------------------------------------------------
 
+    async def _pages(self, sql: str) -> AsyncIterator[list[Any]]:
+        """Rows of sql in pages, from one consistent snapshot (a read-only cursor)."""
+        with self._guard():
+            async with (
+                self._require_pool().acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                cursor = await conn.cursor(sql)
+                while page := await cursor.fetch(schema.PAGE_SIZE):
+                    yield page
+
     async def iter_blocks(self) -> AsyncIterator[Block]:
-        after = ("", "", "")
-        sql = (
-            f"{_BLOCKS_SELECT} WHERE (number, counterpart, scope) > ($1, $2, $3) "
-            f"ORDER BY number, counterpart, scope LIMIT {schema.PAGE_SIZE}"
-        )
-        while True:
-            rows = await self._fetch(sql, *after)
-            for row in rows:
+        async for page in self._pages(_BLOCKS_SELECT):
+            for row in page:
                 yield schema.block_from_row(row)
-            if len(rows) < schema.PAGE_SIZE:
-                return
-            after = (rows[-1][0], rows[-1][1], rows[-1][2])
+
+    async def block_rows(self) -> AsyncIterator[Sequence[Sequence[str]]]:
+        async for page in self._pages("SELECT number, counterpart, scope, kind FROM blocks"):
+            yield page
 
     async def get_block(self, key: BlockKey) -> Block | None:
         rows = await self._fetch(f"{_BLOCKS_SELECT} WHERE {_KEY_WHERE}", *schema.key_row(key))
@@ -180,7 +97,7 @@ class PostgresStore:
 
     async def import_blocks(self, blocks: Iterable[Block]) -> int:
         rows = [schema.block_row(b) for b in blocks]
-        with _store_errors():
+        with self._guard():
             async with self._require_pool().acquire() as conn, conn.transaction():
                 await conn.execute(
                     "CREATE TEMPORARY TABLE import_blocks (LIKE blocks) ON COMMIT DROP"
@@ -205,7 +122,7 @@ class PostgresStore:
     # -- events -------------------------------------------------------------
 
     async def _insert_event(self, conn: Any, event: AuditEvent) -> int:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_EVENTS)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_EVENTS)
         event_id = int(await conn.fetchval(_EVENT_INSERT, *schema.event_row(event)))
         await conn.execute("SELECT pg_notify($1, $2)", self.channel, str(event_id))
         return event_id
@@ -213,7 +130,7 @@ class PostgresStore:
     async def record(
         self, event: AuditEvent, change: BlockChange | None = None
     ) -> tuple[int, bool]:
-        with _store_errors():
+        with self._guard():
             async with self._require_pool().acquire() as conn, conn.transaction():
                 changed, blocked, kind = (
                     await _apply(conn, change) if change else (False, False, "")
@@ -254,7 +171,7 @@ class PostgresStore:
         drops (then catch up with events_after and listen again). Returns an
         async function that stops listening and closes the connection.
         """
-        with _store_errors():
+        with self._guard():
             conn = await asyncpg.connect(self._dsn, **self._connect_args())
 
         def deliver(_conn: object, _pid: int, _channel: str, payload: str) -> None:
@@ -265,7 +182,7 @@ class PostgresStore:
                 on_lost()
 
         try:
-            with _store_errors():
+            with self._guard():
                 await conn.add_listener(self.channel, deliver)
         except BaseException:
             await conn.close()
@@ -274,7 +191,7 @@ class PostgresStore:
 
         async def stop() -> None:
             conn.remove_termination_listener(lost)
-            with _store_errors():
+            with self._guard():
                 await conn.close()
 
         return stop
@@ -285,7 +202,7 @@ class PostgresStore:
         rows = list({r[0]: r for r in routes}.values())  # last one wins
         if not rows:
             return
-        with _store_errors():
+        with self._guard():
             await self._require_pool().execute(
                 "INSERT INTO receipt_routes (message_id, account, expires_at) "
                 "SELECT * FROM unnest($1::text[], $2::text[], $3::float8[]) "

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gateway.errors import StoreError
-from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey
+from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey, OutboxItem
 
 EVENT_COLUMNS: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(AuditEvent) if f.name != "id"
@@ -45,6 +45,16 @@ SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
 ) WITHOUT ROWID""",
         "CREATE INDEX receipt_routes_expires ON receipt_routes (expires_at)",
     ),
+    (  # 2: durable outbox
+        """CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL, raw BLOB NOT NULL,
+    enqueued_at REAL NOT NULL, expires_at REAL NOT NULL, next_attempt_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    locked_by TEXT NOT NULL DEFAULT '', locked_until REAL NOT NULL DEFAULT 0)""",
+        "CREATE INDEX outbox_account ON outbox (account, id)",
+        "CREATE INDEX outbox_expires ON outbox (expires_at)",
+    ),
 )
 
 POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -68,7 +78,19 @@ BEGIN RAISE EXCEPTION 'events are append-only'; END $$""",
     expires_at double precision NOT NULL)""",
         "CREATE INDEX receipt_routes_expires ON receipt_routes (expires_at)",
     ),
+    (  # 2: durable outbox
+        """CREATE TABLE outbox (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account text NOT NULL, raw bytea NOT NULL,
+    enqueued_at double precision NOT NULL, expires_at double precision NOT NULL,
+    next_attempt_at double precision NOT NULL, attempts integer NOT NULL DEFAULT 0,
+    locked_by text NOT NULL DEFAULT '', locked_until double precision NOT NULL DEFAULT 0)""",
+        "CREATE INDEX outbox_account ON outbox (account, id)",
+        "CREATE INDEX outbox_expires ON outbox (expires_at)",
+    ),
 )
+
+OUTBOX_COLUMNS = "id, account, raw, enqueued_at, expires_at, attempts"
 
 
 def check_version(found: int, known: int) -> None:
@@ -78,6 +100,14 @@ def check_version(found: int, known: int) -> None:
             f"database schema version {found} is newer than this gateway knows ({known}); "
             "upgrade the gateway or point it at another database"
         )
+
+
+def outbox_item(row: Sequence[Any]) -> OutboxItem:
+    """row = OUTBOX_COLUMNS"""
+    item_id, account, raw, enqueued_at, expires_at, attempts = row
+    return OutboxItem(
+        int(item_id), str(account), bytes(raw), float(enqueued_at), float(expires_at), int(attempts)
+    )
 
 
 def event_row(event: AuditEvent) -> tuple[Any, ...]:

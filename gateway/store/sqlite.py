@@ -1,25 +1,23 @@
 """SqliteStore: the embedded default store (stdlib sqlite3).
 
-One connection, used only by one dedicated worker thread; coroutines hand it
-work with ``run_in_executor``. WAL journal and ``synchronous=FULL``, so a
-committed ``record()`` survives power loss; other processes (the operator
-CLI) may write the same file, waiting up to ``busy_timeout``.
+One connection, used only by one dedicated worker thread (sqlite_conn); the
+outbox and the grouped index load live in sqlite_outbox. WAL journal and
+``synchronous=FULL``, so a committed ``record()`` survives power loss; other
+processes (the operator CLI) may write the same file, waiting up to
+``busy_timeout``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
 
-from gateway.errors import StoreError
 from gateway.store import schema
 from gateway.store.base import KINDS, AuditEvent, Block, BlockChange, BlockKey
-
-T = TypeVar("T")
+from gateway.store.sqlite_conn import in_transaction
+from gateway.store.sqlite_outbox import SqliteOutbox
 
 _EVENTS_SELECT = f"SELECT id, {', '.join(schema.EVENT_COLUMNS)} FROM events"
 _BLOCKS_SELECT = f"SELECT {', '.join(schema.BLOCK_COLUMNS)} FROM blocks"
@@ -29,45 +27,6 @@ _EVENT_INSERT = (
 )
 _BLOCK_INSERT = f"INSERT INTO blocks ({', '.join(schema.BLOCK_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)"
 _KEY_WHERE = "number = ? AND counterpart = ? AND scope = ?"
-
-
-def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        _migrate(conn)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        found = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
-        schema.check_version(found, len(schema.SQLITE_MIGRATIONS))
-        for version in range(found + 1, len(schema.SQLITE_MIGRATIONS) + 1):
-            for statement in schema.SQLITE_MIGRATIONS[version - 1]:
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
-def _in_transaction(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = work()
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return result
 
 
 def _apply(conn: sqlite3.Connection, change: BlockChange) -> tuple[bool, bool, str]:
@@ -101,7 +60,7 @@ def _record(
         assert cursor.lastrowid is not None
         return cursor.lastrowid, changed
 
-    return _in_transaction(conn, work)
+    return in_transaction(conn, work)
 
 
 def _import(conn: sqlite3.Connection, blocks: Iterable[Block], at: float) -> int:
@@ -115,79 +74,37 @@ def _import(conn: sqlite3.Connection, blocks: Iterable[Block], at: float) -> int
         conn.execute(_EVENT_INSERT, schema.event_row(event))
         return inserted
 
-    return _in_transaction(conn, work)
+    return in_transaction(conn, work)
 
 
-class SqliteStore:
+class SqliteStore(SqliteOutbox):
     """The Store protocol on one SQLite file (or ":memory:")."""
-
-    def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
-        self.path = path
-        self._busy_timeout = busy_timeout
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
-
-    async def open(self) -> None:
-        if self._executor is not None:
-            return
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-store")
-        try:
-            self._conn = await self._call(_connect, self.path, self._busy_timeout)
-        except BaseException:
-            self._executor.shutdown(wait=True)
-            self._executor = None
-            raise
-
-    async def close(self) -> None:
-        executor, conn = self._executor, self._conn
-        self._executor = self._conn = None
-        if executor is None:
-            return
-        try:
-            if conn is not None:
-                await asyncio.get_running_loop().run_in_executor(executor, conn.close)
-        finally:
-            executor.shutdown(wait=True)
-
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._executor is None:
-            raise StoreError("store is not open")
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-        except sqlite3.Error as exc:
-            raise StoreError(f"sqlite: {exc}") from exc
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def on_thread() -> T:
-            if self._conn is None:
-                raise StoreError("store is not open")
-            return fn(self._conn)
-
-        return await self._call(on_thread)
-
-    async def _query(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
-        args = tuple(params)
-        return await self._run(lambda c: c.execute(sql, args).fetchall())
-
-    async def _write(self, sql: str, params: Iterable[Any] = ()) -> int:
-        args = tuple(params)
-        return await self._run(lambda c: _in_transaction(c, lambda: c.execute(sql, args).rowcount))
 
     # -- blocks -------------------------------------------------------------
 
-    async def iter_blocks(self) -> AsyncIterator[Block]:
+    async def _key_pages(self, columns: str) -> AsyncIterator[list[Any]]:
+        """Blocks in key order, page by page (keyset pagination: no long read lock)."""
         after: tuple[str, str, str] = ("", "", "")
         sql = (
-            f"{_BLOCKS_SELECT} WHERE (number, counterpart, scope) > (?, ?, ?) "
+            f"SELECT {columns} FROM blocks WHERE (number, counterpart, scope) > (?, ?, ?) "
             f"ORDER BY number, counterpart, scope LIMIT {schema.PAGE_SIZE}"
         )
         while True:
             rows = await self._query(sql, after)
-            for row in rows:
-                yield schema.block_from_row(row)
+            if rows:
+                yield rows
             if len(rows) < schema.PAGE_SIZE:
                 return
             after = (rows[-1][0], rows[-1][1], rows[-1][2])
+
+    async def iter_blocks(self) -> AsyncIterator[Block]:
+        async for page in self._key_pages(", ".join(schema.BLOCK_COLUMNS)):
+            for row in page:
+                yield schema.block_from_row(row)
+
+    async def block_rows(self) -> AsyncIterator[Sequence[Sequence[str]]]:
+        async for page in self._key_pages("number, counterpart, scope, kind"):
+            yield page
 
     async def get_block(self, key: BlockKey) -> Block | None:
         rows = await self._query(f"{_BLOCKS_SELECT} WHERE {_KEY_WHERE}", schema.key_row(key))
@@ -257,7 +174,7 @@ class SqliteStore:
             "expires_at = excluded.expires_at"
         )
         rows = list({r[0]: r for r in routes}.values())  # last one wins
-        await self._run(lambda c: _in_transaction(c, lambda: c.executemany(sql, rows)))
+        await self._run(lambda c: in_transaction(c, lambda: c.executemany(sql, rows)))
 
     async def get_receipt_route(self, message_id: str) -> str | None:
         rows = await self._query(

@@ -100,7 +100,8 @@ async def test_mo_routed_by_number_and_status_returned(gateway: Gateway, sim: Si
     await other.close()
 
 
-async def test_mo_without_receiver_gets_temporary_status(gateway: Gateway, sim: Simulator) -> None:
+async def test_mo_without_receiver_gets_temporary_status(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    gateway = await make_gateway(routing={"unbound": "reject"})
     client = await RawClient.connect(gateway.smpp_port)
     await client.bind("acme", "secret", P.BIND_TRANSMITTER)
     assert await sim.inject_mo("14155550123", "14155550100", "nobody home") == 0x64

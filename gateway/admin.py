@@ -1,0 +1,295 @@
+"""Operator commands: `gateway blocks ...`, `gateway events ...`, `gateway migrate`.
+
+Each command is a coroutine over an opened Store, writing to the given streams, so
+tests can drive it on any backend; `run()` opens the store from the settings for the
+console script. Changes go through store.record() with an audit event, so running
+gateways pick them up from the event log. Bad input raises InputError (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import IO, Any, TextIO
+
+from gateway.admin_import import ImportReport, import_blocks, open_input
+from gateway.admin_rows import (
+    HEADER,
+    InputError,
+    NumberCheck,
+    RowDefaults,
+    RowError,
+    block_csv_row,
+    block_key,
+    iso,
+    parse_time,
+)
+from gateway.store import open_store
+from gateway.store.base import KINDS, AuditEvent, Block, BlockChange, Store
+
+__all__ = ["InputError", "run"]
+
+DEFAULT_RETENTION_DAYS = 1826  # five years: the TCPA record-keeping horizon
+EVENT_FIELDS: tuple[str, ...] = ("id", *(
+    f.name for f in dataclasses.fields(AuditEvent) if f.name != "id"))
+Command = Callable[[Store], Awaitable[int]]
+
+
+# -- blocks ------------------------------------------------------------------
+
+
+async def blocks_list(store: Store, *, number: str | None = None, limit: int = 100,
+                      offset: int = 0, fmt: str = "table", region: str = "US",
+                      out: TextIO = sys.stdout) -> int:
+    if number is not None:
+        number = _number(number, region)
+    blocks = await store.list_blocks(limit=limit, offset=offset, number=number)
+    rows = [block_csv_row(b) for b in blocks]
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(HEADER)
+        writer.writerows(rows)
+        return 0
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(HEADER)]
+    for row in (HEADER, *rows):
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), file=out)
+    return 0
+
+
+def _number(raw: str, region: str) -> str:
+    try:
+        return NumberCheck(region)(raw.strip(), "number")
+    except RowError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _key_args(number: str, counterpart: str, scope: str, region: str) -> Any:
+    try:
+        return block_key(NumberCheck(region), number.strip(), counterpart.strip(), scope)
+    except RowError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _describe(block_number: str, counterpart: str, scope: str) -> str:
+    where = f" for {counterpart}" if counterpart else ""
+    return f"{block_number} (scope {scope}{where})"
+
+
+async def blocks_add(store: Store, number: str, *, counterpart: str = "", scope: str = "number",
+                     kind: str = "admin", region: str = "US", out: TextIO = sys.stdout) -> int:
+    key = _key_args(number, counterpart, scope, region)
+    now = time.time()
+    event = AuditEvent(at=now, op="admin_add", source="operator")
+    _, changed = await store.record(event, BlockChange("add", Block(key, kind, "operator", now)))
+    what = _describe(key.number, key.counterpart, scope)
+    if changed:
+        print(f"blocked {what}, kind {kind}", file=out)
+    else:
+        existing = await store.get_block(key)
+        found = existing.kind if existing else "unknown"
+        print(f"already blocked {what}, kind {found}: unchanged", file=out)
+    return 0
+
+
+async def blocks_remove(store: Store, number: str, *, counterpart: str = "", scope: str = "number",
+                        kind: str | None = None, region: str = "US", out: TextIO = sys.stdout) -> int:
+    key = _key_args(number, counterpart, scope, region)
+    now = time.time()
+    lift = (kind,) if kind else KINDS
+    event = AuditEvent(at=now, op="admin_remove", source="operator")
+    change = BlockChange("remove", Block(key, kind or "admin", "operator", now), lift)
+    _, changed = await store.record(event, change)
+    what = _describe(key.number, key.counterpart, scope)
+    if changed:
+        print(f"lifted {what}", file=out)
+        return 0
+    existing = await store.get_block(key)
+    if existing is None:
+        print(f"not blocked: {what}", file=out)
+    else:
+        print(f"not lifted: {what} is kind {existing.kind}, not {kind}", file=out)
+    return 0
+
+
+async def blocks_export(store: Store, out: TextIO, err: TextIO = sys.stderr) -> int:
+    started = time.perf_counter()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HEADER)
+    count = 0
+    async for block in store.iter_blocks():
+        writer.writerow(block_csv_row(block))
+        count += 1
+    out.flush()
+    print(f"exported {count:,} blocks in {time.perf_counter() - started:.1f} s", file=err)
+    return 0
+
+
+async def blocks_import(store: Store, source: IO[str], defaults: RowDefaults, region: str, *,
+                        partial: bool = False, dry_run: bool = False,
+                        err: TextIO = sys.stderr) -> tuple[int, ImportReport]:
+    report = await import_blocks(store, source, defaults, region,
+                                 partial=partial, dry_run=dry_run, err=err)
+    print(report.summary(), file=err)
+    if report.invalid and not partial:
+        print(f"{report.invalid:,} invalid rows: nothing loaded (--partial loads the valid rows)",
+              file=err)
+        return 2, report
+    if dry_run:
+        print("dry run: nothing loaded", file=err)
+    return 0, report
+
+
+# -- events ------------------------------------------------------------------
+
+
+async def events_export(store: Store, since: float, until: float, fmt: str, out: TextIO,
+                        err: TextIO = sys.stderr) -> int:
+    count = 0
+    writer = csv.writer(out, lineterminator="\n")
+    if fmt == "csv":
+        writer.writerow((*EVENT_FIELDS, "at_iso"))
+    async for event in store.events_between(since, until):
+        values = dataclasses.asdict(event)
+        if fmt == "csv":
+            writer.writerow((*(values[f] for f in EVENT_FIELDS), iso(event.at)))
+        else:
+            record = {f: values[f] for f in EVENT_FIELDS} | {"at_iso": iso(event.at)}
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        count += 1
+    out.flush()
+    print(f"exported {count:,} events from {iso(since)} to {iso(until)}", file=err)
+    return 0
+
+
+async def events_purge(store: Store, before: float, out: TextIO = sys.stdout) -> int:
+    deleted = await store.purge_events(before)
+    print(f"purged {deleted:,} events before {iso(before)}", file=out)
+    return 0
+
+
+# -- migrate -----------------------------------------------------------------
+
+
+async def migrate(url: str, out: TextIO = sys.stdout) -> int:
+    from gateway import store as store_pkg
+    from gateway.admin_schema import schema_version
+
+    hook = getattr(store_pkg, "migrate", None)
+    if callable(hook):
+        result = await hook(url)
+        if isinstance(result, tuple) and len(result) == 2:
+            print(f"schema version {result[0]} -> {result[1]}", file=out)
+            return 0
+    before = await schema_version(url)
+    if not callable(hook):
+        store = open_store(url)
+        await store.open()
+        await store.close()
+    after = await schema_version(url)
+    print(f"schema version {before} -> {after}", file=out)
+    return 0
+
+
+# -- console script ------------------------------------------------------------
+
+
+def _time(text: str | None, what: str, default: float) -> float:
+    if text is None:
+        return default
+    try:
+        return parse_time(text, what)
+    except RowError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _purge_before(args: argparse.Namespace, settings: Any) -> float:
+    if args.before is not None:
+        return _time(args.before, "--before", 0.0)
+    days = args.older_than_days
+    if days is None:
+        days = getattr(settings, "events_retention_days", DEFAULT_RETENTION_DAYS)
+    if days < 1:
+        raise InputError(f"--older-than-days {days}: must be at least 1")
+    return time.time() - days * 86400.0
+
+
+def _output(path: str | None) -> tuple[TextIO, bool]:
+    if path in (None, "-"):
+        return sys.stdout, False
+    try:
+        return open(path, "w", encoding="utf-8", newline=""), True
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror or exc}") from None
+
+
+def _blocks_command(args: argparse.Namespace, settings: Any) -> Command:
+    region = settings.optout.default_region
+    scope = getattr(args, "scope", None) or settings.optout.scope
+    sub = args.blocks_command
+    if sub == "list":
+        return lambda s: blocks_list(s, number=args.number, limit=args.limit, offset=args.offset,
+                                     fmt=args.format, region=region)
+    if sub == "add":
+        return lambda s: blocks_add(s, args.number, counterpart=args.counterpart or "",
+                                    scope=scope, kind=args.kind or "admin", region=region)
+    if sub == "remove":
+        return lambda s: blocks_remove(s, args.number, counterpart=args.counterpart or "",
+                                       scope=scope, kind=args.kind, region=region)
+    if sub == "export":
+        return lambda s: _to_file(args.file, lambda out: blocks_export(s, out))
+    source = open_input(args.file)
+    defaults = RowDefaults(scope=scope, kind=args.kind or "optout", source=args.source,
+                           created_at=time.time())
+
+    async def run_import(s: Store) -> int:
+        with source:
+            code, _ = await blocks_import(s, source, defaults, region,
+                                          partial=args.partial, dry_run=args.dry_run)
+        return code
+
+    return run_import
+
+
+async def _to_file(path: str | None, write: Callable[[TextIO], Awaitable[int]]) -> int:
+    out, close = _output(path)
+    try:
+        return await write(out)
+    finally:
+        if close:
+            out.close()
+
+
+def _events_command(args: argparse.Namespace, settings: Any) -> Command:
+    if args.events_command == "purge":
+        before = _purge_before(args, settings)
+        return lambda s: events_purge(s, before)
+    since = _time(args.since, "--since", 0.0)
+    until = _time(args.until, "--until", time.time() + 1)
+    if until <= since:
+        raise InputError(f"--until {iso(until)} is not after --since {iso(since)}")
+    return lambda s: _to_file(args.output, lambda out: events_export(s, since, until, args.format, out))
+
+
+async def _with_store(url: str, command: Command) -> int:
+    store = open_store(url)
+    await store.open()
+    try:
+        return await command(store)
+    finally:
+        await store.close()
+
+
+async def run(args: argparse.Namespace, settings: Any) -> int:
+    """Dispatch one operator command (args from gateway.cli.parser())."""
+    if args.command == "migrate":
+        return await migrate(settings.database_url)
+    if args.command == "blocks":
+        command = _blocks_command(args, settings)
+    else:
+        command = _events_command(args, settings)
+    return await _with_store(settings.database_url, command)

@@ -1,0 +1,129 @@
+"""SQLite: the durable outbox and the grouped block load.
+
+One connection and BEGIN IMMEDIATE serialise claims among the processes
+sharing the file, so a claim's select-then-lease is atomic.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+
+from gateway.store import schema
+from gateway.store.base import BlockGroup, OutboxItem
+from gateway.store.sqlite_conn import SqliteConnection, in_transaction
+
+_VALID = "(ltrim(number, '+') NOT GLOB '*[^0-9]*' AND length(ltrim(number, '+')) BETWEEN 1 AND 18)"
+GROUP_ROWS = 1 << 18  # blocks per grouped chunk
+
+
+def _claim(
+    conn: sqlite3.Connection, account: str, owner: str, now: float, lease: float, limit: int
+) -> list[OutboxItem]:
+    def work() -> list[OutboxItem]:
+        rows = conn.execute(
+            f"UPDATE outbox SET locked_by = ?, locked_until = ? WHERE id IN ("
+            "SELECT id FROM outbox WHERE account = ? AND next_attempt_at <= ? "
+            f"AND locked_until <= ? ORDER BY id LIMIT ?) RETURNING {schema.OUTBOX_COLUMNS}",
+            (owner, now + lease, account, now, now, limit),
+        ).fetchall()
+        return sorted((schema.outbox_item(r) for r in rows), key=lambda item: item.id)
+
+    return in_transaction(conn, work)
+
+
+def _expire(conn: sqlite3.Connection, now: float) -> list[OutboxItem]:
+    def work() -> list[OutboxItem]:
+        rows = conn.execute(
+            "DELETE FROM outbox WHERE expires_at <= ? AND locked_until <= ? "
+            f"RETURNING {schema.OUTBOX_COLUMNS}",
+            (now, now),
+        ).fetchall()
+        return sorted((schema.outbox_item(r) for r in rows), key=lambda item: item.id)
+
+    return in_transaction(conn, work)
+
+
+def _groups(conn: sqlite3.Connection, after: tuple[str, str, str]) -> list[tuple[str, ...]]:
+    """One chunk, keyset-paginated on the primary key: the group rows (with
+    comma-joined digits), then a last row holding the chunk's last key."""
+    chunk = (
+        "SELECT number, counterpart, scope, kind FROM blocks "
+        "WHERE (number, counterpart, scope) > (?, ?, ?) "
+        f"ORDER BY number, counterpart, scope LIMIT {GROUP_ROWS}"
+    )
+    last = conn.execute(
+        f"SELECT number, counterpart, scope FROM ({chunk}) ORDER BY 1 DESC, 2 DESC, 3 DESC LIMIT 1",
+        after,
+    ).fetchone()
+    if last is None:
+        return []
+    rows = conn.execute(
+        f"SELECT scope, counterpart, kind, group_concat(ltrim(number, '+')) FROM ({chunk}) "
+        f"WHERE {_VALID} GROUP BY scope, counterpart, kind",
+        after,
+    ).fetchall()
+    return [*rows, tuple(last)]
+
+
+class SqliteOutbox(SqliteConnection):
+    """Outbox methods of SqliteStore."""
+
+    async def outbox_put(self, account: str, raw: bytes, now: float, expires_at: float) -> int:
+        sql = (
+            "INSERT INTO outbox (account, raw, enqueued_at, expires_at, next_attempt_at) "
+            "VALUES (?, ?, ?, ?, ?)"
+        )
+        args = (account, raw, now, expires_at, now)
+
+        def work(conn: sqlite3.Connection) -> int:
+            row_id = in_transaction(conn, lambda: conn.execute(sql, args).lastrowid)
+            assert row_id is not None
+            return row_id
+
+        return await self._run(work)
+
+    async def outbox_claim(
+        self, account: str, owner: str, now: float, lease: float, limit: int = 100
+    ) -> list[OutboxItem]:
+        return await self._run(lambda c: _claim(c, account, owner, now, lease, limit))
+
+    async def outbox_done(self, ids: Sequence[int]) -> None:
+        rows = [(i,) for i in ids]
+        await self._run(
+            lambda c: in_transaction(c, lambda: c.executemany("DELETE FROM outbox WHERE id = ?", rows))
+        )
+
+    async def outbox_retry(self, item_id: int, next_attempt_at: float) -> None:
+        await self._write(
+            "UPDATE outbox SET locked_by = '', locked_until = 0, attempts = attempts + 1, "
+            "next_attempt_at = ? WHERE id = ?",
+            (next_attempt_at, item_id),
+        )
+
+    async def outbox_release(self, owner: str) -> None:
+        await self._write(
+            "UPDATE outbox SET locked_by = '', locked_until = 0 WHERE locked_by = ?", (owner,)
+        )
+
+    async def outbox_expire(self, now: float) -> list[OutboxItem]:
+        return await self._run(lambda c: _expire(c, now))
+
+    async def outbox_counts(self) -> dict[str, int]:
+        rows = await self._query("SELECT account, count(*) FROM outbox GROUP BY account")
+        return {str(a): int(n) for a, n in rows}
+
+    async def outbox_accounts(self, now: float) -> list[str]:
+        rows = await self._query(
+            "SELECT DISTINCT account FROM outbox WHERE next_attempt_at <= ? "
+            "AND locked_until <= ? ORDER BY account",
+            (now, now),
+        )
+        return [str(r[0]) for r in rows]
+
+    async def block_groups(self) -> AsyncIterator[Sequence[BlockGroup]]:
+        after: tuple[str, str, str] = ("", "", "")
+        while rows := await self._run(_groups, after):
+            *groups, last = rows
+            after = (last[0], last[1], last[2])
+            yield [(s, c, k, list(map(int, digits.split(",")))) for s, c, k, digits in groups]
