@@ -176,21 +176,9 @@ async def events_purge(store: Store, before: float, out: TextIO = sys.stdout) ->
 
 
 async def migrate(url: str, out: TextIO = sys.stdout) -> int:
-    from gateway import store as store_pkg
-    from gateway.admin_schema import schema_version
+    from gateway.store import migrate as migrate_store
 
-    hook = getattr(store_pkg, "migrate", None)
-    if callable(hook):
-        result = await hook(url)
-        if isinstance(result, tuple) and len(result) == 2:
-            print(f"schema version {result[0]} -> {result[1]}", file=out)
-            return 0
-    before = await schema_version(url)
-    if not callable(hook):
-        store = open_store(url)
-        await store.open()
-        await store.close()
-    after = await schema_version(url)
+    before, after = await migrate_store(url)
     print(f"schema version {before} -> {after}", file=out)
     return 0
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from gateway.admin_import import import_blocks
 from gateway.admin_rows import RowDefaults
-from gateway.store import open_store
+from gateway.store import Store, open_store
 
 BUSINESS = ("+14155550100", "+14155550101", "+442071838750")
 
@@ -35,8 +35,13 @@ def write_csv(path: Path, n: int, seed: int = 1) -> None:
             f.write(f"{number},{BUSINESS[i % 3]},number,optout,import,{when}\n")
 
 
-async def _run(path: Path, url: str) -> dict[str, Any]:
-    store = open_store(url)
+async def _run(path: Path, url: str, schema: str | None) -> dict[str, Any]:
+    if schema:
+        from gateway.store.postgres import PostgresStore
+
+        store: Store = PostgresStore(url, schema=schema, channel=schema)
+    else:
+        store = open_store(url)
     await store.open()
     try:
         started = time.perf_counter()
@@ -53,12 +58,15 @@ async def _run(path: Path, url: str) -> dict[str, Any]:
     }
 
 
-def bench_import(n: int, url: str | None = None) -> dict[str, Any]:
-    """Generate n rows, import them into url (default: a fresh SQLite file), return timings."""
+def bench_import(n: int, url: str | None = None, schema: str | None = None) -> dict[str, Any]:
+    """Generate n rows, import them into url (default: a fresh SQLite file), return timings.
+
+    schema: a PostgreSQL schema to create the tables in (dropping it is the caller's job).
+    """
     with tempfile.TemporaryDirectory(prefix="gw-import-bench-") as tmp:
         path = Path(tmp) / "blocks.csv"
         write_csv(path, n)
-        result = asyncio.run(_run(path, url or f"sqlite:///{tmp}/bench.db"))
+        result = asyncio.run(_run(path, url or f"sqlite:///{tmp}/bench.db", schema))
         result["file_mb"] = round(os.path.getsize(path) / 1e6, 1)
     result["backend"] = (url or "sqlite").split(":", 1)[0]
     result["target_s"] = 60.0
@@ -69,8 +77,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--url", help="database URL (default: a fresh temporary SQLite file)")
+    p.add_argument("--schema", help="PostgreSQL schema for the tables (not dropped afterwards)")
     args = p.parse_args()
-    print(json.dumps(bench_import(args.rows, args.url)))
+    print(json.dumps(bench_import(args.rows, args.url, args.schema)))
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ class Progress:
     def update(self, rows: int) -> None:
         rate = rows / max(time.perf_counter() - self.start, 1e-9)
         line = f"{self.phase}: {rows:,} rows ({rate:,.0f}/s)"
-        self.err.write(f"\r{line}" if self.tty else f"{line}\n")
+        self.err.write(f"\r{line:<60}" if self.tty else f"{line}\n")
         self.err.flush()
         self.shown = True
 
@@ -134,12 +134,18 @@ async def load(store: Store, source: IO[str], defaults: RowDefaults, check: Numb
     done = 0
     report.loaded = True
     for batch in _batches(source, defaults, check):
+        batch.sort(key=_key_order)  # B-tree locality: inserts in key order are much cheaper
         report.inserted += await store.import_blocks(batch)
         done += len(batch)
         if done >= PROGRESS_EVERY:
             progress.update(done)
     progress.done()
     report.load_seconds = time.perf_counter() - started
+
+
+def _key_order(block: Block) -> tuple[str, str, str]:
+    key = block.key
+    return (key.number, key.counterpart, key.scope)
 
 
 def open_input(path: str) -> IO[str]:

@@ -46,8 +46,11 @@ def parse_time(text: str, what: str) -> float:
 
 
 def iso(at: float) -> str:
-    """'2024-05-01T12:00:00.000Z' (UTC, milliseconds)."""
-    text = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+    """'2024-05-01T12:00:00.000Z' (UTC, milliseconds); out of datetime's range: the number."""
+    try:
+        text = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+    except (ValueError, OverflowError, OSError):
+        return repr(at)
     return text.replace("+00:00", "Z")
 
 

@@ -77,21 +77,24 @@ class IndexSync:
     async def catch_up(self) -> int:
         """Apply every event after the last one seen; returns how many were read."""
         seen = 0
+        reload = False
         while True:
             events = await self.store.events_after(self.last_event_id, limit=1000)
             if not events:
-                return seen
+                break
             changed = False
             for event in events:
                 if event.op in RELOAD_OPS:
-                    await self.reload()
-                    changed = True
+                    reload = True  # one reload after the batch, however many imports it holds
                 else:
                     changed = self.index.apply_event(event) or changed
                 self.last_event_id = max(self.last_event_id, event.id)
             seen += len(events)
             if changed:
                 self.on_change()
+        if reload:
+            await self.reload()
+        return seen
 
     async def reload(self) -> None:
         """Rebuild the index from the store (after a bulk import) and swap it in."""
