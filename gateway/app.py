@@ -6,10 +6,12 @@ import asyncio
 import gc
 import logging
 import signal
+import time
 from typing import Any
 
 from gateway.carrier import CarrierPool
 from gateway.config import Settings
+from gateway.errors import StoreError
 from gateway.esme_server import EsmeServer
 from gateway.httpd import Response, start_http
 from gateway.metrics import Metrics
@@ -24,6 +26,7 @@ from gateway.store.index import BlockIndex
 log = logging.getLogger(__name__)
 TICK_INTERVAL = 0.25
 ROUTE_PURGE_INTERVAL = 60.0
+HOUSEKEEPING_INTERVAL = 3600.0
 
 
 class Gateway:
@@ -36,6 +39,7 @@ class Gateway:
         self.optout: OptoutPolicy | None = None
         self.sync: IndexSync | None = None
         self.outbox: Outbox | None = None
+        self._housekeeping_task: asyncio.Task[None] | None = None
         self.esme = EsmeServer(self.proxy, settings.esme)
         self.carrier = CarrierPool(self.proxy, settings.carrier)
         self.http: asyncio.Server | None = None
@@ -71,6 +75,7 @@ class Gateway:
         await self.sync.catch_up()  # changes made while we were loading
         await self.sync.start()
         self.proxy.route_store = store
+        self._housekeeping_task = asyncio.create_task(self._housekeeping(), name="housekeeping")
         if self.settings.routing.unbound == "outbox":
             routing = self.settings.routing
             self.outbox = Outbox(self.proxy, store, routing.outbox_ttl, routing.outbox_retry_interval,
@@ -79,6 +84,20 @@ class Gateway:
             self.outbox.start()
         log.info("blocks_loaded", extra={"blocks": len(self.index), "seconds": round(loop.time() - started, 3),
                                          "store": mask_url(self.settings.database_url)})
+
+    async def _housekeeping(self) -> None:
+        """Hourly: audit events past their retention, expired receipt routes."""
+        assert self.store is not None
+        retention = self.settings.events_retention_days * 86400.0
+        while True:
+            try:
+                events = await self.store.purge_events(time.time() - retention)
+                routes = await self.store.purge_receipt_routes(time.time())
+                if events or routes:
+                    log.info("store_purged", extra={"events": events, "receipt_routes": routes})
+            except StoreError as exc:
+                log.warning("store_purge_failed", extra={"error": str(exc)})
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
 
     def _swap_index(self, index: BlockIndex) -> None:
         self.index = index
@@ -133,9 +152,10 @@ class Gateway:
         if self.optout is not None and self.optout.tasks:  # keyword MOs still owed a carrier answer
             await asyncio.wait(list(self.optout.tasks), timeout=self.settings.drain_timeout)
         await self.carrier.stop(timeout=2.0)
-        if self._tick_task is not None:
-            self._tick_task.cancel()
-            await asyncio.gather(self._tick_task, return_exceptions=True)
+        for task in (self._tick_task, self._housekeeping_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.http is not None:
             self.http.close()
             await self.http.wait_closed()

@@ -376,10 +376,12 @@ class Proxy:
     def answer_carrier(self, link: CarrierLink, pdu: P.Pdu) -> OnStatus:
         """A callback that answers the carrier's deliver_sm/data_sm with the application's answer."""
 
+        expected = pdu.command_id | P.RESPONSE_BIT
+
         def done(status: int, resp: P.Pdu | None) -> None:
-            if resp is not None:
-                link.send(resp.with_sequence(pdu.sequence_number))
-            else:
+            if resp is not None and resp.command_id == expected:
+                link.send(resp.with_sequence(pdu.sequence_number))  # the application's bytes
+            else:  # no answer, or a generic_nack: the carrier gets a proper response
                 link.send(P.response_for(pdu, status, b"\x00"))
 
         return done
