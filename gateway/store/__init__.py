@@ -7,7 +7,7 @@ then awaits ``store.open()`` (connect and migrate) and ``store.close()``.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from gateway.errors import ConfigError
 from gateway.store.base import Store
@@ -31,11 +31,23 @@ def mask_url(url: str) -> str:
     return parts._replace(netloc=f"{userinfo}:***@{netloc[1]}").geturl()
 
 
+def _split_schema(url: str) -> tuple[str, str | None]:
+    """postgresql://...?schema=NAME -> (the URL without it, NAME): tables in that schema."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [v for k, v in query if k == "schema"]
+    if not schemas:
+        return url, None
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    return parts._replace(query=rest).geturl(), schemas[-1]
+
+
 def open_store(database_url: str) -> Store:
     """A Store for the URL, not yet opened.
 
     sqlite:///relative/path, sqlite:////absolute/path, sqlite:///:memory:,
-    postgresql://user:pass@host:port/db (or postgres://).
+    postgresql://user:pass@host:port/db (or postgres://), optionally with
+    ?schema=NAME to keep the tables in that schema (created if missing).
     """
     url = database_url.strip()
     if url.startswith(_SQLITE_PREFIX):
@@ -52,7 +64,10 @@ def open_store(database_url: str) -> Store:
     if scheme in ("postgresql", "postgres"):
         from gateway.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        dsn, schema = _split_schema(url)
+        if schema is None:
+            return PostgresStore(dsn)
+        return PostgresStore(dsn, schema=schema, channel=f"gateway_events.{schema}")
     if scheme == "sqlite":
         raise ConfigError(
             "database URL: sqlite URLs have no host; use sqlite:///relative/path "
@@ -78,7 +93,7 @@ async def schema_version(database_url: str) -> int:
         return await read_schema_version(store.path)
     from gateway.store.postgres_pool import read_schema_version as read_pg_version
 
-    return await read_pg_version(database_url.strip())
+    return await read_pg_version(*_split_schema(database_url.strip()))
 
 
 async def migrate(database_url: str) -> tuple[int, int]:

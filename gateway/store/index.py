@@ -137,12 +137,17 @@ class BlockIndex:
         """
         added = 0
         for scope, counterpart, kind, mobiles in groups:
-            members = self._members(scope, counterpart, create=True)
+            members = self._members(scope, counterpart, create=False)
             fresh = BitMap64(mobiles)
-            fresh.difference_update(members)
+            if members:
+                fresh.difference_update(members)
+                members.update(fresh)
+            elif scope == "global":
+                self._global = fresh.copy()
+            else:
+                self._scope_dict(scope)[counterpart] = fresh.copy()
             if not fresh:
                 continue
-            members.update(fresh)
             if kind != DEFAULT_KIND:
                 self._special_bitmap(kind, (scope, counterpart), create=True).update(fresh)
             self._counts[kind] = self._counts.get(kind, 0) + len(fresh)

@@ -31,6 +31,7 @@ _BLOCK_INSERT = (
     f"INSERT INTO blocks ({', '.join(schema.BLOCK_COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6) "
     "ON CONFLICT DO NOTHING"
 )
+_BULK_TIMEOUT = 3600.0  # import statements: minutes for millions of rows, not command_timeout
 _KEY_WHERE = "number = $1 AND counterpart = $2 AND scope = $3"
 
 
@@ -59,14 +60,13 @@ class PostgresStore(PgOutbox):
 
     async def _pages(self, sql: str) -> AsyncIterator[list[Any]]:
         """Rows of sql in pages, from one consistent snapshot (a read-only cursor)."""
-        with self._guard():
-            async with (
-                self._require_pool().acquire() as conn,
-                conn.transaction(isolation="repeatable_read", readonly=True),
-            ):
-                cursor = await conn.cursor(sql)
-                while page := await cursor.fetch(schema.PAGE_SIZE):
-                    yield page
+        async with (
+            self._guard(), self._require_pool().acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            cursor = await conn.cursor(sql)
+            while page := await cursor.fetch(schema.PAGE_SIZE):
+                yield page
 
     async def iter_blocks(self) -> AsyncIterator[Block]:
         async for page in self._pages(_BLOCKS_SELECT):
@@ -97,18 +97,19 @@ class PostgresStore(PgOutbox):
 
     async def import_blocks(self, blocks: Iterable[Block]) -> int:
         rows = [schema.block_row(b) for b in blocks]
-        with self._guard():
-            async with self._require_pool().acquire() as conn, conn.transaction():
-                await conn.execute(
-                    "CREATE TEMPORARY TABLE import_blocks (LIKE blocks) ON COMMIT DROP"
-                )
-                await conn.copy_records_to_table("import_blocks", records=rows)
-                status = await conn.execute(
-                    "INSERT INTO blocks SELECT * FROM import_blocks ON CONFLICT DO NOTHING"
-                )
-                inserted = int(status.rsplit(" ", 1)[-1])
-                event = schema.operator_event("admin_import", time.time(), text=str(inserted))
-                await self._insert_event(conn, event)
+        async with self._guard(), self._require_pool().acquire() as conn, conn.transaction():
+            await conn.execute(
+                "CREATE TEMPORARY TABLE import_blocks (LIKE blocks) ON COMMIT DROP"
+            )
+            await conn.copy_records_to_table("import_blocks", records=rows, timeout=_BULK_TIMEOUT)
+            status = await conn.execute(  # in key order: the primary key index is built faster
+                "INSERT INTO blocks SELECT * FROM import_blocks "
+                "ORDER BY number, counterpart, scope ON CONFLICT DO NOTHING",
+                timeout=_BULK_TIMEOUT,
+            )
+            inserted = int(status.rsplit(" ", 1)[-1])
+            event = schema.operator_event("admin_import", time.time(), text=str(inserted))
+            await self._insert_event(conn, event)
         return inserted
 
     async def remove_block(
@@ -130,13 +131,12 @@ class PostgresStore(PgOutbox):
     async def record(
         self, event: AuditEvent, change: BlockChange | None = None
     ) -> tuple[int, bool]:
-        with self._guard():
-            async with self._require_pool().acquire() as conn, conn.transaction():
-                changed, blocked, kind = (
-                    await _apply(conn, change) if change else (False, False, "")
-                )
-                full = schema.complete_event(event, change, blocked, kind)
-                return await self._insert_event(conn, full), changed
+        async with self._guard(), self._require_pool().acquire() as conn, conn.transaction():
+            changed, blocked, kind = (
+                await _apply(conn, change) if change else (False, False, "")
+            )
+            full = schema.complete_event(event, change, blocked, kind)
+            return await self._insert_event(conn, full), changed
 
     async def events_after(self, event_id: int, limit: int = 1000) -> list[AuditEvent]:
         rows = await self._fetch(
@@ -171,7 +171,7 @@ class PostgresStore(PgOutbox):
         drops (then catch up with events_after and listen again). Returns an
         async function that stops listening and closes the connection.
         """
-        with self._guard():
+        async with self._guard():
             conn = await asyncpg.connect(self._dsn, **self._connect_args())
 
         def deliver(_conn: object, _pid: int, _channel: str, payload: str) -> None:
@@ -182,7 +182,7 @@ class PostgresStore(PgOutbox):
                 on_lost()
 
         try:
-            with self._guard():
+            async with self._guard():
                 await conn.add_listener(self.channel, deliver)
         except BaseException:
             await conn.close()
@@ -191,7 +191,7 @@ class PostgresStore(PgOutbox):
 
         async def stop() -> None:
             conn.remove_termination_listener(lost)
-            with self._guard():
+            async with self._guard():
                 await conn.close()
 
         return stop
@@ -202,7 +202,7 @@ class PostgresStore(PgOutbox):
         rows = list({r[0]: r for r in routes}.values())  # last one wins
         if not rows:
             return
-        with self._guard():
+        async with self._guard():
             await self._require_pool().execute(
                 "INSERT INTO receipt_routes (message_id, account, expires_at) "
                 "SELECT * FROM unnest($1::text[], $2::text[], $3::float8[]) "

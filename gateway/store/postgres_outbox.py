@@ -21,10 +21,9 @@ WHERE id IN (
     WHERE account = $1 AND next_attempt_at <= $3 AND locked_until <= $3
     ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)
 RETURNING {schema.OUTBOX_COLUMNS}"""
-_VALID = r"number ~ '^\+?[0-9]{1,18}$'"
-_GROUPS = f"""SELECT scope, counterpart, kind,
-    array_agg(CASE WHEN {_VALID} THEN ltrim(number, '+')::bigint END) FILTER (WHERE {_VALID})
+_GROUPS = """SELECT scope, counterpart, kind, string_agg(number, ',')
 FROM blocks WHERE ctid >= $1::tid AND ($2::tid IS NULL OR ctid < $2::tid)
+    AND strpos(number, ',') = 0
 GROUP BY scope, counterpart, kind"""
 GROUP_PAGES = 4096  # heap pages per grouped chunk (~250k rows of blocks)
 
@@ -85,18 +84,20 @@ class PgOutbox(PgConnection):
     # -- grouped block load -------------------------------------------------
 
     async def block_groups(self) -> AsyncIterator[Sequence[BlockGroup]]:
-        """Chunks of heap pages (TID range scans), aggregated by the server:
-        Python receives int8 arrays, never one object per block."""
-        with self._guard():
-            async with (
-                self._require_pool().acquire() as conn,
-                conn.transaction(isolation="repeatable_read", readonly=True),
-            ):
-                pages = await _heap_pages(conn)
-                for start in range(0, pages + 1, GROUP_PAGES):
-                    end = (start + GROUP_PAGES, 0) if start + GROUP_PAGES <= pages else None
-                    rows = await conn.fetch(_GROUPS, (start, 0), end)
-                    yield [(r[0], r[1], r[2], r[3]) for r in rows if r[3]]
+        """Chunks of heap pages (TID range scans), grouped by the server into
+        one comma-joined string per (scope, counterpart, kind): Python makes
+        no object per block."""
+        async with (
+            self._guard(), self._require_pool().acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            await conn.execute("SET LOCAL enable_sort = off")  # hash the few groups
+            pages = await _heap_pages(conn)
+            for start in range(0, pages + 1, GROUP_PAGES):
+                end = (start + GROUP_PAGES, 0) if start + GROUP_PAGES <= pages else None
+                rows = await conn.fetch(_GROUPS, (start, 0), end)
+                groups = [(r[0], r[1], r[2], schema.parse_mobiles(r[3])) for r in rows]
+                yield [g for g in groups if g[3]]
 
 
 async def _heap_pages(conn: Any) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -45,10 +45,11 @@ def _describe(exc: BaseException, dsn: str) -> str:
     return f"postgresql: {type(exc).__name__}: {exc}"
 
 
-async def read_schema_version(dsn: str, timeout: float = 5.0) -> int:
+async def read_schema_version(dsn: str, schema: str | None = None, timeout: float = 5.0) -> int:
     """The schema version of the database at dsn (0: none), without migrating."""
+    settings = {"search_path": schema} if schema else None
     try:
-        conn = await asyncpg.connect(dsn, timeout=timeout)
+        conn = await asyncpg.connect(dsn, timeout=timeout, server_settings=settings)
         try:
             if await conn.fetchval("SELECT to_regclass('schema_version')") is None:
                 return 0
@@ -86,15 +87,15 @@ class PgConnection:
     def healthy(self) -> bool:
         return self._healthy
 
-    @contextlib.contextmanager
-    def _guard(self) -> Iterator[None]:
+    @contextlib.asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
         """Map backend failures to StoreError and keep ``healthy`` current."""
         try:
             yield
         except ERRORS as exc:
             self._healthy = False
             if isinstance(exc, _CONNECTION_LOST) and self._pool is not None:
-                self._pool.expire_connections()
+                await self._pool.expire_connections()
             raise StoreError(_describe(exc, self._dsn)) from exc
         self._healthy = True
 
@@ -110,7 +111,7 @@ class PgConnection:
     async def open(self) -> None:
         if self._pool is not None:
             return
-        with self._guard():
+        async with self._guard():
             pool = await asyncpg.create_pool(self._dsn, **self._pool_args, **self._connect_args())
             try:
                 async with pool.acquire() as conn:
@@ -153,11 +154,11 @@ class PgConnection:
         await self._fetch("SELECT 1")
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
-        with self._guard():
+        async with self._guard():
             return list(await self._require_pool().fetch(sql, *args))
 
     async def _execute(self, sql: str, *args: Any) -> int:
         """Run one statement; returns the row count of its status tag."""
-        with self._guard():
+        async with self._guard():
             status = await self._require_pool().execute(sql, *args)
         return int(status.rsplit(" ", 1)[-1])

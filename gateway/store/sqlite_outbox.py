@@ -13,7 +13,6 @@ from gateway.store import schema
 from gateway.store.base import BlockGroup, OutboxItem
 from gateway.store.sqlite_conn import SqliteConnection, in_transaction
 
-_VALID = "(ltrim(number, '+') NOT GLOB '*[^0-9]*' AND length(ltrim(number, '+')) BETWEEN 1 AND 18)"
 GROUP_ROWS = 1 << 18  # blocks per grouped chunk
 
 
@@ -59,8 +58,8 @@ def _groups(conn: sqlite3.Connection, after: tuple[str, str, str]) -> list[tuple
     if last is None:
         return []
     rows = conn.execute(
-        f"SELECT scope, counterpart, kind, group_concat(ltrim(number, '+')) FROM ({chunk}) "
-        f"WHERE {_VALID} GROUP BY scope, counterpart, kind",
+        f"SELECT scope, counterpart, kind, group_concat(number, ',') FROM ({chunk}) "
+        "WHERE instr(number, ',') = 0 GROUP BY scope, counterpart, kind",
         after,
     ).fetchall()
     return [*rows, tuple(last)]
@@ -126,4 +125,5 @@ class SqliteOutbox(SqliteConnection):
         while rows := await self._run(_groups, after):
             *groups, last = rows
             after = (last[0], last[1], last[2])
-            yield [(s, c, k, list(map(int, digits.split(",")))) for s, c, k, digits in groups]
+            parsed = [(s, c, k, schema.parse_mobiles(joined)) for s, c, k, joined in groups]
+            yield [g for g in parsed if g[3]]

@@ -24,6 +24,13 @@ class Backend:
         self.dsn = dsn
         self.opened: list[Store] = []
 
+    @property
+    def url(self) -> str:
+        """GATEWAY_DATABASE_URL for this database (the schema rides in the query string)."""
+        if self.name == "sqlite":
+            return f"sqlite:///{self.location}"
+        return f"{self.dsn}{'&' if '?' in self.dsn else '?'}schema={self.location}"
+
     async def open(self) -> Store:
         store: Store
         if self.name == "sqlite":

@@ -67,3 +67,10 @@ def test_open_store_rejects_without_echoing_password(url: str) -> None:
 def test_mask_url() -> None:
     assert mask_url("postgresql://gw:s3cret@db:5432/gw") == "postgresql://gw:***@db:5432/gw"
     assert mask_url("postgresql://gw@db/gw") == "postgresql://gw@db/gw"
+
+
+def test_open_store_schema_query_parameter() -> None:
+    store = open_store("postgresql://u:p@db:5432/gw?schema=tenant_a&sslmode=disable")
+    assert isinstance(store, PostgresStore)
+    assert store._schema == "tenant_a" and store.channel == "gateway_events.tenant_a"
+    assert store._dsn == "postgresql://u:p@db:5432/gw?sslmode=disable"

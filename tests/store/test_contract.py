@@ -153,9 +153,34 @@ async def test_import_list_count_and_remove_block(store: Store) -> None:
 
 async def test_iter_blocks_pages(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("gateway.store.schema.PAGE_SIZE", 3)
+    monkeypatch.setattr("gateway.store.index._LOAD_CHUNK", 4)
     blocks = [block(key(f"+1415555{i:04d}", scope="number")) for i in range(7)]
     await store.import_blocks(blocks)
-    assert [b async for b in store.iter_blocks()] == blocks
+    assert sorted([b async for b in store.iter_blocks()], key=lambda b: b.key.number) == blocks
+    index = BlockIndex()
+    assert await index.load_store(store) == 7
+    assert all(index.kind_of(b.key) == "optout" for b in blocks)
+
+
+async def test_index_loads_grouped_pages(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gateway.store.sqlite_outbox.GROUP_ROWS", 50)
+    monkeypatch.setattr("gateway.store.postgres_outbox.GROUP_PAGES", 1)
+    kinds = ("optout", "carrier", "admin")
+    blocks = [
+        block(key(f"+1415555{i:04d}", *(("acme", "account") if i % 2 else (LONG_CODE, "number"))),
+              kinds[i % 3], "import")
+        for i in range(300)
+    ]
+    odd = [block(key("+1415abc0000")), block(key("+1234567890123456789")), block(key("14155550999"))]
+    await store.import_blocks([*blocks, *odd, block(key(MOBILE, "", "global"), "admin")])
+    groups = [g async for page in store.block_groups() for g in page]
+    assert sum(len(g[3]) for g in groups) == 302  # two bad numbers left out
+    index = BlockIndex()
+    assert await index.load_store(store) == 302
+    assert index.counts_by_kind() == {"optout": 101, "carrier": 100, "admin": 101}
+    assert all(index.kind_of(b.key) == b.kind for b in blocks)
+    assert index.kind_of(key("14155550999")) == "optout"
+    assert index.is_blocked(14155550100, "+1000", "nobody")  # the global block
 
 
 async def test_refuses_schema_newer_than_known(backend: Backend, store: Store) -> None:
