@@ -121,7 +121,9 @@ class Gateway:
 
     @property
     def store_ready(self) -> bool:
-        return self.sync is None or self.sync.healthy
+        if self.store is None or self.sync is None:
+            return True
+        return self.sync.healthy and self.store.healthy
 
     def ready(self) -> bool:
         return bool(self.proxy.carriers) and self.store_ready

@@ -208,8 +208,10 @@ class _MoJob:
             rule=d.rule, config_version=self.p.version, reply_text=d.reply or "",
             scope=self.key.scope, kind=d.block_kind or "",
         )
+        started = time.perf_counter()
         try:
             _, changed = await self.p.store.record(event, change)
+            self.p.metrics.store_latency.observe(time.perf_counter() - started)
         except StoreError as exc:
             self.p.metrics.store_errors.inc()
             log.error("mo_not_durable", extra={"error": str(exc), "op": d.op})

@@ -53,8 +53,10 @@ class Outbox:
 
     async def _keep(self, account: str, raw: bytes, on_status: OnStatus) -> None:
         now = time.time()
+        started = time.perf_counter()
         try:
             await self.store.outbox_put(account, raw, now, now + self.ttl)
+            self.proxy.metrics.store_latency.observe(time.perf_counter() - started)
         except StoreError as exc:
             self.proxy.metrics.store_errors.inc()
             log.error("outbox_put_failed", extra={"system_id": account, "error": str(exc)})
