@@ -25,7 +25,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests bench
-	$(BIN)/mypy gateway
+	$(BIN)/mypy --strict gateway
 
 clean:
 	rm -rf $(VENV) build *.egg-info gateway.db

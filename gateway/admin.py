@@ -34,7 +34,6 @@ from gateway.store.base import KINDS, AuditEvent, Block, BlockChange, Store
 
 __all__ = ["InputError", "run"]
 
-DEFAULT_RETENTION_DAYS = 1826  # five years: the TCPA record-keeping horizon
 EVENT_FIELDS: tuple[str, ...] = ("id", *(
     f.name for f in dataclasses.fields(AuditEvent) if f.name != "id"))
 Command = Callable[[Store], Awaitable[int]]
@@ -200,10 +199,10 @@ def _purge_before(args: argparse.Namespace, settings: Any) -> float:
         return _time(args.before, "--before", 0.0)
     days = args.older_than_days
     if days is None:
-        days = getattr(settings, "events_retention_days", DEFAULT_RETENTION_DAYS)
+        days = int(settings.events_retention_days)
     if days < 1:
         raise InputError(f"--older-than-days {days}: must be at least 1")
-    return time.time() - days * 86400.0
+    return time.time() - float(days) * 86400.0
 
 
 def _output(path: str | None) -> tuple[TextIO, bool]:

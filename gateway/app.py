@@ -18,10 +18,10 @@ from gateway.metrics import Metrics
 from gateway.optout import OptoutPolicy
 from gateway.outbox import Outbox
 from gateway.proxy import NullPolicy, Policy, Proxy
-from gateway.sync import IndexSync
 from gateway.store import mask_url, open_store
 from gateway.store.base import Store
 from gateway.store.index import BlockIndex
+from gateway.sync import IndexSync
 
 log = logging.getLogger(__name__)
 TICK_INTERVAL = 0.25

@@ -51,7 +51,7 @@ async def _serve(handler: Handler, reader: asyncio.StreamReader, writer: asyncio
                 method, path, body = request
                 status, ctype, payload = await handler(method, path, body)
             else:
-                status, ctype, payload = request  # type: ignore[misc]
+                status, ctype, payload = request
             head = (
                 f"HTTP/1.1 {status} {REASONS.get(status, 'OK')}\r\nContent-Type: {ctype}\r\n"
                 f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"

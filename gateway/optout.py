@@ -18,9 +18,24 @@ from aiosmpplib.state import OptionalParam
 
 from gateway.errors import MalformedPduError, StoreError
 from gateway.logs import redact
-from gateway.policy.decide import MoContext, MoDecision, MoDeduper, ReplyLimiter, annotation_tlv, decide_mo, mo_fingerprint
+from gateway.policy.decide import (
+    MoContext,
+    MoDecision,
+    MoDeduper,
+    ReplyLimiter,
+    annotation_tlv,
+    decide_mo,
+    mo_fingerprint,
+)
 from gateway.policy.keywords import KeywordTable
-from gateway.policy.numbers import can_receive_reply, counterpart_for, e164, is_toll_free, mobile_key, plan_for_region
+from gateway.policy.numbers import (
+    can_receive_reply,
+    counterpart_for,
+    e164,
+    is_toll_free,
+    mobile_key,
+    plan_for_region,
+)
 from gateway.policy.settings import OptoutSettings
 from gateway.policy.text import decode_text, encode_reply, segment
 from gateway.proxy import OWN, CarrierLink, EsmeSession, MtVerdict, Proxy

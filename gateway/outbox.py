@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gateway.errors import StoreError
-from gateway.smpp import pdu as P
 from gateway.proxy import TEMPORARY
+from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 from gateway.store.base import AuditEvent, OutboxItem, Store
 

@@ -102,7 +102,7 @@ def command_name(command_id: int) -> str:
 class Pdu:
     """One framed PDU: header values plus the exact bytes received."""
 
-    __slots__ = ("command_id", "command_status", "sequence_number", "raw")
+    __slots__ = ("command_id", "command_status", "raw", "sequence_number")
 
     def __init__(self, command_id: int, command_status: int, sequence_number: int, raw: bytes):
         self.command_id = command_id

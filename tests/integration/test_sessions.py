@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import struct
 
+import pytest
 import smpplib.client
 import smpplib.consts
 import smpplib.exceptions
-import pytest
 
 from gateway.app import Gateway
 from gateway.simulator import Simulator

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from gateway.simulator import Simulator
-from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 from gateway.store import open_store
 from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from aiosmpplib import PhoneNumber, SubmitSm, TON, NPI
+from aiosmpplib import NPI, TON, PhoneNumber, SubmitSm
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
