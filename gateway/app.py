@@ -174,14 +174,19 @@ class Gateway:
         log.info("gateway_stopped")
 
 
-async def run(settings: Settings, **kw: Any) -> int:
-    gateway = Gateway(settings, **kw)
-    await gateway.start()
+async def wait_for_signal() -> None:
+    """Until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+async def run(settings: Settings, **kw: Any) -> int:
+    gateway = Gateway(settings, **kw)
+    await gateway.start()
+    await wait_for_signal()
     await gateway.stop()
     return 0
 

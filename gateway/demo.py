@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import sys
 
 from gateway import logs
-from gateway.app import Gateway, install_uvloop
+from gateway.app import Gateway, install_uvloop, wait_for_signal
 from gateway.config import load_settings
 from gateway.errors import ConfigError
 
@@ -43,11 +42,7 @@ async def main() -> int:
     gateway = Gateway(settings)
     await gateway.start()
     print(BANNER.format(port=gateway.smpp_port, sim_http=SIM_HTTP_PORT, http=gateway.http_port), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await wait_for_signal()
     await gateway.stop()
     await sim.stop()
     return 0

@@ -240,16 +240,20 @@ class Address:
         return self.addr.decode("latin-1")
 
 
+def _leading(raw: bytes) -> tuple[bytes, Address, Address, int]:
+    """service_type, source, destination of submit_sm / deliver_sm / data_sm, and the offset after."""
+    service_type, pos = _cstr(raw, HEADER_SIZE, 6)
+    src_ton, src_npi = _u8(raw, pos), _u8(raw, pos + 1)
+    src, pos = _cstr(raw, pos + 2, 65)
+    dst_ton, dst_npi = _u8(raw, pos), _u8(raw, pos + 1)
+    dst, pos = _cstr(raw, pos + 2, 65)
+    return service_type, Address(src_ton, src_npi, src), Address(dst_ton, dst_npi, dst), pos
+
+
 def submit_addresses(raw: bytes) -> tuple[Address, Address]:
     """source and destination of submit_sm / deliver_sm / data_sm (same leading layout)."""
-    _, pos = _cstr(raw, HEADER_SIZE, 6)  # service_type
-    src_ton = _u8(raw, pos)
-    src_npi = _u8(raw, pos + 1)
-    src, pos = _cstr(raw, pos + 2, 65)
-    dst_ton = _u8(raw, pos)
-    dst_npi = _u8(raw, pos + 1)
-    dst, pos = _cstr(raw, pos + 2, 65)
-    return Address(src_ton, src_npi, src), Address(dst_ton, dst_npi, dst)
+    _, source, destination, _ = _leading(raw)
+    return source, destination
 
 
 def parse_tlvs(raw: bytes, pos: int) -> dict[int, bytes]:
@@ -287,17 +291,18 @@ class ShortMessage:
 
     @property
     def is_receipt(self) -> bool:
-        return bool(self.esm_class & ESM_RECEIPT) or self.esm_class & ESM_TYPE_MASK == ESM_INTERMEDIATE
+        return is_receipt(self.esm_class)
+
+
+def is_receipt(esm_class: int) -> bool:
+    """SMSC delivery receipt or intermediate notification (esm_class bits 2-5, 5.2.12)."""
+    return bool(esm_class & ESM_RECEIPT) or esm_class & ESM_TYPE_MASK == ESM_INTERMEDIATE
 
 
 def parse_short_message(raw: bytes) -> ShortMessage:
     """submit_sm / deliver_sm body. Raises MalformedPduError, never anything else."""
     try:
-        service_type, pos = _cstr(raw, HEADER_SIZE, 6)
-        src_ton, src_npi = raw[pos], raw[pos + 1]
-        src, pos = _cstr(raw, pos + 2, 65)
-        dst_ton, dst_npi = raw[pos], raw[pos + 1]
-        dst, pos = _cstr(raw, pos + 2, 65)
+        service_type, source, destination, pos = _leading(raw)
         esm_class = raw[pos]
         pos += 3  # esm_class, protocol_id, priority_flag
         _, pos = _cstr(raw, pos, 17)  # schedule_delivery_time
@@ -314,8 +319,8 @@ def parse_short_message(raw: bytes) -> ShortMessage:
         raise MalformedPduError("body truncated") from None
     return ShortMessage(
         service_type,
-        Address(src_ton, src_npi, src),
-        Address(dst_ton, dst_npi, dst),
+        source,
+        destination,
         esm_class,
         registered_delivery,
         data_coding,
@@ -346,24 +351,20 @@ class DataSm:
 
     @property
     def is_receipt(self) -> bool:
-        return bool(self.esm_class & ESM_RECEIPT) or self.esm_class & ESM_TYPE_MASK == ESM_INTERMEDIATE
+        return is_receipt(self.esm_class)
 
 
 def parse_data_sm(raw: bytes) -> DataSm:
     try:
-        service_type, pos = _cstr(raw, HEADER_SIZE, 6)
-        src_ton, src_npi = raw[pos], raw[pos + 1]
-        src, pos = _cstr(raw, pos + 2, 65)
-        dst_ton, dst_npi = raw[pos], raw[pos + 1]
-        dst, pos = _cstr(raw, pos + 2, 65)
+        service_type, source, destination, pos = _leading(raw)
         esm_class, registered_delivery, data_coding = raw[pos], raw[pos + 1], raw[pos + 2]
         tlvs = parse_tlvs(raw, pos + 3)
     except IndexError:
         raise MalformedPduError("body truncated") from None
     return DataSm(
         service_type,
-        Address(src_ton, src_npi, src),
-        Address(dst_ton, dst_npi, dst),
+        source,
+        destination,
         esm_class,
         registered_delivery,
         data_coding,
