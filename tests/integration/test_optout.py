@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from gateway.app import Gateway
@@ -177,4 +179,64 @@ async def test_receipt_mode_accepts_and_reports_rejected(make_gateway: GatewayFa
     receipt = next(p for p in app.delivered if b"stat:REJECTD" in p.raw)
     assert b"id:" + message_id in receipt.raw
     assert not submits_to(sim, MOBILE)[1:]  # only the STOP reply went to the carrier
+    await app.close()
+
+
+async def test_custom_op_annotation_and_drop(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    gateway = await make_gateway(optout={
+        "custom_ops": [{"name": "nopromo", "keywords": ["NOPROMO"],
+                        "reply": "You will get no more promotions from us."}],
+        "annotate_tlv": 0x1501,
+        "forward": {"help": "drop"},
+    })
+    app = await App.bind(gateway)
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "nopromo") == 0
+    await replies_to(sim, MOBILE, b"no more promotions")
+    assert (await app.submit()).command_status == 0  # a custom op changes no block
+    await app.client.wait(lambda: len(app.delivered) == 1)
+    tlvs = P.parse_short_message(app.delivered[0].raw).tlvs
+    assert tlvs[0x1501] == b"NOPROMO"  # the op travels with the forwarded MO
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "HELP") == 0  # acked by the gateway itself
+    await replies_to(sim, MOBILE, b"Msg&data")
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "plain text") == 0
+    await app.client.wait(lambda: len(app.delivered) == 2)
+    assert b"plain text" in app.delivered[1].raw  # HELP was dropped, not forwarded
+    assert 0x1501 not in P.parse_short_message(app.delivered[1].raw).tlvs
+    await app.close()
+
+
+async def test_alphanumeric_originator_is_never_answered(gateway: Gateway, sim: Simulator) -> None:
+    app = await App.bind(gateway)
+    assert await sim.inject_mo("ACME", LONG_CODE, "STOP", source_ton=5, source_npi=0) == 0
+    assert await sim.inject_mo("12345", LONG_CODE, "STOP", source_ton=3, source_npi=0) == 0
+    await app.client.wait(lambda: len(app.delivered) == 2)
+    assert not [p for p in sim.received if p.command_id == P.SUBMIT_SM]
+    await app.close()
+
+
+async def test_possible_optout_is_counted_not_acted_on(gateway: Gateway, sim: Simulator) -> None:
+    app = await App.bind(gateway)
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "stop texting me") == 0
+    assert (await app.submit()).command_status == 0
+    assert gateway.store is not None
+    async with asyncio.timeout(5):
+        while not [e for e in await gateway.store.events_after(0) if e.op == "possible_optout"]:
+            await asyncio.sleep(0.01)
+    await app.close()
+
+
+async def test_audit_event_has_the_compliance_record(gateway: Gateway, sim: Simulator) -> None:
+    app = await App.bind(gateway)
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "Stop.") == 0
+    await replies_to(sim, MOBILE, b"unsubscribed")
+    assert gateway.store is not None
+    async with asyncio.timeout(5):
+        while not [e for e in await gateway.store.events_after(0) if e.op == "stop_reply"]:
+            await asyncio.sleep(0.01)
+    events = {e.op: e for e in await gateway.store.events_after(0)}
+    stop = events["stop"]
+    assert (stop.number, stop.counterpart, stop.account) == ("+" + MOBILE, "+" + LONG_CODE, "acme")
+    assert (stop.text, stop.data_coding, stop.rule, stop.source) == ("Stop.", 0, "stop:STOP", "keyword")
+    assert stop.config_version and stop.block_state == "blocked" and stop.reply_text.startswith("You have")
+    assert events["stop_reply"].reply_message_id
     await app.close()

@@ -75,3 +75,41 @@ async def test_receipt_after_restart_reaches_sender(make_gateway: GatewayFactory
     assert acme.delivered == []  # 14155550100 is acme's number, but the receipt belongs to "other"
     await other.close()
     await acme.close()
+
+
+async def test_two_gateways_deliver_each_queued_mo_once(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    from tests.pg import drop_schema, pg_dsn_or_skip, unique_schema
+
+    dsn = await pg_dsn_or_skip()
+    schema = unique_schema("outbox2")
+    url = f"{dsn}?schema={schema}"
+    try:
+        gateways = [await make_gateway(database_url=url, routing=FAST) for _ in range(2)]
+        await sim.wait_until(lambda: sim.bound_count == 2)
+        texts = [f"mo {n:04d}" for n in range(1000)]
+        for start in range(0, len(texts), 50):  # 50 in flight at a time
+            statuses = await asyncio.gather(
+                *(sim.inject_mo("14155550123", "14155550100", t) for t in texts[start : start + 50]))
+            assert set(statuses) == {st.ESME_ROK}
+        receivers = []
+        for gateway in gateways:  # the application binds to both
+            client = await RawClient.connect(gateway.smpp_port)
+            client.auto_ack = True
+            await client.bind("acme", "secret", P.BIND_RECEIVER)
+            receivers.append(client)
+        def total() -> int:
+            return sum(len(c.delivered) for c in receivers)
+
+        # each client wakes on its own traffic: wait on both, the last delivery ends it
+        waits = [asyncio.create_task(c.wait(lambda: total() >= 1000, timeout=60)) for c in receivers]
+        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*done)
+        got = [P.parse_short_message(p.raw).short_message.decode() for c in receivers for p in c.delivered]
+        assert sorted(got) == texts  # every one, and none twice
+        assert all(c.delivered for c in receivers)  # both gateways took part
+        for client in receivers:
+            await client.close()
+    finally:
+        await drop_schema(dsn, schema)
