@@ -6,4 +6,8 @@ loadgen.py the load generator (pre-encoded submit_sm, window per bind, optional 
 wire.py    the few SMPP bytes both need; no gateway imports, so they stay cheap
 procs.py   child processes: spawn, readiness, /proc CPU time, clean-up
 gwprofile.py the gateway under cProfile (`--profile cprofile`)
+optout_scenarios.py  the blocks, mo and propagation scenarios (issues 3 and 4)
+blocks.py  block generators (the realistic spread), bulk fill via Store.import_blocks, VmRSS, log lines
+mo.py      MO-injecting SMSC, receiver application, refusal probe (`python -m bench.mo --help`)
+index_bench.py  BlockIndex memory/load/lookup at 1M (and --scale N), the CSV import figure
 """

@@ -57,6 +57,8 @@ class Gen:
         self.sent = 0
         self.binds: list[Bind] = []
         self.window_full = 0
+        # blocked_every: (went to the blocked dest, status) -> count, for all but (False, 0)
+        self.check: Counter[tuple[bool, int]] = Counter()
 
     def outstanding(self) -> int:
         return sum(len(b.sent) for b in self.binds)
@@ -70,6 +72,7 @@ class Bind(asyncio.Protocol):
         self.seq = 1
         self.tpl = index * 7  # binds start at different destinations
         self.sent: dict[int, float] = {}
+        self.blocked: set[int] | None = set() if gen.args.blocked_every else None  # seqs to the blocked dest
         self.transport: asyncio.Transport | None = None
         loop = asyncio.get_running_loop()
         self.bound: asyncio.Future[int] = loop.create_future()
@@ -97,12 +100,16 @@ class Bind(asyncio.Protocol):
         ti = self.tpl
         seq = self.seq
         sent = self.sent
+        track = self.blocked
+        every = self.gen.args.blocked_every
         chunk = bytearray()
         for _ in range(k):
             off = len(chunk)
             chunk += tpls[ti]
             pack_into(chunk, off + SEQ_AT, seq)
             sent[seq] = now
+            if track is not None and (ti + 1) % every == 0:
+                track.add(seq)
             seq += 1
             ti += 1
             if ti == nt:
@@ -125,6 +132,7 @@ class Bind(asyncio.Protocol):
         lat = gen.latencies
         got = 0
         statuses = gen.statuses
+        track = self.blocked
         while end - pos >= 16:
             length, cid, status, seq = unpack(data, pos)
             if end - pos < length:
@@ -135,6 +143,11 @@ class Bind(asyncio.Protocol):
                 if t0 is None:
                     continue
                 got += 1
+                if track is not None and (status or seq in track):
+                    blocked = seq in track
+                    track.discard(seq)
+                    if measuring:
+                        gen.check[(blocked, status)] += 1
                 if measuring:
                     lat.append(now - t0)
                     if status:
@@ -272,6 +285,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "window_full": gen.window_full,
         "unanswered": lost,
         "cpu_pct": round(100 * (c1 - c0) / elapsed, 1),
+        "blocked_check": {f"{'blocked' if b else 'other'}:0x{st:x}": v for (b, st), v in gen.check.items()},
     }
 
 

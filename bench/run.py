@@ -6,11 +6,18 @@ the sink) and one load generator per scenario (bench.loadgen). Scenarios:
   direct   loadgen -> sink, binds x window, as fast as the window allows
   gateway  loadgen -> gateway -> sink, same load; the ratio to direct
   paced    loadgen -> gateway -> sink at --rate msg/s total: p50/p99 latency
-  blocks   like gateway with --blocks N loaded and every 100th submit_sm to a
-           blocked recipient (the hook: `load_blocks`; not yet available)
+  blocks   like gateway with --blocks N (default 1,000,000) loaded into its SQLite DB and
+           every 100th submit_sm to a blocked recipient: refused vs ok, index load, RSS
+  mo       keyword MO round trip: STOP in, block durable, reply out, MO forwarded and acked
+  index    BlockIndex memory, load time (SQLite, PostgreSQL), lookup ns at 1M (and --scale N),
+           and the 1M-row CSV import (bench.index_bench)
+  propagation  STOP acked on gateway A -> refusal on gateway B, one PostgreSQL (skipped
+           when unreachable; --no-propagation)
 
 Gateway CPU per message is utime+stime from /proc/<pid>/stat across the measured window.
 BENCH_ARGS="--binds 8 --window 50 --duration 10" make bench
+BENCH_ARGS="--scale 10000000" make bench       (index figures at 1M and 10M)
+BENCH_ARGS="--scenarios direct,gateway,paced" make bench   (the core proxy only)
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from bench import profiling
 from bench.procs import Child, Children, free_port
 
 PY = sys.executable
-SCENARIOS = ("direct", "gateway", "paced", "blocks")
+SCENARIOS = ("direct", "gateway", "paced", "blocks", "mo", "index", "propagation")
 TARGET_RATE = 50_000  # submit_sm/s through the gateway, 4 binds x window 100 (issue 2)
 TARGET_P99_MS = 2.0  # at 10,000 msg/s paced
 BLOCKED_EVERY = 100
@@ -69,10 +76,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--carrier-window", type=int, default=1000, help="gateway window per carrier bind")
     p.add_argument("--bind", choices=["transmitter", "transceiver"], default="transmitter")
     p.add_argument("--registered-delivery", type=int, default=0, help="1: every submit_sm asks for a receipt")
-    p.add_argument("--scenarios", default="direct,gateway,paced",
-                   help=f"comma-separated, from {','.join(SCENARIOS)} (default direct,gateway,paced)")
-    p.add_argument("--blocks", type=int, default=0,
-                   help="run the 'blocks' scenario with N blocks loaded (not yet available)")
+    p.add_argument("--scenarios", default=",".join(SCENARIOS),
+                   help=f"comma-separated, from {','.join(SCENARIOS)} (default all)")
+    p.add_argument("--blocks", type=int, default=1_000_000, help="blocks loaded in the 'blocks' scenario")
+    p.add_argument("--scale", type=int, default=1_000_000,
+                   help="index figures at 1M and, when larger, at this many blocks too (default 1M only)")
+    p.add_argument("--csv-rows", type=int, default=1_000_000, help="rows of the CSV import figure (0: skip)")
+    p.add_argument("--mo-count", type=int, default=200, help="MOs per phase of the 'mo' scenario")
+    p.add_argument("--mo-inflight", default="1,8", help="MOs in flight, one phase each (default 1,8)")
+    p.add_argument("--prop-count", type=int, default=10, help="STOPs timed by the 'propagation' scenario")
+    p.add_argument("--propagation", action=argparse.BooleanOptionalAction, default=True,
+                   help="run 'propagation' (default: on; skipped with a note when PostgreSQL is unreachable)")
     p.add_argument("--profile", choices=["none", "py-spy", "cprofile"], default="none",
                    help="profile the gateway during the 'gateway' scenario and print its hot spots")
     p.add_argument("--gateway-cmd", default="-m gateway run",
@@ -80,8 +94,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = p.parse_args(argv)
     args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    if args.blocks and "blocks" not in args.scenarios:
-        args.scenarios.append("blocks")
+    if not args.propagation and "propagation" in args.scenarios:
+        args.scenarios.remove("propagation")
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
         p.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
@@ -115,12 +129,13 @@ def gateway_env(args: argparse.Namespace, sink_port: int, db_path: Path, smpp: i
 
 
 def start_gateway(kids: Children, args: argparse.Namespace, sink_port: int, db_path: Path,
-                  name: str = "gateway", profile_out: Path | None = None) -> Gateway:
+                  name: str = "gateway", profile_out: Path | None = None,
+                  env_extra: dict[str, str] | None = None) -> Gateway:
     smpp, http = free_port(), free_port()
     cmd = [PY, *args.gateway_cmd.split()]
     if profile_out is not None:
         cmd = [PY, "-m", "bench.gwprofile", str(profile_out), "run"]
-    child = kids.spawn(name, cmd, gateway_env(args, sink_port, db_path, smpp, http))
+    child = kids.spawn(name, cmd, {**gateway_env(args, sink_port, db_path, smpp, http), **(env_extra or {})})
     url = f"http://127.0.0.1:{http}/readyz"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -143,16 +158,6 @@ def stop_gateway(gw: Gateway) -> str:
     if rc is None:
         return f"{gw.child.name}: SIGTERM -> still running after 30 s, killed{gw.child.tail()}"
     return f"{gw.child.name}: SIGTERM -> exit {rc} (expected 0){gw.child.tail()}"
-
-
-def load_blocks(db_path: Path, n: int, blocked_dest: str) -> None:
-    """Extension point: pre-populate the gateway's SQLite DB with n blocks, one of them on
-    blocked_dest (account "bench" or global scope), before the gateway starts.
-
-    Implement once the opt-out store schema (gateway/store/) is settled, e.g. with the
-    store's own bulk-insert API so the bench never writes SQL of its own.
-    """
-    raise NotImplementedError("blocks scenario: not yet available (needs the opt-out store's bulk load)")
 
 
 # --- one load run -------------------------------------------------------------------
@@ -238,9 +243,14 @@ def verdicts(results: list[Result]) -> list[str]:
 # --- main ---------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Result], list[str]]:
+def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Result], list[str], list[str]]:
+    """(table rows, stop notes, the opt-out sections' lines)."""
+    from bench import optout_scenarios as O  # imports this module: keep it out of module scope
+
     results: list[Result] = []
     notes: list[str] = []
+    lines: list[str] = []
+    baseline_rss = 0
     with Children(workdir) as kids:
         sink = kids.spawn("sink", [PY, "-m", "bench.sink", "--port", "0"])
         sink_port = int(sink.json_line(timeout=30)["port"])
@@ -249,6 +259,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Result], list[str
         if {"gateway", "paced"} & set(args.scenarios):
             prof = workdir / "gateway.prof" if args.profile == "cprofile" else None
             gw = start_gateway(kids, args, sink_port, workdir / "bench.db", profile_out=prof)
+            baseline_rss = O.vm_rss(gw.child.pid)
             try:
                 if "gateway" in args.scenarios:
                     results.append(run_load(kids, args, "gateway", gw.smpp_port, sink, gw.child,
@@ -257,26 +268,25 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Result], list[str
                     results.append(run_load(kids, args, "paced", gw.smpp_port, sink, gw.child, rate=args.rate))
             finally:
                 notes.append(stop_gateway(gw))
+        blocks_db = None
         if "blocks" in args.scenarios:
-            notes.extend(run_blocks(kids, args, sink, sink_port, workdir, results))
-    return results, notes
+            more, stops, blocks_db = O.run_blocks(kids, args, sink, sink_port, workdir, results, baseline_rss)
+            lines += more
+            notes += stops
+        if "mo" in args.scenarios:
+            more, stops = O.run_mo(kids, args, workdir, blocks_db)
+            lines += more
+            notes += stops
+        if "propagation" in args.scenarios:
+            more, stops = O.run_propagation(kids, args, sink_port, workdir)
+            lines += more
+            notes += stops
+    if "index" in args.scenarios:
+        from bench import index_bench
 
-
-def run_blocks(kids: Children, args: argparse.Namespace, sink: Child, sink_port: int, workdir: Path,
-               results: list[Result]) -> list[str]:
-    """The opt-out scenario: N blocks loaded, every 100th submit_sm to a blocked recipient."""
-    db_path = workdir / "blocks.db"
-    try:
-        load_blocks(db_path, args.blocks or 1_000_000, BLOCKED_DEST)
-    except NotImplementedError as exc:
-        return [str(exc)]
-    gw = start_gateway(kids, args, sink_port, db_path, name="gateway-blocks")
-    try:
-        extra = ["--blocked-every", str(BLOCKED_EVERY), "--blocked-dest", BLOCKED_DEST]
-        results.append(run_load(kids, args, "blocks", gw.smpp_port, sink, gw.child, extra=extra))
-    finally:
-        note = stop_gateway(gw)
-    return [note]
+        sizes = sorted({1_000_000, args.scale})
+        lines += index_bench.report(sizes, args.csv_rows)
+    return results, notes, lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,14 +295,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench: {args.binds} binds × window {args.window}, {args.duration:g} s after {args.warmup:g} s warm-up, "
           f"carrier sessions {args.carrier_sessions}, {os.cpu_count()} CPUs; logs in {workdir}", flush=True)
     try:
-        results, notes = run(args, workdir)
+        results, notes, lines = run(args, workdir)
     except (RuntimeError, OSError) as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
-    print()
-    print(table(results))
-    print()
-    for line in verdicts(results) + notes:
+    if results:
+        print()
+        print(table(results))
+        print()
+    for line in verdicts(results):
+        print(line)
+    if lines:
+        print()
+    for line in lines + notes:
         print(line)
     if args.profile == "py-spy" and (workdir / "py-spy.raw").exists():
         print("\n" + profiling.summarize_py_spy(workdir / "py-spy.raw"))
