@@ -11,12 +11,11 @@ import logging
 from typing import Any, cast
 
 from gateway.errors import FramingError
-from gateway.metrics import Stats
+from gateway.metrics import Stats, count_new
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 
 log = logging.getLogger(__name__)
-UNKNOWN_COMMAND = -1
 
 
 class Connection(asyncio.Protocol):
@@ -33,7 +32,8 @@ class Connection(asyncio.Protocol):
         self.last_rx = self.loop.time()
         self._out: list[bytes] = []
         self._flush_scheduled = False
-        self._pdus = stats.pdus
+        self._in_counts = stats.pdu_counter(self.side, "in")
+        self._out_counts = stats.pdu_counter(self.side, "out")
 
     # --- asyncio.Protocol -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -57,9 +57,11 @@ class Connection(asyncio.Protocol):
             self._dispatch(pdu)
 
     def _dispatch(self, pdu: P.Pdu) -> None:
-        cid = pdu.command_id
-        key = cid if cid in P.COMMAND_NAMES else UNKNOWN_COMMAND
-        self._pdus[(self.side, "in", key)] += 1
+        key = pdu.raw[4:8]
+        try:
+            self._in_counts[key] += 1  # unknown ids fold into one label at scrape time
+        except KeyError:
+            count_new(self._in_counts, key)
         try:
             self.on_pdu(pdu)
         except Exception:  # our bug: answer, keep the session
@@ -79,9 +81,11 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         self._out.append(data)
-        # count by command id of the header we just queued
-        cid = int.from_bytes(data[4:8], "big")
-        self._pdus[(self.side, "out", cid if cid in P.COMMAND_NAMES else UNKNOWN_COMMAND)] += 1
+        key = data[4:8]
+        try:
+            self._out_counts[key] += 1
+        except KeyError:
+            count_new(self._out_counts, key)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway.smpp.pdu import command_name
+from gateway.smpp.pdu import COMMAND_NAMES, command_name
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -24,17 +24,32 @@ class Stats:
     """Plain counters the event loop bumps; read only by the collector."""
 
     def __init__(self) -> None:
-        # (side, direction, command_id) -> count
-        self.pdus: defaultdict[tuple[str, str, int], int] = defaultdict(int)
+        # (side, direction) -> the 4 command_id bytes of the header -> count
+        self.pdus: dict[tuple[str, str], dict[bytes, int]] = {}
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.esme_sessions: defaultdict[str, int] = defaultdict(int)
         self.carrier_bound = 0
         self.inflight: dict[str, int] = {"esme": 0, "carrier": 0}
 
+    def pdu_counter(self, side: str, direction: str) -> dict[bytes, int]:
+        """The counter a connection bumps per PDU, keyed by the raw command_id bytes (see count_new)."""
+        return self.pdus.setdefault((side, direction), {})
+
     def observe_latency(self, seconds: float) -> None:
         self.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.latency_sum += seconds
+
+
+MAX_COMMAND_KEYS = 64
+OTHER_COMMAND = b"\xff\xff\xff\xff"
+
+
+def count_new(counts: dict[bytes, int], key: bytes) -> None:
+    """First PDU of a command id: a peer sending random ids cannot grow the map past a bound."""
+    if len(counts) >= MAX_COMMAND_KEYS:
+        key = OTHER_COMMAND
+    counts[key] = counts.get(key, 0) + 1
 
 
 class _StatsCollector(Collector):
@@ -46,8 +61,13 @@ class _StatsCollector(Collector):
         pdus = CounterMetricFamily(
             "gateway_pdus", "SMPP PDUs by side, direction and command", labels=["side", "direction", "command"]
         )
-        for (side, direction, command_id), n in list(s.pdus.items()):
-            pdus.add_metric([side, direction, command_name(command_id)], n)
+        for (side, direction), counts in list(s.pdus.items()):
+            merged: defaultdict[str, int] = defaultdict(int)
+            for raw_id, n in list(counts.items()):
+                command_id = int.from_bytes(raw_id, "big")
+                merged[command_name(command_id) if command_id in COMMAND_NAMES else "unknown"] += n
+            for name, n in merged.items():
+                pdus.add_metric([side, direction, name], n)
         yield pdus
         sessions = GaugeMetricFamily("gateway_esme_sessions", "bound application sessions", labels=["account"])
         for account, n in list(s.esme_sessions.items()):

@@ -189,6 +189,9 @@ class Proxy:
         """A carrier with window room, or the status to refuse with."""
         carriers = self.carriers
         n = len(carriers)
+        if n == 1:
+            link = carriers[0]
+            return link if len(link.pending) < link.window else st.ESME_RTHROTTLED
         if not n:
             return st.ESME_RMSGQFUL
         for _ in range(n):
