@@ -147,7 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         from gateway.app import install_uvloop, run
 
         install_uvloop()
-        return asyncio.run(run(settings))
+        try:
+            return asyncio.run(run(settings))
+        except StoreError as exc:  # cannot load the block list: refuse to run without it
+            from gateway.store import mask_url
+
+            message = _scrub(str(exc), settings.database_url)
+            print(f"store error ({mask_url(settings.database_url)}): {message}", file=sys.stderr)
+            return EXIT_STORE
     except ConfigError as exc:
         for line in str(exc).splitlines():
             print(f"config error: {line}", file=sys.stderr)

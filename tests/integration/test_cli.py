@@ -103,3 +103,26 @@ async def test_run_and_sigterm_exit_zero(sim: Simulator, tmp_path: Path) -> None
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_run_refuses_unreachable_store_without_leaking_password() -> None:
+    env = _env(GATEWAY_ACCOUNTS=json.dumps([{"system_id": "acme", "password": "secret"}]),
+               GATEWAY_DATABASE_URL="postgresql://gw:dbpass@127.0.0.1:1/x",
+               GATEWAY_LISTEN__PORT="0", GATEWAY_HTTP__PORT="0")
+    code, _, err = await _gateway("run", env=env)
+    assert code == 1
+    assert "store error" in err and "dbpass" not in err
+
+
+async def test_run_refuses_a_newer_schema(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "future.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (999)")
+    conn.close()
+    env = _env(GATEWAY_ACCOUNTS=json.dumps([{"system_id": "acme", "password": "secret"}]),
+               GATEWAY_DATABASE_URL=f"sqlite:///{db}", GATEWAY_LISTEN__PORT="0", GATEWAY_HTTP__PORT="0")
+    code, _, err = await _gateway("run", env=env)
+    assert code == 1 and "newer" in err
