@@ -240,3 +240,36 @@ async def test_audit_event_has_the_compliance_record(gateway: Gateway, sim: Simu
     assert stop.config_version and stop.block_state == "blocked" and stop.reply_text.startswith("You have")
     assert events["stop_reply"].reply_message_id
     await app.close()
+
+
+LONG_REPLY = "Acme: you are unsubscribed from all messages. " * 6  # 282 characters: two segments
+
+
+@pytest.mark.parametrize("mode", ["concatenate", "payload"])
+async def test_long_reply_segments_or_payload(make_gateway: GatewayFactory, sim: Simulator, mode: str) -> None:
+    gateway = await make_gateway(optout={"replies": {"stop": LONG_REPLY.strip()}, "reply_long": mode})
+    app = await App.bind(gateway)
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0
+    expected = 2 if mode == "concatenate" else 1
+    await sim.wait_until(lambda: len(submits_to(sim, MOBILE)) == expected)
+    parts = [P.parse_short_message(p.raw) for p in submits_to(sim, MOBILE)]
+    if mode == "concatenate":
+        assert all(sm.esm_class & P.ESM_UDHI for sm in parts)
+        texts = [decode_text(sm.data_coding, sm.esm_class, sm.payload) for sm in parts]
+        assert all(t.is_segment for t in texts)
+        assert "".join(t.text or "" for t in texts) == LONG_REPLY.strip()
+    else:
+        assert P.TAG_MESSAGE_PAYLOAD in parts[0].tlvs
+        assert decode_text(parts[0].data_coding, 0, parts[0].payload).text == LONG_REPLY.strip()
+    await app.close()
+
+
+async def test_reply_outside_gsm_goes_as_ucs2(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    reply = "Désabonné·e ✓ — vous ne recevrez plus de messages. Répondez START."
+    gateway = await make_gateway(optout={"replies": {"stop": reply}})
+    app = await App.bind(gateway)
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0
+    await sim.wait_until(lambda: len(submits_to(sim, MOBILE)) == 1)
+    sm = P.parse_short_message(submits_to(sim, MOBILE)[0].raw)
+    assert sm.data_coding == 8 and sm.short_message.decode("utf-16-be") == reply
+    await app.close()
