@@ -40,6 +40,7 @@ class Gateway:
         self.sync: IndexSync | None = None
         self.outbox: Outbox | None = None
         self._housekeeping_task: asyncio.Task[None] | None = None
+        self._flusher_task: asyncio.Task[None] | None = None
         self.esme = EsmeServer(self.proxy, settings.esme)
         self.carrier = CarrierPool(self.proxy, settings.carrier)
         self.http: asyncio.Server | None = None
@@ -76,6 +77,7 @@ class Gateway:
         await self.sync.start()
         self.proxy.route_store = store
         self._housekeeping_task = asyncio.create_task(self._housekeeping(), name="housekeeping")
+        self._flusher_task = asyncio.create_task(self._route_flusher(), name="route-flusher")
         if self.settings.routing.unbound == "outbox":
             routing = self.settings.routing
             self.outbox = Outbox(self.proxy, store, routing.outbox_ttl, routing.outbox_retry_interval,
@@ -111,13 +113,23 @@ class Gateway:
         while True:
             await asyncio.sleep(TICK_INTERVAL)
             now = loop.time()
-            self.esme.tick(now)
-            self.carrier.tick(now)
-            if self.proxy.route_batch:
+            try:  # timers never wait on anything: the store has its own task
+                self.esme.tick(now)
+                self.carrier.tick(now)
+                if now >= next_purge:
+                    next_purge = now + ROUTE_PURGE_INTERVAL
+                    self.proxy.purge_routes(now)
+            except Exception:  # our bug: log it, keep every timer running
+                log.exception("tick_failed")
+
+    async def _route_flusher(self) -> None:
+        """Receipt routes to the store in batches, off the submit path and off the timers."""
+        while True:
+            await asyncio.sleep(TICK_INTERVAL)
+            try:
                 await self.proxy.flush_routes()
-            if now >= next_purge:
-                next_purge = now + ROUTE_PURGE_INTERVAL
-                self.proxy.purge_routes(now)
+            except Exception:
+                log.exception("route_flush_failed")
 
     @property
     def store_ready(self) -> bool:
@@ -151,10 +163,13 @@ class Gateway:
         log.info("gateway_stopping")
         self.esme.stop_accepting()
         await self.esme.unbind_all(self.settings.drain_timeout)
-        if self.optout is not None and self.optout.tasks:  # keyword MOs still owed a carrier answer
-            await asyncio.wait(list(self.optout.tasks), timeout=self.settings.drain_timeout)
+        self.proxy.accepting_mo = False  # from here the carrier gets a temporary status and retries
+        owed = [*self.proxy.tasks, *(self.optout.tasks if self.optout else ()),
+                *(self.outbox.tasks if self.outbox else ())]
+        if owed:  # MOs still owed a carrier answer (store writes under way)
+            await asyncio.wait(owed, timeout=self.settings.drain_timeout)
         await self.carrier.stop(timeout=2.0)
-        for task in (self._tick_task, self._housekeeping_task):
+        for task in (self._tick_task, self._housekeeping_task, self._flusher_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -164,8 +179,6 @@ class Gateway:
         if self.outbox is not None:
             await self.outbox.stop()
         await self.proxy.flush_routes()
-        if self.proxy.tasks:
-            await asyncio.wait(list(self.proxy.tasks), timeout=self.settings.drain_timeout)
         if self.sync is not None:
             await self.sync.stop()
         if self.store is not None:

@@ -28,6 +28,7 @@ class CarrierConnection(Connection):
 
     def __init__(self, pool: CarrierPool) -> None:
         super().__init__(pool.proxy.stats)
+        self.error_status = pool.proxy.unbound_status  # a bug of ours must not make the carrier drop an MO
         self.pool = pool
         self.proxy = pool.proxy
         self.config = pool.config
@@ -60,6 +61,8 @@ class CarrierConnection(Connection):
                 self.proxy.mt_answered(pending, pdu, self.loop.time())
             elif cid == P.ENQUIRE_LINK_RESP:
                 self.enquire_sent = None
+            elif cid == P.UNBIND_RESP:
+                self.close()
             elif pdu.sequence_number == self.bind_seq and not self.bound:
                 self._on_bind_resp(pdu)
             return

@@ -18,8 +18,12 @@ from gateway.smpp import status as st
 log = logging.getLogger(__name__)
 
 
+MAX_WRITE_BUFFER = 16 * 1024 * 1024  # a peer that never reads is cut off past this
+
+
 class Connection(asyncio.Protocol):
     side = "esme"
+    error_status = st.ESME_RSYSERR  # answer to a request our own bug could not handle
 
     def __init__(self, stats: Stats, max_pdu: int = P.MAX_PDU) -> None:
         self.stats = stats
@@ -67,7 +71,7 @@ class Connection(asyncio.Protocol):
         except Exception:  # our bug: answer, keep the session
             log.exception("pdu_handler_failed", extra={"peer": self.peer, "side": self.side, "pdu": repr(pdu)})
             if not pdu.is_response:
-                self.send(P.response_for(pdu, st.ESME_RSYSERR))
+                self.send(P.response_for(pdu, self.error_status))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed:
@@ -92,10 +96,23 @@ class Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._out and self.transport is not None and not self.transport.is_closing():
+        transport = self.transport
+        if self._out and transport is not None and not transport.is_closing():
             data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
             self._out.clear()
-            self.transport.write(data)
+            transport.write(data)
+            if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+                log.warning("peer_not_reading", extra=self.log_extra())
+                self.abort()
+
+    # --- flow control: a peer that does not read our answers gets no more requests read
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
 
     def close(self) -> None:
         """Flush what is queued, then close."""

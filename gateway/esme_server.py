@@ -51,6 +51,7 @@ class EsmeConnection(Connection):
         self.seq = Sequencer()
         self.out: dict[int, OutRequest] = {}
         self.opened_at = self.loop.time()
+        self.enquire_sent: float | None = None
 
     def on_connected(self) -> None:
         self.server.connections.add(self)
@@ -140,7 +141,14 @@ class EsmeConnection(Connection):
             log.info("inactivity_timeout", extra=self.log_extra(system_id=self.system_id))
             self.unbind()
             return
-        if self.state in BOUND and now - self.last_rx > self.limits.enquire_link_interval:
+        if self.enquire_sent is not None and self.last_rx < self.enquire_sent \
+                and now - self.enquire_sent > self.limits.response_timeout:
+            log.info("enquire_link_unanswered", extra=self.log_extra(system_id=self.system_id))
+            self.unbind()
+            return
+        if self.state in BOUND and now - self.last_rx > self.limits.enquire_link_interval \
+                and (self.enquire_sent is None or self.enquire_sent < self.last_rx):
+            self.enquire_sent = now
             self.request(P.ENQUIRE_LINK)
         self._expire(now)
 

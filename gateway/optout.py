@@ -38,7 +38,7 @@ from gateway.policy.numbers import (
 )
 from gateway.policy.settings import OptoutSettings
 from gateway.policy.text import decode_text, encode_reply, segment
-from gateway.proxy import OWN, CarrierLink, EsmeSession, MtVerdict, Proxy
+from gateway.proxy import OWN, AccountState, CarrierLink, EsmeSession, MtVerdict, Proxy
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey, Store
@@ -75,6 +75,7 @@ class OptoutPolicy:
         self._gateway_ids = 0
         self._reply_ref = 0
         self.tasks: set[asyncio.Task[None]] = set()
+        self._in_progress: set[tuple[str, str, str]] = set()  # keyword MOs whose store write is under way
         self.refresh_gauges()
 
     # --- MT ------------------------------------------------------------------------
@@ -116,6 +117,12 @@ class OptoutPolicy:
         return MtVerdict(status=0, body=P.cstring(message_id))
 
     def _rejected_receipt(self, esme: EsmeSession, message_id: str, src: P.Address, dst: P.Address) -> None:
+        try:
+            self._send_rejected_receipt(esme, message_id, src, dst)
+        except Exception:  # runs in a loop callback: never let it escape
+            log.exception("rejected_receipt_failed", extra={"system_id": esme.system_id})
+
+    def _send_rejected_receipt(self, esme: EsmeSession, message_id: str, src: P.Address, dst: P.Address) -> None:
         stamp = time.strftime("%y%m%d%H%M", time.gmtime())
         text = f"id:{message_id} sub:001 dlvrd:000 submit date:{stamp} done date:{stamp} stat:REJECTD err:000 text:"
         receipt = DeliverSm(
@@ -154,31 +161,52 @@ class OptoutPolicy:
         has_sar = P.TAG_SAR_TOTAL_SEGMENTS in sm.tlvs
         decoded = decode_text(sm.data_coding, sm.esm_class, sm.payload, self.o.smsc_default_alphabet, has_sar)
         mobile = e164(sm.source.ton, sm.source.addr, self.region)
-        business = e164(sm.destination.ton, sm.destination.addr, self.region)
-        state = proxy.account_for(sm.destination)
+        business = self._business(sm.destination)
+        state = proxy.account_for(sm.destination)  # chosen once: the block key and the delivery agree
         account = state.config.system_id if state else ""
-        key = None
-        if mobile and business:
-            key = BlockKey(mobile, counterpart_for(self.scope, business, account), self.scope)
+        toll_free = business is not None and business.startswith("+") and is_toll_free(business, self.toll_free_extra)
+        scope_key, number_key = self._keys(mobile, business, account)
+        number_kind = self.index.kind_of(number_key) if toll_free and number_key else None
+        scope_kind = self.index.kind_of(scope_key) if scope_key else None
         ctx = MoContext(
-            mobile, business,
-            toll_free=bool(business) and is_toll_free(business, self.toll_free_extra),  # type: ignore[arg-type]
-            block=self.index.kind_of(key) if key else None,
+            mobile if scope_key else None, business, toll_free=toll_free,
+            block=number_kind if number_kind == "carrier" else scope_kind,
             can_reply=can_receive_reply(sm.source.ton, sm.source.addr),
         )
         decision = decide_mo(decoded.text, decoded.is_segment, ctx, self.table, self.o)
-        if not decision.record or key is None:
+        if not decision.record or scope_key is None or number_key is None or mobile is None or business is None:
             return False
-        now = asyncio.get_running_loop().time()
+        # the network's own block is per toll-free number, whatever our scope
+        carrier = decision.block_kind == "carrier" or (decision.block_action == "remove" and number_kind == "carrier")
+        key = number_key if carrier else scope_key
         fingerprint = mo_fingerprint(decoded.text, sm.payload)
-        if self.deduper.is_duplicate(mobile or "", business or "", fingerprint, now):
-            log.info("mo_redelivered", extra={"op": decision.op, "mobile": redact(mobile or "")})
+        seen = (mobile, business, fingerprint)
+        now = asyncio.get_running_loop().time()
+        if seen in self._in_progress or self.deduper.is_duplicate(mobile, business, fingerprint, now):
+            log.info("mo_redelivered", extra={"op": decision.op, "mobile": redact(mobile)})
             return False  # forwarded as any MO; no second event, no second reply
-        job = _MoJob(self, proxy, link, pdu, sm, decision, ctx, key, account, decoded.text or "", fingerprint)
+        self._in_progress.add(seen)
+        job = _MoJob(self, proxy, link, pdu, sm, decision, ctx, key, state, decoded.text or "", fingerprint)
         task = asyncio.create_task(job.run())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(lambda _: self._in_progress.discard(seen))
         return True
+
+    def _business(self, address: P.Address) -> str | None:
+        """The number the mobile texted: E.164, or a short code's digits (the same key MT uses)."""
+        if not address.addr.isdigit() and not (address.addr[:1] == b"+" and address.addr[1:].isdigit()):
+            return None
+        return self._originator(address.ton, address.addr)
+
+    def _keys(self, mobile: str | None, business: str | None, account: str) -> tuple[BlockKey | None, BlockKey | None]:
+        """(key in the configured scope, key in scope number); None where the pair has none."""
+        if mobile is None or business is None:
+            return None, None
+        number_key = BlockKey(mobile, business, "number")
+        if self.scope == "account" and not account:
+            return None, number_key  # no owning account: nothing could enforce an account block
+        return BlockKey(mobile, counterpart_for(self.scope, business, account), self.scope), number_key
 
     def refresh_gauges(self) -> None:
         for kind, n in self.index.counts_by_kind().items():
@@ -190,9 +218,11 @@ class _MoJob:
 
     def __init__(self, policy: OptoutPolicy, proxy: Proxy, link: CarrierLink, pdu: P.Pdu,
                  sm: P.ShortMessage | P.DataSm, decision: MoDecision, ctx: MoContext, key: BlockKey,
-                 account: str, text: str, fingerprint: str) -> None:
+                 state: AccountState | None, text: str, fingerprint: str) -> None:
         self.p, self.proxy, self.link, self.pdu, self.sm = policy, proxy, link, pdu, sm
-        self.d, self.ctx, self.key, self.account, self.text, self.fp = decision, ctx, key, account, text, fingerprint
+        self.d, self.ctx, self.key, self.text, self.fp = decision, ctx, key, text, fingerprint
+        self.state = state
+        self.account = state.config.system_id if state else ""
 
     async def run(self) -> None:
         d, p = self.d, self.p
@@ -230,7 +260,7 @@ class _MoJob:
         except StoreError as exc:
             self.p.metrics.store_errors.inc()
             log.error("mo_not_durable", extra={"error": str(exc), "op": d.op})
-            self.link.send(P.response_for(self.pdu, st.ESME_RX_T_APPN, b"\x00"))
+            self.link.send(P.response_for(self.pdu, self.proxy.unbound_status, b"\x00"))
             return False
         if changed and change is not None:
             if change.action == "add":
@@ -289,8 +319,7 @@ class _MoJob:
         if d.annotate and tag is not None and d.op:
             tlv = annotation_tlv(tag, d.op)
             raw = P.HEADER.pack(len(raw) + len(tlv), *P.HEADER.unpack_from(raw)[1:]) + raw[16:] + tlv
-        state = self.proxy.account_for(self.sm.destination)
-        self.proxy.deliver(state, self.pdu, raw, self.proxy.answer_carrier(self.link, self.pdu))
+        self.proxy.deliver(self.state, self.pdu, raw, self.proxy.answer_carrier(self.link, self.pdu))
 
 
 def _phone(address: P.Address) -> PhoneNumber:
@@ -298,7 +327,7 @@ def _phone(address: P.Address) -> PhoneNumber:
         ton, npi = TON(address.ton), NPI(address.npi)
     except ValueError:
         ton, npi = TON.UNKNOWN, NPI.UNKNOWN
-    return PhoneNumber(address.addr.decode("latin-1")[:20], ton, npi)
+    return PhoneNumber(address.addr.decode("ascii", "ignore")[:20], ton, npi)
 
 
 def build_reply(policy: OptoutPolicy, business: P.Address, mobile: P.Address, text: str) -> list[bytes]:

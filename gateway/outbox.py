@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from gateway.errors import StoreError
+from gateway.errors import FramingError, StoreError
 from gateway.proxy import TEMPORARY
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from gateway.proxy import AccountState, OnStatus, Proxy
 
 log = logging.getLogger(__name__)
-LEASE = 60.0
+LEASE = 60.0  # renewed before each delivery, so it only has to cover one
 BATCH = 100
 MAX_BACKOFF = 300.0
 
@@ -43,6 +43,7 @@ class Outbox:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.backlog: set[str] = set()  # accounts with rows queued here: live MOs queue behind them
 
     # --- in: keep what cannot be delivered now ----------------------------------------
     def keep(self, account: str, raw: bytes, on_status: OnStatus) -> None:
@@ -63,6 +64,7 @@ class Outbox:
             on_status(self.proxy.unbound_status, None)
             return
         self.proxy.metrics.outbox_stored.inc()
+        self.backlog.add(account)
         on_status(st.ESME_ROK, None)
         self.wake(account)
 
@@ -90,6 +92,8 @@ class Outbox:
                     self._drain(account)
             except StoreError as exc:
                 log.warning("outbox_poll_failed", extra={"error": str(exc)})
+            except Exception:  # our bug: log it and keep polling
+                log.exception("outbox_poll_crashed")
 
     def _drain(self, account: str) -> None:
         state = self.proxy.accounts.get(account)
@@ -104,6 +108,7 @@ class Outbox:
             while state.receiver() is not None:
                 items = await self.store.outbox_claim(account, self.owner, time.time(), LEASE, BATCH)
                 if not items:
+                    self.backlog.discard(account)
                     return
                 for n, item in enumerate(items):
                     retry_at = await self._deliver_one(state, item)
@@ -113,6 +118,8 @@ class Outbox:
                         return
         except StoreError as exc:
             log.warning("outbox_drain_failed", extra={"system_id": account, "error": str(exc)})
+        except Exception:  # our bug: log it, the next poll tries again
+            log.exception("outbox_drain_crashed", extra={"system_id": account})
 
     async def _deliver_one(self, state: AccountState, item: OutboxItem) -> float | None:
         """None when the row is finished (delivered or refused for good), else when to retry."""
@@ -120,9 +127,17 @@ class Outbox:
         if session is None:
             await self.store.outbox_retry(item.id, time.time())
             return time.time()
+        # the lease must outlive this delivery: renew it, and skip a row another gateway now holds
+        if not await self.store.outbox_renew(item.id, self.owner, time.time() + LEASE):
+            return time.time()
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[int] = loop.create_future()
-        pdu = P.Framer(max_pdu=1 << 20).feed(item.raw)[0]
+        try:
+            pdu = P.Framer(max_pdu=1 << 20).feed(item.raw)[0]
+        except (FramingError, IndexError):  # a row we cannot frame must not block the queue
+            log.error("outbox_row_unreadable", extra={"system_id": item.account, "id": item.id})
+            await self.store.outbox_done([item.id])
+            return None
         session.deliver(pdu, item.raw, _resolver(answer))
         status = await answer
         if status == st.ESME_ROK or status not in TEMPORARY:

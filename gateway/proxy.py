@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OWN = "\x00gateway"  # receipt-route owner for the gateway's own messages
+OWN = "<gateway-autoreply>"  # receipt-route owner of the gateway's own messages; longer than any system_id
 TEMPORARY = frozenset({st.ESME_RX_T_APPN, st.ESME_RMSGQFUL, st.ESME_RTHROTTLED})
 OnStatus = Callable[[int, "P.Pdu | None"], None]
 
@@ -137,6 +137,7 @@ class Proxy:
         self.unbound_status = settings.routing.unbound_status
         self.timeout_status = settings.carrier.timeout_status
         self.accepting = True
+        self.accepting_mo = True
         self.outbox: Outbox | None = None  # set at start when routing.unbound = "outbox"
         self.route_store: Store | None = None  # receipt routes persisted in batches
         self.route_batch: list[tuple[str, str, float]] = []
@@ -147,7 +148,7 @@ class Proxy:
     def authenticate(self, bind: P.BindRequest) -> tuple[int, AccountState | None]:
         state = self.accounts.get(bind.system_id)
         expected = state.config.password.get_secret_value() if state else "\x00" * 9
-        ok = hmac.compare_digest(bind.password.encode("latin-1"), expected.encode("latin-1"))
+        ok = hmac.compare_digest(bind.password.encode("latin-1"), expected.encode("utf-8"))
         if not self.accepting:
             return st.ESME_RBINDFAIL, None
         if state is None:
@@ -281,6 +282,9 @@ class Proxy:
 
     # --- MO and receipts: carrier -> application ---------------------------------
     def on_carrier_request(self, link: CarrierLink, pdu: P.Pdu, now: float) -> None:
+        if not self.accepting_mo:  # stopping: applications are gone, the carrier retries later
+            link.send(P.response_for(pdu, self.unbound_status, b"\x00"))
+            return
         try:
             sm = P.parse_any_sm(pdu)
         except MalformedPduError as exc:
@@ -331,6 +335,9 @@ class Proxy:
         batch, self.route_batch = self.route_batch, []
         try:
             await self.route_store.put_receipt_routes(batch)
+        except asyncio.CancelledError:
+            self.route_batch[:0] = batch  # stopping: the final flush writes them
+            raise
         except StoreError as exc:
             self.metrics.store_errors.inc()
             self.route_batch[:0] = batch[-self.max_routes :]
@@ -356,8 +363,8 @@ class Proxy:
         """Hand raw to one of the account's receivers; the outbox keeps it when none can take it."""
         session = state.receiver() if state else None
         outbox = self.outbox
-        if session is None:
-            if state is not None and outbox is not None:
+        if session is None or (outbox is not None and state is not None and state.config.system_id in outbox.backlog):
+            if state is not None and outbox is not None:  # none bound, or keep the order behind a backlog
                 outbox.keep(state.config.system_id, raw, on_status)
                 return
             self.metrics.mo_unrouted.labels("no_receiver" if state else "no_account").inc()

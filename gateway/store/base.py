@@ -209,6 +209,10 @@ class Store(Protocol):
     async def outbox_release(self, owner: str) -> None:
         """Clear every lease held by owner (clean shutdown); attempts unchanged."""
 
+    async def outbox_renew(self, item_id: int, owner: str, until: float) -> bool:
+        """Extend owner's lease on one row; False when owner no longer holds it."""
+        ...
+
     async def outbox_expire(self, now: float) -> list[OutboxItem]:
         """Delete and return rows with expires_at <= now that no live lease holds."""
         ...

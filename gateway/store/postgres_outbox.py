@@ -56,6 +56,12 @@ class PgOutbox(PgConnection):
             item_id, next_attempt_at,
         )
 
+    async def outbox_renew(self, item_id: int, owner: str, until: float) -> bool:
+        count = await self._execute(
+            "UPDATE outbox SET locked_until = $3 WHERE id = $1 AND locked_by = $2", item_id, owner, until
+        )
+        return count == 1
+
     async def outbox_release(self, owner: str) -> None:
         await self._execute(
             "UPDATE outbox SET locked_by = '', locked_until = 0 WHERE locked_by = $1", owner

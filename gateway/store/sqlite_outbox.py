@@ -100,6 +100,12 @@ class SqliteOutbox(SqliteConnection):
             (next_attempt_at, item_id),
         )
 
+    async def outbox_renew(self, item_id: int, owner: str, until: float) -> bool:
+        count = await self._write(
+            "UPDATE outbox SET locked_until = ? WHERE id = ? AND locked_by = ?", (until, item_id, owner)
+        )
+        return count == 1
+
     async def outbox_release(self, owner: str) -> None:
         await self._write(
             "UPDATE outbox SET locked_by = '', locked_until = 0 WHERE locked_by = ?", (owner,)

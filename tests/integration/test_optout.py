@@ -273,3 +273,47 @@ async def test_reply_outside_gsm_goes_as_ucs2(make_gateway: GatewayFactory, sim:
     sm = P.parse_short_message(submits_to(sim, MOBILE)[0].raw)
     assert sm.data_coding == 8 and sm.short_message.decode("utf-16-be") == reply
     await app.close()
+
+
+async def test_short_code_stop_blocks_and_replies(gateway: Gateway, sim: Simulator) -> None:
+    app = await App.bind(gateway, "other", "pw2")
+    assert await sim.inject_mo(MOBILE, "12345", "STOP", dest_ton=3, dest_npi=0) == 0
+    reply = await replies_to(sim, MOBILE, b"unsubscribed")
+    assert P.submit_addresses(reply.raw)[0].text == "12345"
+    assert (await app.submit(src="12345")).command_status == st.ESME_RINVDSTADR
+    assert (await app.submit(src="12346")).command_status == 0
+    await app.close()
+
+
+async def test_account_scope_blocks_for_the_account_that_got_the_mo(make_gateway: GatewayFactory,
+                                                                     sim: Simulator) -> None:
+    accounts = [{"system_id": "a", "password": "pa"}, {"system_id": "b", "password": "pb"}]
+    gateway = await make_gateway(accounts=accounts, optout={"scope": "account"})
+    apps = [await App.bind(gateway, "a", "pa"), await App.bind(gateway, "b", "pb")]
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0
+    await replies_to(sim, MOBILE, b"unsubscribed")
+    receiver = 0 if apps[0].delivered else 1
+    assert (await apps[receiver].submit(src="14155550177")).command_status == st.ESME_RINVDSTADR
+    assert (await apps[1 - receiver].submit()).command_status == 0  # the other account may still send
+    for app in apps:
+        await app.close()
+
+
+async def test_toll_free_carrier_block_is_per_number_in_any_scope(make_gateway: GatewayFactory,
+                                                                  sim: Simulator) -> None:
+    gateway = await make_gateway(optout={"scope": "global"})
+    app = await App.bind(gateway, "other", "pw2")
+    assert await sim.inject_mo(MOBILE, TOLL_FREE, "STOP") == 0  # the network blocks this number only
+    assert (await app.submit(src=TOLL_FREE)).command_status == st.ESME_RINVDSTADR
+    assert (await app.submit(src=LONG_CODE)).command_status == 0
+    await app.close()
+
+
+async def test_store_failure_answers_the_configured_temporary_status(make_gateway: GatewayFactory,
+                                                                     sim: Simulator) -> None:
+    gateway = await make_gateway(routing={"unbound_status": 0x58})
+    app = await App.bind(gateway)
+    assert gateway.store is not None
+    await gateway.store.close()
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0x58
+    await app.close()

@@ -113,3 +113,32 @@ async def test_two_gateways_deliver_each_queued_mo_once(make_gateway: GatewayFac
             await client.close()
     finally:
         await drop_schema(dsn, schema)
+
+
+async def test_routes_persist_on_postgres_including_auto_replies(make_gateway: GatewayFactory,
+                                                                 sim: Simulator) -> None:
+    from gateway.proxy import OWN
+    from tests.pg import drop_schema, pg_dsn_or_skip, unique_schema
+
+    dsn = await pg_dsn_or_skip()
+    schema = unique_schema("routes")
+    try:
+        gateway = await make_gateway(database_url=f"{dsn}?schema={schema}")
+        client = await RawClient.connect(gateway.smpp_port)
+        client.auto_ack = True
+        await client.bind()
+        assert await sim.inject_mo("14155550123", "14155550100", "HELP") == 0
+        reply = await sim.wait_for(lambda p: p.command_id == P.SUBMIT_SM)
+        reply_id = next(s.message_id for s in sim.submissions if s.pdu is reply)
+        resp = await client.request(submit_sm(dst="14155550124", registered_delivery=1))
+        message_id = P.response_message_id(resp.raw).decode()
+        await client.close()
+        await gateway.stop()  # the final flush
+        assert gateway.store is not None
+        store = gateway.store
+        await store.open()
+        assert await store.get_receipt_route(message_id) == "acme"
+        assert await store.get_receipt_route(reply_id or "") == OWN
+        await store.close()
+    finally:
+        await drop_schema(dsn, schema)

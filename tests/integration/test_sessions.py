@@ -171,3 +171,27 @@ async def test_graceful_stop_unbinds_applications(gateway: Gateway) -> None:
     client.respond(unbind, body=b"")
     assert await client.closed()
     await stopping
+
+
+async def test_unanswered_enquire_link_unbinds_once(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway(esme={"enquire_link_interval": 0.3, "response_timeout": 0.6})
+    client = await RawClient.connect(gateway.smpp_port)
+    await client.bind()
+    await client.read(lambda p: p.command_id == P.UNBIND, timeout=5)
+    enquiries = [p for p in client.queue if p.command_id == P.ENQUIRE_LINK]
+    assert len(enquiries) <= 1  # one probe, not one per tick
+    assert await client.closed()
+
+
+async def test_peer_that_never_reads_does_not_hurt_others(gateway: Gateway, sim: Simulator) -> None:
+    flooder = await RawClient.connect(gateway.smpp_port)
+    flooder._task.cancel()  # never read a byte of the answers
+    burst = P.encode(P.ENQUIRE_LINK, 0, 1) * 65536  # 1 MiB of requests, 1 MiB of answers owed
+    for _ in range(4):
+        flooder.writer.write(burst)
+    other = await RawClient.connect(gateway.smpp_port)
+    await other.bind()
+    assert (await other.request(submit_sm())).command_status == 0
+    await other.close()
+    flooder.writer.transport.abort()
+    await flooder.close()

@@ -125,3 +125,13 @@ async def test_two_pools_claim_each_row_exactly_once(backend: Backend) -> None:
     assert len(claimed) == len(set(claimed)) == 1000
     assert sum(map(len, results[:3])) and sum(map(len, results[3:]))  # both pools took part
     assert await first.outbox_accounts(NOW) == []
+
+
+async def test_renew_keeps_the_lease_only_for_its_holder(store: Store) -> None:
+    (item_id,) = await put(store, "acme", 1)
+    assert [i.id for i in await store.outbox_claim("acme", "gw1", NOW, lease=30)] == [item_id]
+    assert await store.outbox_renew(item_id, "gw1", NOW + 90)
+    assert not await store.outbox_renew(item_id, "gw2", NOW + 90)
+    assert await store.outbox_claim("acme", "gw2", NOW + 60, lease=30) == []  # renewed past 60
+    assert [i.id for i in await store.outbox_claim("acme", "gw2", NOW + 91, lease=30)] == [item_id]
+    assert not await store.outbox_renew(item_id, "gw1", NOW + 200)  # gw1 lost it
