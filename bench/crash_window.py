@@ -16,6 +16,7 @@ import tempfile
 import time
 
 from gateway.simulator import Simulator
+from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
 from gateway.store import open_store
 from tests.integration.client import RawClient, submit_sm
@@ -55,7 +56,7 @@ async def measure(rate: float = 5000.0, seconds: float = 2.0) -> dict[str, float
             client.send(raw[:12] + sent.to_bytes(4, "big") + raw[16:])
             sent += 1
         await asyncio.sleep(0.001)
-        acked += [P.response_message_id(p.raw) for p in client.queue if p.command_id == P.SUBMIT_SM_RESP]
+        acked += [F.response_message_id(p.raw) for p in client.queue if p.command_id == P.SUBMIT_SM_RESP]
         client.queue.clear()
     proc.send_signal(signal.SIGKILL)
     await proc.wait()

@@ -10,6 +10,7 @@ from gateway.config import Esme
 from gateway.connection import Connection
 from gateway.errors import MalformedPduError
 from gateway.proxy import AccountState, OnStatus, Proxy
+from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 from gateway.smpp.session import (
@@ -87,7 +88,7 @@ class EsmeConnection(Connection):
 
     def _on_bind(self, pdu: P.Pdu) -> None:
         try:
-            bind = P.parse_bind(pdu.raw)
+            bind = F.parse_bind(pdu.raw)
         except MalformedPduError:
             self.proxy.metrics.bind_failures.labels("malformed").inc()
             self.send(P.response_for(pdu, st.ESME_RBINDFAIL))
@@ -105,7 +106,7 @@ class EsmeConnection(Connection):
         self.system_id = account.config.system_id
         self.window = account.config.window
         self.proxy.esme_bound(account, self)
-        self.send(P.response_for(pdu, st.ESME_ROK, P.bind_resp_body(GATEWAY_SYSTEM_ID)))
+        self.send(P.response_for(pdu, st.ESME_ROK, F.bind_resp_body(GATEWAY_SYSTEM_ID)))
         log.info("esme_bound", extra=self.log_extra(system_id=self.system_id, mode=self.state.name))
 
     def _on_response(self, pdu: P.Pdu) -> None:

@@ -39,6 +39,7 @@ from gateway.policy.numbers import (
 from gateway.policy.settings import OptoutSettings
 from gateway.policy.text import decode_text, encode_reply, segment
 from gateway.proxy import OWN, AccountState, CarrierLink, EsmeSession, MtVerdict, Proxy
+from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey, Store
@@ -79,14 +80,14 @@ class OptoutPolicy:
         self.refresh_gauges()
 
     # --- MT ------------------------------------------------------------------------
-    def check_mt(self, esme: EsmeSession, pdu: P.Pdu, scan: P.MtScan | None) -> MtVerdict | None:
+    def check_mt(self, esme: EsmeSession, pdu: P.Pdu, scan: F.MtScan | None) -> MtVerdict | None:
         if scan is None:
             return self._check_multi(esme, pdu) if pdu.command_id == P.SUBMIT_MULTI else None
         src_ton, src_addr, dst_ton, dst_addr, _ = scan
         mobile = mobile_key(dst_ton, dst_addr, self.plan)
         if mobile is None or not self.index.is_blocked(mobile, self._originator(src_ton, src_addr), esme.system_id):
             return None
-        return self._refuse(esme, pdu, *P.submit_addresses(pdu.raw))  # cold path: full addresses
+        return self._refuse(esme, pdu, *F.submit_addresses(pdu.raw))  # cold path: full addresses
 
     def _originator(self, ton: int, addr: bytes) -> str:
         """The originating number as the index keys it (E.164), cached: applications use few."""
@@ -99,12 +100,12 @@ class OptoutPolicy:
             self._originators[key] = found
         return found
 
-    def _blocked(self, esme: EsmeSession, src: P.Address, dst: P.Address) -> bool:
+    def _blocked(self, esme: EsmeSession, src: F.Address, dst: F.Address) -> bool:
         mobile = mobile_key(dst.ton, dst.addr, self.plan)
         return mobile is not None and self.index.is_blocked(mobile, self._originator(src.ton, src.addr),
                                                             esme.system_id)
 
-    def _refuse(self, esme: EsmeSession, pdu: P.Pdu, src: P.Address, dst: P.Address) -> MtVerdict:
+    def _refuse(self, esme: EsmeSession, pdu: P.Pdu, src: F.Address, dst: F.Address) -> MtVerdict:
         self._rejected.inc()
         log.info("mt_refused_blocked", extra={"system_id": esme.system_id, "destination": redact(dst.addr),
                                               "command": P.command_name(pdu.command_id)})
@@ -112,17 +113,17 @@ class OptoutPolicy:
             return MtVerdict(status=self.o.block_status)
         self._gateway_ids += 1
         message_id = f"gw{int(time.time())}{self._gateway_ids:06d}"
-        if P.wants_receipt(pdu.raw):
+        if F.wants_receipt(pdu.raw):
             asyncio.get_running_loop().call_soon(self._rejected_receipt, esme, message_id, src, dst)
         return MtVerdict(status=0, body=P.cstring(message_id))
 
-    def _rejected_receipt(self, esme: EsmeSession, message_id: str, src: P.Address, dst: P.Address) -> None:
+    def _rejected_receipt(self, esme: EsmeSession, message_id: str, src: F.Address, dst: F.Address) -> None:
         try:
             self._send_rejected_receipt(esme, message_id, src, dst)
         except Exception:  # runs in a loop callback: never let it escape
             log.exception("rejected_receipt_failed", extra={"system_id": esme.system_id})
 
-    def _send_rejected_receipt(self, esme: EsmeSession, message_id: str, src: P.Address, dst: P.Address) -> None:
+    def _send_rejected_receipt(self, esme: EsmeSession, message_id: str, src: F.Address, dst: F.Address) -> None:
         stamp = time.strftime("%y%m%d%H%M", time.gmtime())
         text = f"id:{message_id} sub:001 dlvrd:000 submit date:{stamp} done date:{stamp} stat:REJECTD err:000 text:"
         receipt = DeliverSm(
@@ -137,14 +138,14 @@ class OptoutPolicy:
 
     def _check_multi(self, esme: EsmeSession, pdu: P.Pdu) -> MtVerdict | None:
         try:
-            source = P.submit_multi_source(pdu.raw)
-            dests, count_at, end = P.submit_multi_dests(pdu.raw)
+            source = F.submit_multi_source(pdu.raw)
+            dests, count_at, end = F.submit_multi_dests(pdu.raw)
         except MalformedPduError as exc:
             return MtVerdict(status=exc.command_status)
         blocked = [d for d in dests if d.address is not None and self._blocked(esme, source, d.address)]
         if not blocked:
             return None
-        unsuccess: list[tuple[P.Address, int]] = []
+        unsuccess: list[tuple[F.Address, int]] = []
         for d in blocked:
             assert d.address is not None
             self._rejected.inc()
@@ -153,11 +154,11 @@ class OptoutPolicy:
             unsuccess.append((d.address, self.o.block_status))
         keep = [d for d in dests if d not in blocked]
         if not keep:
-            return MtVerdict(status=0, body=P.submit_multi_resp_body(b"", unsuccess))
-        return MtVerdict(raw=P.submit_multi_without(pdu.raw, keep, count_at, end), extra=unsuccess)
+            return MtVerdict(status=0, body=F.submit_multi_resp_body(b"", unsuccess))
+        return MtVerdict(raw=F.submit_multi_without(pdu.raw, keep, count_at, end), extra=unsuccess)
 
     # --- MO ------------------------------------------------------------------------
-    def on_mo(self, proxy: Proxy, link: CarrierLink, pdu: P.Pdu, sm: P.ShortMessage | P.DataSm) -> bool:
+    def on_mo(self, proxy: Proxy, link: CarrierLink, pdu: P.Pdu, sm: F.ShortMessage | F.DataSm) -> bool:
         has_sar = P.TAG_SAR_TOTAL_SEGMENTS in sm.tlvs
         decoded = decode_text(sm.data_coding, sm.esm_class, sm.payload, self.o.smsc_default_alphabet, has_sar)
         mobile = e164(sm.source.ton, sm.source.addr, self.region)
@@ -193,7 +194,7 @@ class OptoutPolicy:
         task.add_done_callback(lambda _: self._in_progress.discard(seen))
         return True
 
-    def _business(self, address: P.Address) -> str | None:
+    def _business(self, address: F.Address) -> str | None:
         """The number the mobile texted: E.164, or a short code's digits (the same key MT uses)."""
         if not address.addr.isdigit() and not (address.addr[:1] == b"+" and address.addr[1:].isdigit()):
             return None
@@ -217,7 +218,7 @@ class _MoJob:
     """One keyword MO: durable change, reply, forward, carrier answer."""
 
     def __init__(self, policy: OptoutPolicy, proxy: Proxy, link: CarrierLink, pdu: P.Pdu,
-                 sm: P.ShortMessage | P.DataSm, decision: MoDecision, ctx: MoContext, key: BlockKey,
+                 sm: F.ShortMessage | F.DataSm, decision: MoDecision, ctx: MoContext, key: BlockKey,
                  state: AccountState | None, text: str, fingerprint: str) -> None:
         self.p, self.proxy, self.link, self.pdu, self.sm = policy, proxy, link, pdu, sm
         self.d, self.ctx, self.key, self.text, self.fp = decision, ctx, key, text, fingerprint
@@ -289,7 +290,7 @@ class _MoJob:
                 self.p.metrics.autoreplies.labels(op, "failed").inc()
                 log.warning("autoreply_failed", extra={"op": op, "status": status})
                 return
-            message_id = P.response_message_id(resp.raw)
+            message_id = F.response_message_id(resp.raw)
             self.proxy.remember_route(message_id, OWN, asyncio.get_running_loop().time())
             self.p.metrics.autoreplies.labels(op, "sent").inc()
             event = AuditEvent(at=time.time(), op=f"{op}_reply", number=self.key.number,
@@ -322,7 +323,7 @@ class _MoJob:
         self.proxy.deliver(self.state, self.pdu, raw, self.proxy.answer_carrier(self.link, self.pdu))
 
 
-def _phone(address: P.Address) -> PhoneNumber:
+def _phone(address: F.Address) -> PhoneNumber:
     try:
         ton, npi = TON(address.ton), NPI(address.npi)
     except ValueError:
@@ -330,7 +331,7 @@ def _phone(address: P.Address) -> PhoneNumber:
     return PhoneNumber(address.addr.decode("ascii", "ignore")[:20], ton, npi)
 
 
-def build_reply(policy: OptoutPolicy, business: P.Address, mobile: P.Address, text: str) -> list[bytes]:
+def build_reply(policy: OptoutPolicy, business: F.Address, mobile: F.Address, text: str) -> list[bytes]:
     """submit_sm PDUs for a reply from the number the mobile texted, TON/NPI mirrored."""
     data_coding, encoded = encode_reply(text, policy.o.smsc_default_alphabet)
     encoding = "ucs2" if data_coding == 8 else None

@@ -19,6 +19,7 @@ from gateway.config import Account, Settings
 from gateway.errors import MalformedPduError, StoreError, status_for
 from gateway.metrics import Metrics
 from gateway.policy.numbers import e164
+from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 
@@ -74,14 +75,14 @@ class Pending:
 class Policy(Protocol):
     """The seam the opt-out engine plugs into."""
 
-    def check_mt(self, esme: EsmeSession, pdu: P.Pdu, scan: P.MtScan | None) -> MtVerdict | None:
+    def check_mt(self, esme: EsmeSession, pdu: P.Pdu, scan: F.MtScan | None) -> MtVerdict | None:
         """None: forward untouched. Otherwise answer or rewrite (see MtVerdict).
 
-        scan: submit_sm / data_sm addresses already read by P.mt_scan; None for other commands.
+        scan: submit_sm / data_sm addresses already read by F.mt_scan; None for other commands.
         """
         ...
 
-    def on_mo(self, proxy: Proxy, carrier: CarrierLink, pdu: P.Pdu, sm: P.ShortMessage | P.DataSm) -> bool:
+    def on_mo(self, proxy: Proxy, carrier: CarrierLink, pdu: P.Pdu, sm: F.ShortMessage | F.DataSm) -> bool:
         """True when the policy took the MO over (it then answers the carrier itself)."""
         ...
 
@@ -95,10 +96,10 @@ class MtVerdict:
 
 
 class NullPolicy:
-    def check_mt(self, esme: EsmeSession, pdu: P.Pdu, scan: P.MtScan | None) -> MtVerdict | None:
+    def check_mt(self, esme: EsmeSession, pdu: P.Pdu, scan: F.MtScan | None) -> MtVerdict | None:
         return None
 
-    def on_mo(self, proxy: Proxy, carrier: CarrierLink, pdu: P.Pdu, sm: P.ShortMessage | P.DataSm) -> bool:
+    def on_mo(self, proxy: Proxy, carrier: CarrierLink, pdu: P.Pdu, sm: F.ShortMessage | F.DataSm) -> bool:
         return False
 
 
@@ -118,7 +119,7 @@ class AccountState:
 
 class Proxy:
     def __init__(self, settings: Settings, metrics: Metrics, policy: Policy | None = None,
-                 number_key: Callable[[P.Address], str | None] | None = None) -> None:
+                 number_key: Callable[[F.Address], str | None] | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.stats = metrics.stats
@@ -145,7 +146,7 @@ class Proxy:
         self.tasks: set[asyncio.Task[None]] = set()
 
     # --- binds ------------------------------------------------------------------
-    def authenticate(self, bind: P.BindRequest) -> tuple[int, AccountState | None]:
+    def authenticate(self, bind: F.BindRequest) -> tuple[int, AccountState | None]:
         state = self.accounts.get(bind.system_id)
         expected = state.config.password.get_secret_value() if state else "\x00" * 9
         ok = hmac.compare_digest(bind.password.encode("latin-1"), expected.encode("utf-8"))
@@ -205,10 +206,10 @@ class Proxy:
     # --- MT: application -> carrier ------------------------------------------------
     def forward_mt(self, esme: EsmeSession, pdu: P.Pdu, now: float) -> None:
         cid = pdu.command_id
-        scan: P.MtScan | None = None
+        scan: F.MtScan | None = None
         if cid == P.SUBMIT_SM or cid == P.DATA_SM:
             try:
-                scan = P.mt_scan(pdu.raw)
+                scan = F.mt_scan(pdu.raw)
             except MalformedPduError as exc:  # we could not check the recipient: never forward it
                 esme.send(P.response_for(pdu, exc.command_status))
                 return
@@ -241,7 +242,7 @@ class Proxy:
             return
         esme.outstanding -= 1
         if resp.command_status == 0 and pending.wants_receipt:
-            message_id = P.response_message_id(resp.raw)
+            message_id = F.response_message_id(resp.raw)
             if message_id:
                 self.remember_route(message_id, esme.system_id, now)
         self.stats.observe_latency(now - pending.started)
@@ -251,12 +252,12 @@ class Proxy:
         esme.send(raw)
 
     def _merge_multi_resp(self, resp: P.Pdu, pending: Pending) -> bytes:
-        blocked: list[tuple[P.Address, int]] = pending.extra  # type: ignore[assignment]
+        blocked: list[tuple[F.Address, int]] = pending.extra  # type: ignore[assignment]
         try:
-            message_id, unsuccess = P.parse_submit_multi_resp(resp.raw)
+            message_id, unsuccess = F.parse_submit_multi_resp(resp.raw)
         except MalformedPduError:
             return resp.with_sequence(pending.origin_seq)
-        body = P.submit_multi_resp_body(message_id, unsuccess + blocked)
+        body = F.submit_multi_resp_body(message_id, unsuccess + blocked)
         return P.encode(P.SUBMIT_MULTI_RESP, resp.command_status, pending.origin_seq, body)
 
     def mt_failed(self, pending: Pending, status: int) -> None:
@@ -286,7 +287,7 @@ class Proxy:
             link.send(P.response_for(pdu, self.unbound_status, b"\x00"))
             return
         try:
-            sm = P.parse_any_sm(pdu)
+            sm = F.parse_any_sm(pdu)
         except MalformedPduError as exc:
             log.warning("malformed_mo", extra={"error": str(exc), "sequence_number": pdu.sequence_number})
             link.send(P.response_for(pdu, status_for(exc), b"\x00"))
@@ -298,8 +299,8 @@ class Proxy:
             return
         self.deliver(self.account_for(sm.destination), pdu, pdu.raw, self.answer_carrier(link, pdu))
 
-    def _route_receipt(self, link: CarrierLink, pdu: P.Pdu, sm: P.ShortMessage | P.DataSm) -> None:
-        message_id = P.receipt_message_id(sm)
+    def _route_receipt(self, link: CarrierLink, pdu: P.Pdu, sm: F.ShortMessage | F.DataSm) -> None:
+        message_id = F.receipt_message_id(sm)
         route = self.routes.get(message_id) if message_id else None
         if route is None and message_id and self.route_store is not None:
             task = asyncio.create_task(self._route_receipt_stored(link, pdu, sm, message_id))
@@ -308,7 +309,7 @@ class Proxy:
             return
         self._send_receipt(link, pdu, sm, route[0] if route else None)
 
-    async def _route_receipt_stored(self, link: CarrierLink, pdu: P.Pdu, sm: P.ShortMessage | P.DataSm,
+    async def _route_receipt_stored(self, link: CarrierLink, pdu: P.Pdu, sm: F.ShortMessage | F.DataSm,
                                     message_id: bytes) -> None:
         """A receipt after a restart or for another gateway's submit: the persisted route."""
         assert self.route_store is not None
@@ -320,7 +321,7 @@ class Proxy:
             return
         self._send_receipt(link, pdu, sm, account)
 
-    def _send_receipt(self, link: CarrierLink, pdu: P.Pdu, sm: P.ShortMessage | P.DataSm,
+    def _send_receipt(self, link: CarrierLink, pdu: P.Pdu, sm: F.ShortMessage | F.DataSm,
                       account: str | None) -> None:
         if account == OWN:
             link.send(P.response_for(pdu, st.ESME_ROK, b"\x00"))
@@ -343,7 +344,7 @@ class Proxy:
             self.route_batch[:0] = batch[-self.max_routes :]
             log.warning("receipt_routes_not_saved", extra={"count": len(batch), "error": str(exc)})
 
-    def account_for(self, destination: P.Address) -> AccountState | None:
+    def account_for(self, destination: F.Address) -> AccountState | None:
         """The account owning the number the mobile texted, else the default route."""
         key = self.number_key(destination)
         owner = self.number_owner.get(key) if key else None

@@ -12,6 +12,9 @@ from datetime import datetime
 
 from aiosmpplib.codec import GSM7BitCodec, UCS2Codec
 
+from gateway.smpp.fields import (
+    Address,
+)
 from gateway.smpp.pdu import (
     ESM_RECEIPT,
     ESM_UDHI,
@@ -19,7 +22,6 @@ from gateway.smpp.pdu import (
     TAG_MESSAGE_STATE,
     TAG_RECEIPTED_MESSAGE_ID,
     TLV,
-    Address,
     cstring,
 )
 

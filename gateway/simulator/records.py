@@ -7,17 +7,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.simulator.codec import decode_text
-from gateway.smpp.pdu import (
-    DATA_SM,
-    SUBMIT_MULTI,
+from gateway.smpp.fields import (
     Address,
     DataSm,
-    Pdu,
     ShortMessage,
-    command_name,
     parse_data_sm,
     parse_short_message,
     submit_multi_dests,
+)
+from gateway.smpp.pdu import (
+    DATA_SM,
+    SUBMIT_MULTI,
+    Pdu,
+    command_name,
 )
 
 MAX_ADDRESS = 20  # deliver_sm source/destination: C-Octet String of at most 21 octets

@@ -13,6 +13,10 @@ from typing import Protocol
 
 from gateway.errors import FramingError, MalformedPduError
 from gateway.smpp import status as st
+from gateway.smpp.fields import (
+    bind_resp_body,
+    parse_bind,
+)
 from gateway.smpp.pdu import (
     BIND_COMMANDS,
     BIND_RECEIVER,
@@ -32,11 +36,9 @@ from gateway.smpp.pdu import (
     UNBIND_RESP,
     Framer,
     Pdu,
-    bind_resp_body,
     command_name,
     encode,
     generic_nack,
-    parse_bind,
     response_for,
 )
 

@@ -33,6 +33,10 @@ from gateway.simulator.session import (
     SmscSession,
 )
 from gateway.smpp import status as st
+from gateway.smpp.fields import (
+    Address,
+    submit_multi_resp_body,
+)
 from gateway.smpp.pdu import (
     CANCEL_SM,
     DELIVER_SM,
@@ -40,11 +44,9 @@ from gateway.smpp.pdu import (
     REPLACE_SM,
     SUBMIT_MULTI,
     UNBIND,
-    Address,
     Pdu,
     cstring,
     response_for,
-    submit_multi_resp_body,
 )
 
 log = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ import struct
 
 from gateway.app import Gateway
 from gateway.simulator import Simulator
+from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 from tests.integration.client import RawClient, submit_sm
@@ -21,7 +22,7 @@ async def test_submit_sm_reaches_carrier_byte_identical(gateway: Gateway, sim: S
     assert resp.command_id == P.SUBMIT_SM_RESP and resp.command_status == 0
     got = await sim.wait_for(lambda p: p.command_id == P.SUBMIT_SM, timeout=5)
     assert got.raw[:12] == raw[:12] and got.raw[16:] == raw[16:]
-    assert P.response_message_id(resp.raw)  # the carrier's id, unchanged
+    assert F.response_message_id(resp.raw)  # the carrier's id, unchanged
     await client.close()
 
 
@@ -114,7 +115,7 @@ async def test_receipt_goes_to_sending_account(gateway: Gateway, sim: Simulator)
     bystander = await RawClient.connect(gateway.smpp_port)
     await bystander.bind("acme", "secret", P.BIND_RECEIVER)
     resp = await sender.request(submit_sm(src="14155550100", registered_delivery=1))
-    message_id = P.response_message_id(resp.raw)
+    message_id = F.response_message_id(resp.raw)
     receipt = await sender.read(lambda p: p.command_id == P.DELIVER_SM)
     sender.respond(receipt)
     assert b"id:" + message_id in receipt.raw

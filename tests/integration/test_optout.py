@@ -9,6 +9,7 @@ import pytest
 from gateway.app import Gateway
 from gateway.policy.text import decode_text
 from gateway.simulator import Simulator
+from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 from tests.integration.client import RawClient, submit_sm
@@ -48,7 +49,7 @@ async def replies_to(sim: Simulator, mobile: str, fragment: bytes, timeout: floa
 
 
 def submits_to(sim: Simulator, mobile: str) -> list[P.Pdu]:
-    return [p for p in sim.received if p.command_id == P.SUBMIT_SM and P.submit_addresses(p.raw)[1].text == mobile]
+    return [p for p in sim.received if p.command_id == P.SUBMIT_SM and F.submit_addresses(p.raw)[1].text == mobile]
 
 
 @pytest.mark.parametrize("keyword", ["STOP", " stop. ", "Stop all", "ＳＴＯＰ", "unsubscribe!", "Arrête"])
@@ -56,10 +57,10 @@ async def test_stop_blocks_replies_and_forwards(gateway: Gateway, sim: Simulator
     app = await App.bind(gateway)
     assert await sim.inject_mo(MOBILE, LONG_CODE, keyword) == 0
     reply = await replies_to(sim, MOBILE, b"unsubscribed")
-    src, dst = P.submit_addresses(reply.raw)
+    src, dst = F.submit_addresses(reply.raw)
     assert (src.text, dst.text) == (LONG_CODE, MOBILE) and (src.ton, dst.ton) == (1, 1)
     assert len(app.delivered) == 1  # the MO itself still reaches the application, as sent
-    sm = P.parse_short_message(app.delivered[0].raw)
+    sm = F.parse_short_message(app.delivered[0].raw)
     assert decode_text(sm.data_coding, sm.esm_class, sm.payload).text == keyword
     before = len(sim.received)
     resp = await app.submit()
@@ -160,10 +161,10 @@ async def test_submit_multi_reports_blocked_destinations(gateway: Gateway, sim: 
             + b"\x00\x00\x00" + b"\x00\x00" + b"\x00\x00" + b"\x00\x00" + b"\x02hi")
     resp = await app.client.request(P.encode(P.SUBMIT_MULTI, 0, 1, body))
     assert resp.command_id == P.SUBMIT_MULTI_RESP and resp.command_status == 0
-    _, unsuccess = P.parse_submit_multi_resp(resp.raw)
+    _, unsuccess = F.parse_submit_multi_resp(resp.raw)
     assert [(a.text, s) for a, s in unsuccess] == [(MOBILE, st.ESME_RINVDSTADR)]
     forwarded = await sim.wait_for(lambda p: p.command_id == P.SUBMIT_MULTI)
-    dests, _, _ = P.submit_multi_dests(forwarded.raw)
+    dests, _, _ = F.submit_multi_dests(forwarded.raw)
     assert [d.address.text for d in dests if d.address] == ["14155550124"]
     await app.close()
 
@@ -174,7 +175,7 @@ async def test_receipt_mode_accepts_and_reports_rejected(make_gateway: GatewayFa
     assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0
     resp = await app.client.request(submit_sm(dst=MOBILE, src=LONG_CODE, registered_delivery=1))
     assert resp.command_status == 0
-    message_id = P.response_message_id(resp.raw)
+    message_id = F.response_message_id(resp.raw)
     await app.client.wait(lambda: any(b"stat:REJECTD" in p.raw for p in app.delivered))
     receipt = next(p for p in app.delivered if b"stat:REJECTD" in p.raw)
     assert b"id:" + message_id in receipt.raw
@@ -194,14 +195,14 @@ async def test_custom_op_annotation_and_drop(make_gateway: GatewayFactory, sim: 
     await replies_to(sim, MOBILE, b"no more promotions")
     assert (await app.submit()).command_status == 0  # a custom op changes no block
     await app.client.wait(lambda: len(app.delivered) == 1)
-    tlvs = P.parse_short_message(app.delivered[0].raw).tlvs
+    tlvs = F.parse_short_message(app.delivered[0].raw).tlvs
     assert tlvs[0x1501] == b"NOPROMO"  # the op travels with the forwarded MO
     assert await sim.inject_mo(MOBILE, LONG_CODE, "HELP") == 0  # acked by the gateway itself
     await replies_to(sim, MOBILE, b"Msg&data")
     assert await sim.inject_mo(MOBILE, LONG_CODE, "plain text") == 0
     await app.client.wait(lambda: len(app.delivered) == 2)
     assert b"plain text" in app.delivered[1].raw  # HELP was dropped, not forwarded
-    assert 0x1501 not in P.parse_short_message(app.delivered[1].raw).tlvs
+    assert 0x1501 not in F.parse_short_message(app.delivered[1].raw).tlvs
     await app.close()
 
 
@@ -252,7 +253,7 @@ async def test_long_reply_segments_or_payload(make_gateway: GatewayFactory, sim:
     assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0
     expected = 2 if mode == "concatenate" else 1
     await sim.wait_until(lambda: len(submits_to(sim, MOBILE)) == expected)
-    parts = [P.parse_short_message(p.raw) for p in submits_to(sim, MOBILE)]
+    parts = [F.parse_short_message(p.raw) for p in submits_to(sim, MOBILE)]
     if mode == "concatenate":
         assert all(sm.esm_class & P.ESM_UDHI for sm in parts)
         texts = [decode_text(sm.data_coding, sm.esm_class, sm.payload) for sm in parts]
@@ -270,7 +271,7 @@ async def test_reply_outside_gsm_goes_as_ucs2(make_gateway: GatewayFactory, sim:
     app = await App.bind(gateway)
     assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0
     await sim.wait_until(lambda: len(submits_to(sim, MOBILE)) == 1)
-    sm = P.parse_short_message(submits_to(sim, MOBILE)[0].raw)
+    sm = F.parse_short_message(submits_to(sim, MOBILE)[0].raw)
     assert sm.data_coding == 8 and sm.short_message.decode("utf-16-be") == reply
     await app.close()
 
@@ -279,7 +280,7 @@ async def test_short_code_stop_blocks_and_replies(gateway: Gateway, sim: Simulat
     app = await App.bind(gateway, "other", "pw2")
     assert await sim.inject_mo(MOBILE, "12345", "STOP", dest_ton=3, dest_npi=0) == 0
     reply = await replies_to(sim, MOBILE, b"unsubscribed")
-    assert P.submit_addresses(reply.raw)[0].text == "12345"
+    assert F.submit_addresses(reply.raw)[0].text == "12345"
     assert (await app.submit(src="12345")).command_status == st.ESME_RINVDSTADR
     assert (await app.submit(src="12346")).command_status == 0
     await app.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from gateway.simulator import Simulator
+from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 from tests.integration.client import RawClient, submit_sm
@@ -22,7 +23,7 @@ async def test_mo_kept_until_a_receiver_binds_then_delivered_in_order(
     client.auto_ack = True
     await client.bind("acme", "secret", P.BIND_RECEIVER)
     await client.wait(lambda: len(client.delivered) == 5)
-    texts = [P.parse_short_message(p.raw).short_message for p in client.delivered]
+    texts = [F.parse_short_message(p.raw).short_message for p in client.delivered]
     assert texts == [f"queued {n}".encode() for n in range(5)]
     assert gateway.store is not None
     async with asyncio.timeout(5):  # the row is deleted right after the application's answer
@@ -58,7 +59,7 @@ async def test_receipt_after_restart_reaches_sender(make_gateway: GatewayFactory
     sender = await RawClient.connect(first.smpp_port)
     await sender.bind("other", "pw2")
     resp = await sender.request(submit_sm(registered_delivery=1))
-    message_id = P.response_message_id(resp.raw)
+    message_id = F.response_message_id(resp.raw)
     await sender.close()
     await first.stop()  # flushes the route batch
     second = await make_gateway(routing=FAST)
@@ -106,7 +107,7 @@ async def test_two_gateways_deliver_each_queued_mo_once(make_gateway: GatewayFac
         for task in pending:
             task.cancel()
         await asyncio.gather(*done)
-        got = [P.parse_short_message(p.raw).short_message.decode() for c in receivers for p in c.delivered]
+        got = [F.parse_short_message(p.raw).short_message.decode() for c in receivers for p in c.delivered]
         assert sorted(got) == texts  # every one, and none twice
         assert all(c.delivered for c in receivers)  # both gateways took part
         for client in receivers:
@@ -131,7 +132,7 @@ async def test_routes_persist_on_postgres_including_auto_replies(make_gateway: G
         reply = await sim.wait_for(lambda p: p.command_id == P.SUBMIT_SM)
         reply_id = next(s.message_id for s in sim.submissions if s.pdu is reply)
         resp = await client.request(submit_sm(dst="14155550124", registered_delivery=1))
-        message_id = P.response_message_id(resp.raw).decode()
+        message_id = F.response_message_id(resp.raw).decode()
         await client.close()
         await gateway.stop()  # the final flush
         assert gateway.store is not None

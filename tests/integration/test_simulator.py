@@ -14,6 +14,7 @@ import smpplib.consts
 
 from gateway.simulator import NoReceiverError, ResponseTimeoutError, Simulator
 from gateway.simulator.codec import DC_UCS2, decode_text
+from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 
@@ -173,7 +174,7 @@ async def test_message_ids_are_unique_and_no_receipt_unless_asked(smsc: Simulato
     for seq in range(2, 12):
         resp = await client.request(submit_sm(seq))
         assert (resp.command_id, resp.sequence_number) == (P.SUBMIT_SM_RESP, seq)
-        ids.add(P.response_message_id(resp.raw))
+        ids.add(F.response_message_id(resp.raw))
     assert len(ids) == 10 and b"" not in ids
     # an enquire_link answered with nothing queued before it: no receipt was sent
     resp = await client.request(P.encode(P.ENQUIRE_LINK, 0, 99))
@@ -189,17 +190,17 @@ async def test_data_sm_and_submit_multi(smsc: Simulator) -> None:
         + struct.pack("!HH", P.TAG_MESSAGE_PAYLOAD, 2) + b"hi"
     )
     resp = await client.request(P.encode(P.DATA_SM, 0, 2, data_body))
-    assert resp.command_id == P.DATA_SM_RESP and P.response_message_id(resp.raw)
+    assert resp.command_id == P.DATA_SM_RESP and F.response_message_id(resp.raw)
     dests = b"".join(b"\x01\x01\x01" + P.cstring(n) for n in ("333", "444"))
     multi_body = (
         b"\x00\x01\x01" + P.cstring("111") + b"\x02" + dests
         + b"\x00\x00\x00\x00\x00\x01\x00\x00\x00\x03abc"
     )
     resp = await client.request(P.encode(P.SUBMIT_MULTI, 0, 3, multi_body))
-    message_id, unsuccess = P.parse_submit_multi_resp(resp.raw)
+    message_id, unsuccess = F.parse_submit_multi_resp(resp.raw)
     assert resp.command_status == 0 and message_id and unsuccess == []
     receipts = [await client.read(), await client.read()]
-    mobiles = {P.parse_short_message(r.raw).source.addr for r in receipts if r}
+    mobiles = {F.parse_short_message(r.raw).source.addr for r in receipts if r}
     assert mobiles == {b"333", b"444"}
     assert [s.summary()["destination"] for s in smsc.submissions] == ["222", "333,444"]
     await client.close()
@@ -209,13 +210,13 @@ async def test_receipt_goes_to_receiver_when_sent_on_transmitter(smsc: Simulator
     tx = await Raw.open(smsc.smpp_port)
     await tx.bind(P.BIND_TRANSMITTER)
     resp = await tx.request(submit_sm(2, registered_delivery=1))
-    message_id = P.response_message_id(resp.raw)
+    message_id = F.response_message_id(resp.raw)
     rx = await Raw.open(smsc.smpp_port)  # binds after the receipt was due: it is queued
     assert (await rx.bind(P.BIND_RECEIVER)).command_status == 0
     receipt = await rx.read()
     assert receipt is not None and receipt.command_id == P.DELIVER_SM
-    sm = P.parse_short_message(receipt.raw)
-    assert P.receipt_message_id(sm) == message_id and sm.is_receipt
+    sm = F.parse_short_message(receipt.raw)
+    assert F.receipt_message_id(sm) == message_id and sm.is_receipt
     rx.send(P.response_for(receipt, 0x45))
     assert (await smsc.wait_for_result(lambda r: True))[1] == 0x45
     await tx.close()
@@ -391,7 +392,7 @@ async def test_http_healthz_and_messages(smsc: Simulator) -> None:
     assert summary["sequence"] == 2 and summary["source"] == "15550001111"
     assert summary["destination"] == "15551230000"
     assert summary["text"] == "hi \u00a1 there"  # 0x40 is inverted exclamation in GSM 03.38
-    assert summary["message_id"] == P.response_message_id(resp.raw).decode()
+    assert summary["message_id"] == F.response_message_id(resp.raw).decode()
     await client.close()
 
 
@@ -401,11 +402,11 @@ async def test_inject_mo_encodings_round_robin_and_timeout(smsc: Simulator) -> N
     await a.bind(P.BIND_RECEIVER)
     await b.bind(P.BIND_TRANSCEIVER)
 
-    async def answer(client: Raw, status: int) -> P.ShortMessage:
+    async def answer(client: Raw, status: int) -> F.ShortMessage:
         pdu = await client.read()
         assert pdu is not None and pdu.command_id == P.DELIVER_SM
         client.send(P.response_for(pdu, status))
-        return P.parse_short_message(pdu.raw)
+        return F.parse_short_message(pdu.raw)
 
     results = await asyncio.gather(
         smsc.inject_mo("111", "222", "Привет"),
@@ -428,7 +429,7 @@ async def test_inject_mo_encodings_round_robin_and_timeout(smsc: Simulator) -> N
     await b.close()
 
 
-async def answer_any(a: Raw, b: Raw) -> P.ShortMessage:
+async def answer_any(a: Raw, b: Raw) -> F.ShortMessage:
     """Answer whichever of a or b gets the next deliver_sm, with 0x45."""
     reads = {asyncio.ensure_future(a.read()): a, asyncio.ensure_future(b.read()): b}
     done, pending = await asyncio.wait(reads, return_when=asyncio.FIRST_COMPLETED)
@@ -439,4 +440,4 @@ async def answer_any(a: Raw, b: Raw) -> P.ShortMessage:
     pdu = task.result()
     assert pdu is not None
     reads[task].send(P.response_for(pdu, 0x45))
-    return P.parse_short_message(pdu.raw)
+    return F.parse_short_message(pdu.raw)

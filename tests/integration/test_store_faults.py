@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from gateway.simulator import Simulator
+from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 from gateway.store import open_store
@@ -70,7 +71,7 @@ async def test_database_outage(make_gateway: GatewayFactory, sim: Simulator,
     receiver.auto_ack = True
     await receiver.bind("acme", "secret", P.BIND_RECEIVER)
     await receiver.wait(lambda: len(receiver.delivered) == 3, timeout=10)
-    texts = [P.parse_short_message(p.raw).short_message for p in receiver.delivered]
+    texts = [F.parse_short_message(p.raw).short_message for p in receiver.delivered]
     assert texts == [b"before", b"STOP", b"after"]
     store = open_store(direct_url)
     await store.open()

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 from gateway.errors import FramingError, MalformedPduError
+from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
 
 
@@ -51,13 +52,13 @@ def test_with_sequence_changes_only_the_sequence() -> None:
 
 
 def test_submit_addresses() -> None:
-    src, dst = P.submit_addresses(submit())
+    src, dst = F.submit_addresses(submit())
     assert (src.ton, src.npi, src.addr) == (1, 1, b"14155550100")
     assert (dst.ton, dst.npi, dst.addr) == (1, 1, b"14155550123")
 
 
 def test_parse_short_message_fields() -> None:
-    sm = P.parse_short_message(submit(text="STOP"))
+    sm = F.parse_short_message(submit(text="STOP"))
     assert sm.short_message == b"STOP" and sm.registered_delivery == 1 and sm.data_coding == 0
     assert not sm.is_receipt
 
@@ -69,22 +70,22 @@ def test_submit_multi_roundtrip_removing_a_destination() -> None:
         + b"\x00\x00\x00" + b"\x00\x00" + b"\x01\x00" + b"\x00\x00" + b"\x02hi"
     )
     raw = P.encode(P.SUBMIT_MULTI, 0, 5, body)
-    dests, count_at, end = P.submit_multi_dests(raw)
+    dests, count_at, end = F.submit_multi_dests(raw)
     assert [d.flag for d in dests] == [1, 2, 1]
     assert dests[2].address is not None and dests[2].address.addr == b"333"
-    out = P.submit_multi_without(raw, [dests[0], dests[2]], count_at, end)
-    again, _, _ = P.submit_multi_dests(out)
+    out = F.submit_multi_without(raw, [dests[0], dests[2]], count_at, end)
+    again, _, _ = F.submit_multi_dests(out)
     assert [d.address.addr for d in again if d.address] == [b"111", b"333"]
     assert out.endswith(b"\x02hi") and struct.unpack("!I", out[:4])[0] == len(out)
 
 
 def test_receipt_message_id_from_tlv_and_text() -> None:
     text = b"id:abc123 sub:001 dlvrd:001 submit date:2401011200 done date:2401011200 stat:DELIVRD err:000"
-    sm = P.ShortMessage(b"", P.Address(1, 1, b"1"), P.Address(1, 1, b"2"), 4, 0, 0, text, {})
-    assert P.receipt_message_id(sm) == b"abc123"
-    sm2 = P.ShortMessage(b"", P.Address(1, 1, b"1"), P.Address(1, 1, b"2"), 4, 0, 0, text,
+    sm = F.ShortMessage(b"", F.Address(1, 1, b"1"), F.Address(1, 1, b"2"), 4, 0, 0, text, {})
+    assert F.receipt_message_id(sm) == b"abc123"
+    sm2 = F.ShortMessage(b"", F.Address(1, 1, b"1"), F.Address(1, 1, b"2"), 4, 0, 0, text,
                          {P.TAG_RECEIPTED_MESSAGE_ID: b"XYZ\x00"})
-    assert P.receipt_message_id(sm2) == b"XYZ"
+    assert F.receipt_message_id(sm2) == b"XYZ"
 
 
 @settings(max_examples=400, deadline=None)
@@ -99,8 +100,8 @@ def test_framer_never_raises_anything_but_framing_error(chunks: list[bytes]) -> 
         pass
 
 
-PARSERS = [P.parse_short_message, P.parse_data_sm, P.parse_bind, P.submit_addresses,
-           P.submit_multi_dests, P.parse_submit_multi_resp, P.response_message_id]
+PARSERS = [F.parse_short_message, F.parse_data_sm, F.parse_bind, F.submit_addresses,
+           F.submit_multi_dests, F.parse_submit_multi_resp, F.response_message_id]
 
 
 @settings(max_examples=300, deadline=None)
@@ -120,16 +121,16 @@ def test_mutated_valid_submit_parses_or_raises_malformed(noise: bytes) -> None:
     for i, b in enumerate(noise):
         raw[16 + (i * 7) % (len(raw) - 16)] = b
     try:
-        P.parse_short_message(bytes(raw))
+        F.parse_short_message(bytes(raw))
     except MalformedPduError:
         pass
 
 
 def test_wants_receipt_reads_registered_delivery() -> None:
     with_receipt = submit()
-    assert P.wants_receipt(with_receipt)
+    assert F.wants_receipt(with_receipt)
     msg = SubmitSm(short_message="x", source=PhoneNumber("1"), destination=PhoneNumber("2"), registered_delivery=0)
-    assert not P.wants_receipt(msg.pdu())
+    assert not F.wants_receipt(msg.pdu())
     data_sm = P.encode(P.DATA_SM, 0, 1, b"\x00\x01\x01a\x00\x01\x01b\x00" + b"\x00\x01\x00")
-    assert P.wants_receipt(data_sm)
-    assert P.wants_receipt(b"\x00" * 20)  # unparseable: keep the route
+    assert F.wants_receipt(data_sm)
+    assert F.wants_receipt(b"\x00" * 20)  # unparseable: keep the route
