@@ -143,3 +143,19 @@ async def test_routes_persist_on_postgres_including_auto_replies(make_gateway: G
         await store.close()
     finally:
         await drop_schema(dsn, schema)
+
+
+async def test_outbox_rows_expire_with_an_event(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    gateway = await make_gateway(routing={"outbox_ttl": 0.2, "outbox_retry_interval": 0.05})
+    assert await sim.inject_mo("14155550123", "14155550100", "too late") == st.ESME_ROK
+    assert gateway.store is not None
+    async with asyncio.timeout(5):
+        while not [e for e in await gateway.store.events_after(0) if e.op == "outbox_expired"]:
+            await asyncio.sleep(0.02)
+    assert await gateway.store.outbox_counts() == {}
+    client = await RawClient.connect(gateway.smpp_port)  # a receiver binding later gets nothing
+    client.auto_ack = True
+    await client.bind("acme", "secret", P.BIND_RECEIVER)
+    assert (await client.request(P.encode(P.ENQUIRE_LINK, 0, 1))).command_status == 0
+    assert client.delivered == []
+    await client.close()
