@@ -73,6 +73,7 @@ class Gateway:
         self.optout = optout = OptoutPolicy(self.settings.optout, store, self.index, self.proxy)
         self.proxy.policy = optout
         self.sync = IndexSync(store, self.index, last, self._swap_index, optout.refresh_gauges)
+        optout.on_applied = self.sync.note_local
         await self.sync.catch_up()  # changes made while we were loading
         await self.sync.start()
         self.proxy.route_store = store

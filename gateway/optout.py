@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from aiosmpplib import NPI, TON, DeliverSm, PhoneNumber, SubmitSm
 from aiosmpplib.state import OptionalParam
@@ -30,7 +30,6 @@ from gateway.policy.decide import (
 from gateway.policy.keywords import KeywordTable
 from gateway.policy.numbers import (
     can_receive_reply,
-    counterpart_for,
     e164,
     is_toll_free,
     mobile_key,
@@ -44,9 +43,6 @@ from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey, Store
 from gateway.store.index import BlockIndex
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 MAX_ORIGINATORS = 100_000
@@ -77,6 +73,7 @@ class OptoutPolicy:
         self._reply_ref = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self._in_progress: set[tuple[str, str, str]] = set()  # keyword MOs whose store write is under way
+        self.on_applied: Callable[[BlockKey, int], None] | None = None
         self.refresh_gauges()
 
     # --- MT ------------------------------------------------------------------------
@@ -166,28 +163,25 @@ class OptoutPolicy:
         state = proxy.account_for(sm.destination)  # chosen once: the block key and the delivery agree
         account = state.config.system_id if state else ""
         toll_free = business is not None and business.startswith("+") and is_toll_free(business, self.toll_free_extra)
-        scope_key, number_key = self._keys(mobile, business, account)
-        number_kind = self.index.kind_of(number_key) if toll_free and number_key else None
-        scope_kind = self.index.kind_of(scope_key) if scope_key else None
+        keys = self._keys(mobile, business, account)
         ctx = MoContext(
-            mobile if scope_key else None, business, toll_free=toll_free,
-            block=number_kind if number_kind == "carrier" else scope_kind,
+            mobile if keys else None, business, toll_free=toll_free, block=self._strongest(keys),
             can_reply=can_receive_reply(sm.source.ton, sm.source.addr),
         )
         decision = decide_mo(decoded.text, decoded.is_segment, ctx, self.table, self.o)
-        if not decision.record or scope_key is None or number_key is None or mobile is None or business is None:
+        if not decision.record or not keys or mobile is None or business is None:
             return False
-        # the network's own block is per toll-free number, whatever our scope
-        carrier = decision.block_kind == "carrier" or (decision.block_action == "remove" and number_kind == "carrier")
-        key = number_key if carrier else scope_key
-        fingerprint = mo_fingerprint(decoded.text, sm.payload)
-        seen = (mobile, business, fingerprint)
+        targets = self._targets(decision, keys)
+        base = mo_fingerprint(decoded.text, sm.payload)
+        seen = (mobile, business, base)
         now = asyncio.get_running_loop().time()
-        if seen in self._in_progress or self.deduper.is_duplicate(mobile, business, fingerprint, now):
+        # a redelivery is the same MO while the blocks are as it left them; after an operator or
+        # another gateway changed them, the same text is a new request
+        if seen in self._in_progress or self.deduper.is_duplicate(mobile, business, self._sig(base, keys), now):
             log.info("mo_redelivered", extra={"op": decision.op, "mobile": redact(mobile)})
             return False  # forwarded as any MO; no second event, no second reply
         self._in_progress.add(seen)
-        job = _MoJob(self, proxy, link, pdu, sm, decision, ctx, key, state, decoded.text or "", fingerprint)
+        job = _MoJob(self, proxy, link, pdu, sm, decision, ctx, targets, keys, state, decoded.text or "", base)
         task = asyncio.create_task(job.run())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -200,14 +194,38 @@ class OptoutPolicy:
             return None
         return self._originator(address.ton, address.addr)
 
-    def _keys(self, mobile: str | None, business: str | None, account: str) -> tuple[BlockKey | None, BlockKey | None]:
-        """(key in the configured scope, key in scope number); None where the pair has none."""
+    def _keys(self, mobile: str | None, business: str | None, account: str) -> dict[str, BlockKey]:
+        """Every key that can block this pair, by scope; the configured scope's may be missing
+        (scope account with no owning account), scope number's never is."""
         if mobile is None or business is None:
-            return None, None
-        number_key = BlockKey(mobile, business, "number")
-        if self.scope == "account" and not account:
-            return None, number_key  # no owning account: nothing could enforce an account block
-        return BlockKey(mobile, counterpart_for(self.scope, business, account), self.scope), number_key
+            return {}
+        keys = {"number": BlockKey(mobile, business, "number"), "global": BlockKey(mobile, "", "global")}
+        if account:
+            keys["account"] = BlockKey(mobile, account, "account")
+        return keys
+
+    def _strongest(self, keys: dict[str, BlockKey]) -> str | None:
+        """The strongest block over all scopes: admin, then carrier, then optout."""
+        kinds = {self.index.kind_of(k) for k in keys.values()}
+        return next((kind for kind in ("admin", "carrier", "optout") if kind in kinds), None)
+
+    def _targets(self, decision: MoDecision, keys: dict[str, BlockKey]) -> list[BlockKey]:
+        """Where the decision writes: an add goes to the configured scope (a carrier mirror to the
+        toll-free number itself); a lift takes every liftable block the pair has."""
+        if decision.block_action == "add":
+            key = keys["number"] if decision.block_kind == "carrier" else keys.get(self.scope)
+            return [key] if key is not None else []
+        if decision.block_action == "remove":
+            return [k for k in keys.values() if self.index.kind_of(k) in decision.lift_kinds]
+        return []
+
+    def _sig(self, base: str, keys: dict[str, BlockKey]) -> str:
+        return base + "|" + ",".join(str(self.index.kind_of(k)) for k in keys.values())
+
+    def applied(self, key: BlockKey, event_id: int) -> None:
+        """A change this gateway made to its index: the log follower must not replay older events over it."""
+        if self.on_applied is not None:
+            self.on_applied(key, event_id)
 
     def refresh_gauges(self) -> None:
         for kind, n in self.index.counts_by_kind().items():
@@ -218,10 +236,12 @@ class _MoJob:
     """One keyword MO: durable change, reply, forward, carrier answer."""
 
     def __init__(self, policy: OptoutPolicy, proxy: Proxy, link: CarrierLink, pdu: P.Pdu,
-                 sm: F.ShortMessage | F.DataSm, decision: MoDecision, ctx: MoContext, key: BlockKey,
-                 state: AccountState | None, text: str, fingerprint: str) -> None:
+                 sm: F.ShortMessage | F.DataSm, decision: MoDecision, ctx: MoContext, targets: list[BlockKey],
+                 keys: dict[str, BlockKey], state: AccountState | None, text: str, fingerprint: str) -> None:
         self.p, self.proxy, self.link, self.pdu, self.sm = policy, proxy, link, pdu, sm
-        self.d, self.ctx, self.key, self.text, self.fp = decision, ctx, key, text, fingerprint
+        self.d, self.ctx, self.text, self.fp = decision, ctx, text, fingerprint
+        self.targets, self.keys = targets, keys
+        self.key = targets[0] if targets else keys.get(policy.scope, keys["number"])  # for the audit record
         self.state = state
         self.account = state.config.system_id if state else ""
 
@@ -230,7 +250,7 @@ class _MoJob:
         if not await self._record():
             return
         now = asyncio.get_running_loop().time()
-        p.deduper.remember(self.ctx.mobile or "", self.ctx.business or "", self.fp, now)
+        p.deduper.remember(self.ctx.mobile or "", self.ctx.business or "", p._sig(self.fp, self.keys), now)
         number_type = "toll_free" if self.ctx.toll_free else "long_code"
         p.metrics.optout_events.labels(d.op or "", number_type).inc()
         if d.reply and self.ctx.can_reply:
@@ -241,37 +261,44 @@ class _MoJob:
         self._forward()
 
     async def _record(self) -> bool:
-        d = self.d
-        change = None
-        if d.block_action == "add":
-            block = Block(self.key, d.block_kind or "optout", d.source, time.time())
-            change = BlockChange("add", block)
-        elif d.block_action == "remove":
-            change = BlockChange("remove", Block(self.key, "optout", d.source, time.time()), d.lift_kinds)
-        event = AuditEvent(
-            at=time.time(), op=d.op or "", number=self.key.number, counterpart=self.ctx.business or "",
-            account=self.account, source=d.source, text=self.text, data_coding=self.sm.data_coding,
-            rule=d.rule, config_version=self.p.version, reply_text=d.reply or "",
-            scope=self.key.scope, kind=d.block_kind or "",
-        )
-        started = time.perf_counter()
+        """The event, and each block change with an event of its own; durable before we go on."""
+        changes: list[BlockChange | None] = [self._change(key) for key in self.targets] or [None]
         try:
-            _, changed = await self.p.store.record(event, change)
-            self.p.metrics.store_latency.observe(time.perf_counter() - started)
+            for change in changes:
+                await self._record_one(change)
         except StoreError as exc:
             self.p.metrics.store_errors.inc()
-            log.error("mo_not_durable", extra={"error": str(exc), "op": d.op})
+            log.error("mo_not_durable", extra={"error": str(exc), "op": self.d.op})
             self.link.send(P.response_for(self.pdu, self.proxy.unbound_status, b"\x00"))
             return False
+        return True
+
+    def _change(self, key: BlockKey) -> BlockChange:
+        d = self.d
+        if d.block_action == "add":
+            return BlockChange("add", Block(key, d.block_kind or "optout", d.source, time.time()))
+        return BlockChange("remove", Block(key, "optout", d.source, time.time()), d.lift_kinds)
+
+    async def _record_one(self, change: BlockChange | None) -> None:
+        d, key = self.d, change.block.key if change else self.key
+        event = AuditEvent(
+            at=time.time(), op=d.op or "", number=key.number, counterpart=self.ctx.business or "",
+            account=self.account, source=d.source, text=self.text, data_coding=self.sm.data_coding,
+            rule=d.rule, config_version=self.p.version, reply_text=d.reply or "",
+            scope=key.scope, kind=d.block_kind or "",
+        )
+        started = time.perf_counter()
+        event_id, changed = await self.p.store.record(event, change)
+        self.p.metrics.store_latency.observe(time.perf_counter() - started)
         if changed and change is not None:
             if change.action == "add":
-                self.p.index.add(self.key, change.block.kind)
+                self.p.index.add(key, change.block.kind)
             else:
-                self.p.index.remove(self.key, change.lift_kinds)
+                self.p.index.remove(key, change.lift_kinds)
+            self.p.applied(key, event_id)
             self.p.refresh_gauges()
-        log.info("optout_event", extra={"op": d.op, "rule": d.rule, "mobile": redact(self.key.number),
-                                        "account": self.account, "changed": changed})
-        return True
+        log.info("optout_event", extra={"op": d.op, "rule": d.rule, "mobile": redact(key.number),
+                                        "account": self.account, "scope": key.scope, "changed": changed})
 
     def _reply(self, text: str, now: float) -> None:
         op = self.d.op or ""

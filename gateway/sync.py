@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from gateway.errors import StoreError
-from gateway.store.base import Store
+from gateway.store.base import AuditEvent, BlockKey, Store
 from gateway.store.index import BlockIndex
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,16 @@ class IndexSync:
         self._task: asyncio.Task[None] | None = None
         self._stop_listen: Callable[[], Awaitable[None]] | None = None
         self.healthy = True
+        # keys this gateway changed itself -> the event id of that change: older events never undo it
+        self._local: dict[tuple[str, str, str], int] = {}
+
+    def note_local(self, key: BlockKey, event_id: int) -> None:
+        k = (key.number, key.counterpart, key.scope)
+        self._local[k] = max(self._local.get(k, 0), event_id)
+
+    def _superseded(self, event: AuditEvent) -> bool:
+        counterpart = {"number": event.counterpart, "account": event.account}.get(event.scope, "")
+        return self._local.get((event.number, counterpart, event.scope), 0) >= event.id
 
     async def start(self) -> None:
         await self._listen()
@@ -86,7 +96,7 @@ class IndexSync:
             for event in events:
                 if event.op in RELOAD_OPS:
                     reload = True  # one reload after the batch, however many imports it holds
-                else:
+                elif not self._superseded(event):
                     changed = self.index.apply_event(event) or changed
                 self.last_event_id = max(self.last_event_id, event.id)
             seen += len(events)
@@ -94,6 +104,8 @@ class IndexSync:
                 self.on_change()
         if reload:
             await self.reload()
+        if self._local:  # the log has caught up past these: nothing older can arrive any more
+            self._local = {k: v for k, v in self._local.items() if v > self.last_event_id}
         return seen
 
     async def reload(self) -> None:

@@ -318,3 +318,55 @@ async def test_store_failure_answers_the_configured_temporary_status(make_gatewa
     await gateway.store.close()
     assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0x58
     await app.close()
+
+
+async def test_stop_again_after_an_operator_lift_is_a_new_stop(gateway: Gateway, sim: Simulator) -> None:
+    import time as _time
+
+    from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey
+
+    app = await App.bind(gateway)
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0
+    await replies_to(sim, MOBILE, b"unsubscribed")
+    assert gateway.store is not None and gateway.sync is not None
+    key = BlockKey("+" + MOBILE, "+" + LONG_CODE, "number")
+    await gateway.store.record(AuditEvent(at=_time.time(), op="admin_remove", source="operator"),
+                               BlockChange("remove", Block(key, "optout", "operator", _time.time())))
+    await gateway.sync.catch_up()
+    assert (await app.submit()).command_status == 0
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0  # the same text, a new request
+    assert (await app.submit()).command_status == st.ESME_RINVDSTADR
+    await app.close()
+
+
+async def test_start_lifts_opt_outs_in_every_scope(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    import time as _time
+
+    from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey
+
+    gateway = await make_gateway(optout={"scope": "account"})
+    app = await App.bind(gateway)
+    assert gateway.store is not None and gateway.sync is not None
+    key = BlockKey("+" + MOBILE, "+" + LONG_CODE, "number")  # an opt-out from before a scope change
+    await gateway.store.record(AuditEvent(at=_time.time(), op="stop", source="keyword"),
+                               BlockChange("add", Block(key, "optout", "keyword", _time.time())))
+    await gateway.sync.catch_up()
+    assert (await app.submit()).command_status == st.ESME_RINVDSTADR
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "START") == 0
+    await replies_to(sim, MOBILE, b"resubscribed")
+    assert (await app.submit()).command_status == 0
+    await app.close()
+
+
+async def test_toll_free_start_lifts_mirror_and_opt_out_in_account_scope(make_gateway: GatewayFactory,
+                                                                         sim: Simulator) -> None:
+    gateway = await make_gateway(optout={"scope": "account"})
+    app = await App.bind(gateway, "other", "pw2")
+    assert await sim.inject_mo(MOBILE, TOLL_FREE, "UNSUBSCRIBE") == 0  # ours, in account scope
+    assert await sim.inject_mo(MOBILE, TOLL_FREE, "STOP") == 0  # the network's, per number
+    assert (await app.submit(src=TOLL_FREE)).command_status == st.ESME_RINVDSTADR
+    assert await sim.inject_mo(MOBILE, TOLL_FREE, "YES") == 0  # the network still blocks: stays
+    assert (await app.submit(src=TOLL_FREE)).command_status == st.ESME_RINVDSTADR
+    assert await sim.inject_mo(MOBILE, TOLL_FREE, "START") == 0
+    assert (await app.submit(src=TOLL_FREE)).command_status == 0
+    await app.close()
