@@ -31,6 +31,7 @@ from gateway.policy.keywords import KeywordTable
 from gateway.policy.numbers import (
     can_receive_reply,
     e164,
+    e164_digits,
     is_toll_free,
     mobile_key,
     plan_for_region,
@@ -158,7 +159,8 @@ class OptoutPolicy:
     def on_mo(self, proxy: Proxy, link: CarrierLink, pdu: P.Pdu, sm: F.ShortMessage | F.DataSm) -> bool:
         has_sar = P.TAG_SAR_TOTAL_SEGMENTS in sm.tlvs
         decoded = decode_text(sm.data_coding, sm.esm_class, sm.payload, self.o.smsc_default_alphabet, has_sar)
-        mobile = e164(sm.source.ton, sm.source.addr, self.region)
+        digits = e164_digits(sm.source.ton, sm.source.addr, self.plan)  # the very key MT lookups compute
+        mobile = "+" + digits if digits else None
         business = self._business(sm.destination)
         state = proxy.account_for(sm.destination)  # chosen once: the block key and the delivery agree
         account = state.config.system_id if state else ""

@@ -370,3 +370,17 @@ async def test_toll_free_start_lifts_mirror_and_opt_out_in_account_scope(make_ga
     assert await sim.inject_mo(MOBILE, TOLL_FREE, "START") == 0
     assert (await app.submit(src=TOLL_FREE)).command_status == 0
     await app.close()
+
+
+@pytest.mark.parametrize("mo_addr, mo_ton, mt_dst", [
+    ("5215512345678", 1, "5215512345678"),  # Mexico's legacy mobile 1: phonenumbers would drop it
+    ("4407911123456", 1, "4407911123456"),
+    ("4155550199", 2, "14155550199"),  # national in, international out: one mobile
+])
+async def test_mo_and_mt_agree_on_the_mobile_key(gateway: Gateway, sim: Simulator, mo_addr: str, mo_ton: int,
+                                                  mt_dst: str) -> None:
+    app = await App.bind(gateway)
+    assert await sim.inject_mo(mo_addr, LONG_CODE, "STOP", source_ton=mo_ton) == 0
+    await app.client.wait(lambda: len(app.delivered) == 1)
+    assert (await app.submit(dst=mt_dst)).command_status == st.ESME_RINVDSTADR
+    await app.close()
