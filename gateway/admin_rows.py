@@ -20,6 +20,7 @@ from gateway.store.base import KINDS, SCOPES, Block, BlockKey
 
 HEADER: tuple[str, ...] = ("number", "counterpart", "scope", "kind", "source", "created_at")
 MAX_SYSTEM_ID = 15
+SHORT_CODE = re.compile(r"[0-9]{3,6}")  # as the gateway keys STOPs sent to a short code
 _NUMERIC = re.compile(r"[+-]?\d+(\.\d*)?")
 
 
@@ -136,14 +137,16 @@ class NumberCheck:
 
 
 def block_key(check: NumberCheck, number: str, counterpart: str, scope: str) -> BlockKey:
-    """A validated key: counterpart E.164 for scope number, a system_id for account, "" for global."""
+    """A validated key: counterpart E.164 or a short code (3-6 digits, kept as is) for
+    scope number, a system_id for account, "" for global."""
     if scope not in SCOPES:
         raise RowError(f"scope {scope!r}: expected one of {', '.join(SCOPES)}")
     mobile = check(number, "number")
     if scope == "number":
         if not counterpart:
             raise RowError("counterpart: required for scope number (the originating number)")
-        counterpart = check(counterpart, "counterpart")
+        if not SHORT_CODE.fullmatch(counterpart):
+            counterpart = check(counterpart, "counterpart")
     elif scope == "account":
         if not counterpart or len(counterpart) > MAX_SYSTEM_ID:
             raise RowError(f"counterpart {counterpart!r}: expected the account's system_id for scope account")

@@ -7,28 +7,45 @@ then awaits ``store.open()`` (connect and migrate) and ``store.close()``.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from gateway.errors import ConfigError
 from gateway.store.base import Store
 
-__all__ = ["Store", "mask_url", "migrate", "open_store", "schema_version"]
+__all__ = ["Store", "event_channel", "mask_url", "migrate", "open_store", "schema_version"]
 
 _SQLITE_PREFIX = "sqlite:///"
+_SECRET_PARAM = re.compile(r"(?i)((?:^|&)(?:ssl)?password=)[^&]*")
+CHANNEL = "gateway_events"
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by '***' (safe to log and print)."""
+    """The URL with any password replaced by '***' (safe to log and print): the
+    userinfo's (everything after its first ':') and password= / sslpassword=
+    query parameters."""
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
         return "<unparsable URL>"
-    if not password:
+    query = _SECRET_PARAM.sub(r"\1***", parts.query)
+    if not password and query == parts.query:
         return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = netloc[0].rsplit(":", 1)[0] if ":" in netloc[0] else netloc[0]
-    return parts._replace(netloc=f"{userinfo}:***@{netloc[1]}").geturl()
+    if password:
+        userinfo, host = parts.netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]  # the password is all after the first ':'
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    return parts._replace(query=query).geturl()
+
+
+def event_channel(schema: str | None) -> str:
+    """The NOTIFY channel of a schema's events: a bounded identifier (PostgreSQL
+    channel names are at most 63 bytes, schema names may be as long)."""
+    if schema is None:
+        return CHANNEL
+    return f"{CHANNEL}_{hashlib.sha1(schema.encode()).hexdigest()[:16]}"
 
 
 def _split_schema(url: str) -> tuple[str, str | None]:
@@ -67,7 +84,7 @@ def open_store(database_url: str) -> Store:
         dsn, schema = _split_schema(url)
         if schema is None:
             return PostgresStore(dsn)
-        return PostgresStore(dsn, schema=schema, channel=f"gateway_events.{schema}")
+        return PostgresStore(dsn, schema=schema, channel=event_channel(schema))
     if scheme == "sqlite":
         raise ConfigError(
             "database URL: sqlite URLs have no host; use sqlite:///relative/path "

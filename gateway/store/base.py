@@ -9,7 +9,7 @@ Numbers are E.164 strings with a leading '+'. A block is keyed by
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -17,6 +17,13 @@ Scope = Literal["number", "account", "global"]
 Kind = Literal["optout", "carrier", "admin"]
 SCOPES: tuple[str, ...] = ("number", "account", "global")
 KINDS: tuple[str, ...] = ("optout", "carrier", "admin")
+# precedence of kinds: an add over an existing block of a lower-ranked kind raises its kind
+KIND_RANK: dict[str, int] = {kind: rank for rank, kind in enumerate(KINDS, start=1)}
+
+
+def kind_rank(kind: str) -> int:
+    """admin 3 > carrier 2 > optout 1 > anything else 0."""
+    return KIND_RANK.get(kind, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +129,14 @@ class Store(Protocol):
     async def record(self, event: AuditEvent, change: BlockChange | None = None) -> tuple[int, bool]:
         """Append event and apply change in one transaction; durable on return.
 
-        Returns (event id, changed): changed is False when an add found the block
-        already present (its kind is kept) or a remove found nothing it may lift.
-        Empty number/scope/kind/block_state fields of the event are filled from
-        the change; block_state is the resulting state, "blocked" or "unblocked".
+        Returns (event id, changed). An add of a key already blocked raises the
+        block's kind when the new kind ranks higher (admin > carrier > optout;
+        source follows, created_at is kept) and reports changed=True; otherwise
+        the block is kept as is and changed is False. changed is also False when
+        a remove found nothing it may lift. Empty number/scope/kind/block_state
+        fields of the event are filled from the change and describe the resulting
+        block: block_state "blocked" or "unblocked", kind the block's kind after
+        the change (the lifted kind for a remove).
         """
         ...
 
@@ -147,7 +158,10 @@ class Store(Protocol):
     async def import_blocks(self, blocks: Iterable[Block]) -> int:
         """Bulk insert (ignore existing); returns rows inserted.
 
-        One transaction, with one "admin_import" event (text: the count) so
+        An existing key is kept, except that its kind is raised (with its source)
+        when an imported row for it has a higher-ranked kind, as record() does;
+        such upgrades are not counted. Of rows repeating a new key, the highest
+        kind wins. One transaction, with one "admin_import" event (text: the count) so
         tailing gateways know to reload their index.
         """
         ...
@@ -197,7 +211,11 @@ class Store(Protocol):
     ) -> list[OutboxItem]:
         """Lease up to limit of account's due rows (next attempt <= now, no live
         lease) to owner until now + lease, in id order. Rows leased to one
-        owner are never handed to another until the lease ends."""
+        owner are never handed to another until the lease ends.
+
+        Per-account order: a row is not claimed while an earlier row of the
+        same account waits for a retry (next attempt > now) or is leased to
+        another owner (a live lease); the caller's own leases do not hold it back."""
         ...
 
     async def outbox_done(self, ids: Sequence[int]) -> None:
@@ -213,8 +231,13 @@ class Store(Protocol):
         """Extend owner's lease on one row; False when owner no longer holds it."""
         ...
 
-    async def outbox_expire(self, now: float) -> list[OutboxItem]:
-        """Delete and return rows with expires_at <= now that no live lease holds."""
+    async def outbox_expire(
+        self, now: float, event_for: Callable[[OutboxItem], AuditEvent] | None = None
+    ) -> list[OutboxItem]:
+        """Delete and return rows with expires_at <= now that no live lease holds.
+
+        With event_for, the audit event it makes for each expired row is
+        appended in the same transaction as the delete (in id order)."""
         ...
 
     async def outbox_counts(self) -> dict[str, int]:
@@ -222,5 +245,6 @@ class Store(Protocol):
         ...
 
     async def outbox_accounts(self, now: float) -> list[str]:
-        """Accounts with rows claimable at now, sorted."""
+        """Accounts with rows claimable at now, sorted (by any owner: an earlier row
+        waiting for a retry or under a live lease holds the later ones back)."""
         ...

@@ -10,8 +10,10 @@ Kinds: every block is in its counterpart's membership bitmap; blocks whose
 kind is not "optout" (the common case) are also in a per-kind bitmap, so
 ``kind_of`` needs no per-entry object either.
 
-Semantics mirror the store: ``add`` of a present key changes nothing (the
-first kind wins), ``remove`` lifts only the kinds it is allowed to.
+Semantics mirror the store: ``add`` of a present key raises its kind when the
+new kind ranks higher (admin > carrier > optout) and otherwise changes
+nothing; loads and event replays follow the same rule, so any order of adds
+ends with the highest kind. ``remove`` lifts only the kinds it is allowed to.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Iterable, Sequence
 
 from pyroaring import BitMap64
 
-from gateway.store.base import KINDS, AuditEvent, Block, BlockGroup, BlockKey, Store
+from gateway.store.base import KINDS, AuditEvent, Block, BlockGroup, BlockKey, Store, kind_rank
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +70,15 @@ class BlockIndex:
     # -- changes ----------------------------------------------------------
 
     def add(self, key: BlockKey, kind: str = DEFAULT_KIND) -> bool:
-        """Add a block; False (and the kind unchanged) when the key is present."""
+        """Add a block; for a present key, raise its kind when kind ranks higher.
+
+        True when the key was added or its kind raised; False (nothing changed)
+        when the key is present with a kind ranked as high or higher.
+        """
         mobile = mobile_int(key.number)
         members = self._members(key.scope, key.counterpart, create=True)
         if mobile in members:
-            return False
+            return self._upgrade((key.scope, key.counterpart), BitMap64([mobile]), kind) > 0
         members.add(mobile)
         if kind != DEFAULT_KIND:
             self._special_bitmap(kind, (key.scope, key.counterpart), create=True).add(mobile)
@@ -133,13 +139,17 @@ class BlockIndex:
     def load_groups(self, groups: Iterable[BlockGroup]) -> int:
         """Bulk add (scope, counterpart, kind, mobiles) groups; returns blocks added.
 
-        A mobile already present in its group keeps its kind (the first wins).
+        A mobile already present in its group gets the higher-ranked of its kind
+        and the group's (not counted as added).
         """
         added = 0
         for scope, counterpart, kind, mobiles in groups:
             members = self._members(scope, counterpart, create=False)
             fresh = BitMap64(mobiles)
             if members:
+                present = fresh.intersection(members)
+                if present and kind != DEFAULT_KIND:
+                    self._upgrade((scope, counterpart), present, kind)
                 fresh.difference_update(members)
                 members.update(fresh)
             elif scope == "global":
@@ -193,22 +203,27 @@ class BlockIndex:
         return added
 
     def _merge(self, group: _Group, mobiles: list[int], special: list[tuple[int, str]]) -> int:
-        """Add one group's mobiles; the first kind seen for a mobile wins."""
+        """Add one group's mobiles; a mobile gets the highest-ranked kind seen for it."""
         members = self._members(*group, create=True)
         fresh = BitMap64(sorted(mobiles))
-        if special and len(fresh) != len(mobiles):  # a key repeated: keep the first kind
+        if special and len(fresh) != len(mobiles):  # a key repeated: one at a time
             kind_at = dict(special)
-            return sum(
+            before = len(self)
+            for i, m in enumerate(mobiles):
                 self.add(BlockKey(str(m), group[1], group[0]), kind_at.get(i, DEFAULT_KIND))
-                for i, m in enumerate(mobiles)
-            )
+            return len(self) - before
+        by_kind: dict[str, BitMap64] = {}
+        for position, kind in special:
+            by_kind.setdefault(kind, BitMap64()).add(mobiles[position])
+        if members:
+            for kind, kind_mobiles in by_kind.items():
+                present = kind_mobiles.intersection(members)
+                if present:
+                    self._upgrade(group, present, kind)
         fresh.difference_update(members)
         if not fresh:
             return 0
         members.update(fresh)
-        by_kind: dict[str, BitMap64] = {}
-        for position, kind in special:
-            by_kind.setdefault(kind, BitMap64()).add(mobiles[position])
         unassigned = fresh.copy()
         for kind, kind_mobiles in by_kind.items():
             new = kind_mobiles.intersection(unassigned)
@@ -258,6 +273,35 @@ class BlockIndex:
         return total
 
     # -- internals --------------------------------------------------------
+
+    def _upgrade(self, group: _Group, present: BitMap64, kind: str) -> int:
+        """Raise to kind the mobiles of present (all members of group) whose kind
+        ranks lower; returns how many changed."""
+        rank = kind_rank(kind)
+        raised = BitMap64()
+        plain = present.copy()  # those in no per-kind bitmap: DEFAULT_KIND
+        for other, groups in self._special.items():
+            bitmap = groups.get(group)
+            if bitmap is None:
+                continue
+            hit = bitmap.intersection(present)
+            if not hit:
+                continue
+            plain.difference_update(hit)
+            if kind_rank(other) < rank:
+                bitmap.difference_update(hit)
+                if not bitmap:
+                    del groups[group]
+                self._counts[other] -= len(hit)
+                raised.update(hit)
+        if plain and kind_rank(DEFAULT_KIND) < rank:
+            self._counts[DEFAULT_KIND] -= len(plain)
+            raised.update(plain)
+        if raised:
+            if kind != DEFAULT_KIND:
+                self._special_bitmap(kind, group, create=True).update(raised)
+            self._counts[kind] = self._counts.get(kind, 0) + len(raised)
+        return len(raised)
 
     def _all_bitmaps(self) -> list[BitMap64]:
         specials = [bm for groups in self._special.values() for bm in groups.values()]

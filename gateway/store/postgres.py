@@ -19,18 +19,20 @@ import asyncpg
 from gateway.store import schema
 from gateway.store.base import KINDS, AuditEvent, Block, BlockChange, BlockKey
 from gateway.store.postgres_outbox import PgOutbox
-from gateway.store.postgres_pool import LOCK_EVENTS
 
 _EVENTS_SELECT = f"SELECT id, {', '.join(schema.EVENT_COLUMNS)} FROM events"
 _BLOCKS_SELECT = f"SELECT {', '.join(schema.BLOCK_COLUMNS)} FROM blocks"
-_EVENT_INSERT = (
-    f"INSERT INTO events ({', '.join(schema.EVENT_COLUMNS)}) VALUES "
-    f"({', '.join(f'${i}' for i in range(1, len(schema.EVENT_COLUMNS) + 1))}) RETURNING id"
-)
 _BLOCK_INSERT = (
     f"INSERT INTO blocks ({', '.join(schema.BLOCK_COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6) "
-    "ON CONFLICT DO NOTHING"
+    f"{schema.BLOCK_UPSERT}"
 )
+# import: raise the kind of present keys to the highest-ranked kind imported for them
+_IMPORT_UPGRADE = f"""UPDATE blocks SET kind = i.kind, source = i.source
+FROM (SELECT DISTINCT ON (number, counterpart, scope) number, counterpart, scope, kind, source
+      FROM import_blocks WHERE kind <> 'optout'
+      ORDER BY number, counterpart, scope, {schema.kind_rank_sql('kind')} DESC) i
+WHERE (blocks.number, blocks.counterpart, blocks.scope) = (i.number, i.counterpart, i.scope)
+    AND {schema.kind_rank_sql('i.kind')} > {schema.kind_rank_sql('blocks.kind')}"""
 _BULK_TIMEOUT = 3600.0  # import statements: minutes for millions of rows, not command_timeout
 _KEY_WHERE = "number = $1 AND counterpart = $2 AND scope = $3"
 
@@ -40,6 +42,7 @@ async def _apply(conn: Any, change: BlockChange) -> tuple[bool, bool, str]:
     block = change.block
     key = schema.key_row(block.key)
     if change.action == "add":
+        # "INSERT 0 1": inserted, or its kind raised
         if await conn.execute(_BLOCK_INSERT, *schema.block_row(block)) == "INSERT 0 1":
             return True, True, block.kind
     else:
@@ -108,6 +111,7 @@ class PostgresStore(PgOutbox):
                 timeout=_BULK_TIMEOUT,
             )
             inserted = int(status.rsplit(" ", 1)[-1])
+            await conn.execute(_IMPORT_UPGRADE, timeout=_BULK_TIMEOUT)
             event = schema.operator_event("admin_import", time.time(), text=str(inserted))
             await self._insert_event(conn, event)
         return inserted
@@ -121,12 +125,6 @@ class PostgresStore(PgOutbox):
         return changed
 
     # -- events -------------------------------------------------------------
-
-    async def _insert_event(self, conn: Any, event: AuditEvent) -> int:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_EVENTS)
-        event_id = int(await conn.fetchval(_EVENT_INSERT, *schema.event_row(event)))
-        await conn.execute("SELECT pg_notify($1, $2)", self.channel, str(event_id))
-        return event_id
 
     async def record(
         self, event: AuditEvent, change: BlockChange | None = None

@@ -8,17 +8,35 @@ theirs until done/retry/release or the lease runs out.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from gateway.store import schema
-from gateway.store.base import BlockGroup, OutboxItem
-from gateway.store.postgres_pool import PgConnection
+from gateway.store.base import AuditEvent, BlockGroup, OutboxItem
+from gateway.store.postgres_pool import LOCK_EVENTS, PgConnection
 
+_EVENT_INSERT = (
+    f"INSERT INTO events ({', '.join(schema.EVENT_COLUMNS)}) VALUES "
+    f"({', '.join(f'${i}' for i in range(1, len(schema.EVENT_COLUMNS) + 1))}) RETURNING id"
+)
+
+
+def _nothing_earlier(now: str, owner: str) -> str:
+    """Per-account order: no earlier row of the account waiting for a retry or
+    leased to another owner (owner '' in outbox_accounts: any live lease)."""
+    return (
+        "NOT EXISTS (SELECT 1 FROM outbox o2 WHERE o2.account = outbox.account "
+        f"AND o2.id < outbox.id AND (o2.next_attempt_at > {now} "
+        f"OR (o2.locked_until > {now} AND o2.locked_by <> {owner})))"
+    )
+
+
+_DUE_IN_ORDER = _nothing_earlier("$1", "''")
 _CLAIM = f"""UPDATE outbox SET locked_by = $2, locked_until = $3 + $4
 WHERE id IN (
     SELECT id FROM outbox
     WHERE account = $1 AND next_attempt_at <= $3 AND locked_until <= $3
+        AND {_nothing_earlier('$3', '$2')}
     ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)
 RETURNING {schema.OUTBOX_COLUMNS}"""
 _GROUPS = """SELECT scope, counterpart, kind, string_agg(number, ',')
@@ -67,13 +85,29 @@ class PgOutbox(PgConnection):
             "UPDATE outbox SET locked_by = '', locked_until = 0 WHERE locked_by = $1", owner
         )
 
-    async def outbox_expire(self, now: float) -> list[OutboxItem]:
-        rows = await self._fetch(
+    async def _insert_event(self, conn: Any, event: AuditEvent) -> int:
+        """Append event inside conn's transaction: ids commit in id order, then NOTIFY."""
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_EVENTS)
+        event_id = int(await conn.fetchval(_EVENT_INSERT, *schema.event_row(event)))
+        await conn.execute("SELECT pg_notify($1, $2)", self.channel, str(event_id))
+        return event_id
+
+    async def outbox_expire(
+        self, now: float, event_for: Callable[[OutboxItem], AuditEvent] | None = None
+    ) -> list[OutboxItem]:
+        sql = (
             "DELETE FROM outbox WHERE expires_at <= $1 AND locked_until <= $1 "
-            f"RETURNING {schema.OUTBOX_COLUMNS}",
-            now,
+            f"RETURNING {schema.OUTBOX_COLUMNS}"
         )
-        return sorted((schema.outbox_item(r) for r in rows), key=lambda item: item.id)
+        if event_for is None:
+            rows = await self._fetch(sql, now)
+            return sorted((schema.outbox_item(r) for r in rows), key=lambda item: item.id)
+        async with self._guard(), self._require_pool().acquire() as conn, conn.transaction():
+            rows = await conn.fetch(sql, now)
+            items = sorted((schema.outbox_item(r) for r in rows), key=lambda item: item.id)
+            for item in items:
+                await self._insert_event(conn, event_for(item))
+        return items
 
     async def outbox_counts(self) -> dict[str, int]:
         rows = await self._fetch("SELECT account, count(*) FROM outbox GROUP BY account")
@@ -82,7 +116,7 @@ class PgOutbox(PgConnection):
     async def outbox_accounts(self, now: float) -> list[str]:
         rows = await self._fetch(
             "SELECT DISTINCT account FROM outbox WHERE next_attempt_at <= $1 "
-            "AND locked_until <= $1 ORDER BY account",
+            f"AND locked_until <= $1 AND {_DUE_IN_ORDER} ORDER BY account",
             now,
         )
         return [str(r[0]) for r in rows]

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from gateway.errors import StoreError
-from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey, OutboxItem
+from gateway.store.base import KIND_RANK, AuditEvent, Block, BlockChange, BlockKey, OutboxItem
 
 EVENT_COLUMNS: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(AuditEvent) if f.name != "id"
@@ -92,6 +92,20 @@ BEGIN RAISE EXCEPTION 'events are append-only'; END $$""",
 )
 
 OUTBOX_COLUMNS = "id, account, raw, enqueued_at, expires_at, attempts"
+
+
+def kind_rank_sql(expr: str) -> str:
+    """SQL for base.kind_rank(expr): admin 3 > carrier 2 > optout 1 > other 0."""
+    whens = " ".join(f"WHEN '{kind}' THEN {rank}" for kind, rank in KIND_RANK.items())
+    return f"(CASE {expr} {whens} ELSE 0 END)"
+
+
+# An add over an existing key raises its kind (and source) when the new kind ranks
+# higher; created_at is kept. Same text on SQLite and PostgreSQL.
+BLOCK_UPSERT = (
+    "ON CONFLICT (number, counterpart, scope) DO UPDATE SET kind = excluded.kind, "
+    f"source = excluded.source WHERE {kind_rank_sql('excluded.kind')} > {kind_rank_sql('blocks.kind')}"
+)
 
 
 def check_version(found: int, known: int) -> None:

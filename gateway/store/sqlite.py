@@ -17,14 +17,11 @@ from typing import Any
 from gateway.store import schema
 from gateway.store.base import KINDS, AuditEvent, Block, BlockChange, BlockKey
 from gateway.store.sqlite_conn import in_transaction
+from gateway.store.sqlite_outbox import EVENT_INSERT as _EVENT_INSERT
 from gateway.store.sqlite_outbox import SqliteOutbox
 
 _EVENTS_SELECT = f"SELECT id, {', '.join(schema.EVENT_COLUMNS)} FROM events"
 _BLOCKS_SELECT = f"SELECT {', '.join(schema.BLOCK_COLUMNS)} FROM blocks"
-_EVENT_INSERT = (
-    f"INSERT INTO events ({', '.join(schema.EVENT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(schema.EVENT_COLUMNS))})"
-)
 _BLOCK_INSERT = f"INSERT INTO blocks ({', '.join(schema.BLOCK_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)"
 _KEY_WHERE = "number = ? AND counterpart = ? AND scope = ?"
 
@@ -34,8 +31,8 @@ def _apply(conn: sqlite3.Connection, change: BlockChange) -> tuple[bool, bool, s
     block = change.block
     key = schema.key_row(block.key)
     if change.action == "add":
-        cursor = conn.execute(_BLOCK_INSERT + " ON CONFLICT DO NOTHING", schema.block_row(block))
-        if cursor.rowcount == 1:
+        cursor = conn.execute(f"{_BLOCK_INSERT} {schema.BLOCK_UPSERT}", schema.block_row(block))
+        if cursor.rowcount == 1:  # inserted, or its kind raised
             return True, True, block.kind
     else:
         kinds = schema.lift_tuple(change.lift_kinds)
@@ -63,13 +60,25 @@ def _record(
     return in_transaction(conn, work)
 
 
+_KIND_UPGRADE = (
+    f"UPDATE blocks SET kind = ?, source = ? WHERE {_KEY_WHERE} "
+    f"AND {schema.kind_rank_sql('?')} > {schema.kind_rank_sql('kind')}"
+)
+
+
 def _import(conn: sqlite3.Connection, blocks: Iterable[Block], at: float) -> int:
     def work() -> int:
+        rows = [schema.block_row(b) for b in blocks]
         before = conn.total_changes
-        conn.executemany(
-            _BLOCK_INSERT + " ON CONFLICT DO NOTHING", (schema.block_row(b) for b in blocks)
-        )
+        conn.executemany(_BLOCK_INSERT + " ON CONFLICT DO NOTHING", rows)
         inserted = conn.total_changes - before
+        # then raise the kind of keys that were present (or repeated) where a row ranks higher;
+        # "optout" ranks lowest and never raises anything, so the common import costs nothing here
+        conn.executemany(
+            _KIND_UPGRADE,
+            ((kind, source, number, counterpart, scope, kind)
+             for number, counterpart, scope, kind, source, _ in rows if kind != "optout"),
+        )
         event = schema.operator_event("admin_import", at, text=str(inserted))
         conn.execute(_EVENT_INSERT, schema.event_row(event))
         return inserted

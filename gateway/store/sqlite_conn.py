@@ -8,6 +8,7 @@ operation succeeds again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,18 +45,40 @@ def _migrate(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """End a failed transaction, if SQLite has not already ended it; never hides the error."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 def in_transaction(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
+    """work() in one write transaction (BEGIN IMMEDIATE), committed on return.
+
+    Whatever fails, work or COMMIT (a deferred constraint, SQLITE_BUSY, a full
+    disk), the transaction is rolled back so the connection can begin again.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = work()
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        _rollback(conn)
         raise
-    conn.execute("COMMIT")
+    return result
+
+
+def read_snapshot(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
+    """work() in one read transaction: all its statements see one snapshot."""
+    conn.execute("BEGIN")
+    try:
+        result = work()
+    finally:
+        _rollback(conn)  # nothing to keep: ends the read transaction
     return result
 
 

@@ -7,13 +7,24 @@ sharing the file, so a claim's select-then-lease is atomic.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from gateway.store import schema
-from gateway.store.base import BlockGroup, OutboxItem
-from gateway.store.sqlite_conn import SqliteConnection, in_transaction
+from gateway.store.base import AuditEvent, BlockGroup, OutboxItem
+from gateway.store.sqlite_conn import SqliteConnection, in_transaction, read_snapshot
 
 GROUP_ROWS = 1 << 18  # blocks per grouped chunk
+EVENT_INSERT = (
+    f"INSERT INTO events ({', '.join(schema.EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(schema.EVENT_COLUMNS))})"
+)
+# per-account order: no row while an earlier one of its account waits for a retry or is
+# leased to another owner (:owner '' in outbox_accounts: any live lease holds rows back)
+_NOTHING_EARLIER = (
+    "NOT EXISTS (SELECT 1 FROM outbox o2 WHERE o2.account = outbox.account "
+    "AND o2.id < outbox.id AND (o2.next_attempt_at > :now "
+    "OR (o2.locked_until > :now AND o2.locked_by <> :owner)))"
+)
 
 
 def _claim(
@@ -21,31 +32,44 @@ def _claim(
 ) -> list[OutboxItem]:
     def work() -> list[OutboxItem]:
         rows = conn.execute(
-            f"UPDATE outbox SET locked_by = ?, locked_until = ? WHERE id IN ("
-            "SELECT id FROM outbox WHERE account = ? AND next_attempt_at <= ? "
-            f"AND locked_until <= ? ORDER BY id LIMIT ?) RETURNING {schema.OUTBOX_COLUMNS}",
-            (owner, now + lease, account, now, now, limit),
+            "UPDATE outbox SET locked_by = :owner, locked_until = :until WHERE id IN ("
+            "SELECT id FROM outbox WHERE account = :account AND next_attempt_at <= :now "
+            f"AND locked_until <= :now AND {_NOTHING_EARLIER} ORDER BY id LIMIT :limit) "
+            f"RETURNING {schema.OUTBOX_COLUMNS}",
+            {"owner": owner, "until": now + lease, "account": account, "now": now, "limit": limit},
         ).fetchall()
         return sorted((schema.outbox_item(r) for r in rows), key=lambda item: item.id)
 
     return in_transaction(conn, work)
 
 
-def _expire(conn: sqlite3.Connection, now: float) -> list[OutboxItem]:
+def _expire(
+    conn: sqlite3.Connection, now: float, event_for: Callable[[OutboxItem], AuditEvent] | None
+) -> list[OutboxItem]:
     def work() -> list[OutboxItem]:
         rows = conn.execute(
             "DELETE FROM outbox WHERE expires_at <= ? AND locked_until <= ? "
             f"RETURNING {schema.OUTBOX_COLUMNS}",
             (now, now),
         ).fetchall()
-        return sorted((schema.outbox_item(r) for r in rows), key=lambda item: item.id)
+        items = sorted((schema.outbox_item(r) for r in rows), key=lambda item: item.id)
+        if event_for is not None:
+            conn.executemany(EVENT_INSERT, [schema.event_row(event_for(item)) for item in items])
+        return items
 
     return in_transaction(conn, work)
 
 
 def _groups(conn: sqlite3.Connection, after: tuple[str, str, str]) -> list[tuple[str, ...]]:
     """One chunk, keyset-paginated on the primary key: the group rows (with
-    comma-joined digits), then a last row holding the chunk's last key."""
+    comma-joined digits), then a last row holding the chunk's last key.
+
+    Both statements read one snapshot (one read transaction): a block inserted
+    in between cannot shift the LIMIT window and drop the chunk's last keys."""
+    return read_snapshot(conn, lambda: _group_rows(conn, after))
+
+
+def _group_rows(conn: sqlite3.Connection, after: tuple[str, str, str]) -> list[tuple[str, ...]]:
     chunk = (
         "SELECT number, counterpart, scope, kind FROM blocks "
         "WHERE (number, counterpart, scope) > (?, ?, ?) "
@@ -111,18 +135,22 @@ class SqliteOutbox(SqliteConnection):
             "UPDATE outbox SET locked_by = '', locked_until = 0 WHERE locked_by = ?", (owner,)
         )
 
-    async def outbox_expire(self, now: float) -> list[OutboxItem]:
-        return await self._run(lambda c: _expire(c, now))
+    async def outbox_expire(
+        self, now: float, event_for: Callable[[OutboxItem], AuditEvent] | None = None
+    ) -> list[OutboxItem]:
+        return await self._run(lambda c: _expire(c, now, event_for))
 
     async def outbox_counts(self) -> dict[str, int]:
         rows = await self._query("SELECT account, count(*) FROM outbox GROUP BY account")
         return {str(a): int(n) for a, n in rows}
 
     async def outbox_accounts(self, now: float) -> list[str]:
-        rows = await self._query(
-            "SELECT DISTINCT account FROM outbox WHERE next_attempt_at <= ? "
-            "AND locked_until <= ? ORDER BY account",
-            (now, now),
+        rows = await self._run(
+            lambda c: c.execute(
+                "SELECT DISTINCT account FROM outbox WHERE next_attempt_at <= :now "
+                f"AND locked_until <= :now AND {_NOTHING_EARLIER} ORDER BY account",
+                {"now": now, "owner": ""},
+            ).fetchall()
         )
         return [str(r[0]) for r in rows]
 

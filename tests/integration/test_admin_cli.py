@@ -233,3 +233,44 @@ async def test_import_export_events_through_api(store: Store) -> None:
     await admin.events_export(store, 0.0, 1e12, "jsonl", events, err=io.StringIO())
     ops = [json.loads(line)["op"] for line in events.getvalue().splitlines()]
     assert ops == ["admin_import"]
+
+
+async def test_admin_add_over_optout_makes_it_admin(store: Store) -> None:
+    key = BlockKey(MOBILE, BUSINESS, "number")
+    stop = AuditEvent(at=1.0, op="stop", source="keyword")
+    await store.record(stop, BlockChange("add", Block(key, "optout", "keyword", 1.0)))
+    out = io.StringIO()
+    await admin.blocks_add(store, MOBILE, counterpart=BUSINESS, out=out)
+    assert "kind admin" in out.getvalue()
+    block = await store.get_block(key)
+    assert block is not None and (block.kind, block.source) == ("admin", "operator")
+    start = AuditEvent(at=2.0, op="start", source="keyword")
+    _, lifted = await store.record(start, BlockChange("remove", Block(key, "optout", "keyword", 2.0),
+                                                      lift_kinds=("optout", "carrier")))
+    assert not lifted and await store.get_block(key) == block
+    out = io.StringIO()
+    await admin.blocks_add(store, MOBILE, counterpart=BUSINESS, kind="carrier", out=out)
+    assert "already blocked" in out.getvalue() and "kind admin: unchanged" in out.getvalue()
+
+
+async def test_short_code_counterpart_add_remove_and_round_trip(store: Store) -> None:
+    key = BlockKey(MOBILE, "12345", "number")  # a STOP sent to short code 12345, as the gateway keys it
+    stop = AuditEvent(at=1.0, op="stop", source="keyword")
+    await store.record(stop, BlockChange("add", Block(key, "optout", "keyword", 1.0)))
+    exported = io.StringIO()
+    await admin.blocks_export(store, exported, err=io.StringIO())
+    assert _csv(exported.getvalue())[0]["counterpart"] == "12345"
+    out = io.StringIO()
+    await admin.blocks_remove(store, MOBILE, counterpart="12345", out=out)
+    assert out.getvalue().startswith("lifted") and await store.get_block(key) is None
+    err = io.StringIO()
+    code, report = await admin.blocks_import(store, io.StringIO(exported.getvalue()),
+                                             RowDefaults("number"), "US", err=err)
+    assert (code, report.invalid, report.inserted) == (0, 0, 1), err.getvalue()
+    block = await store.get_block(key)
+    assert block is not None and block.kind == "optout"
+    await admin.blocks_add(store, "+14155550124", counterpart="123", out=io.StringIO())
+    assert (await store.get_block(BlockKey("+14155550124", "123", "number"))) is not None
+    for bad in ("12", "12a45", "+12345"):  # not a short code, not E.164
+        with pytest.raises(admin.InputError):
+            await admin.blocks_add(store, MOBILE, counterpart=bad, out=io.StringIO())

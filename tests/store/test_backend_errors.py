@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError, StoreError
-from gateway.store import mask_url, open_store
+from gateway.store import event_channel, mask_url, open_store
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 
@@ -67,10 +67,39 @@ def test_open_store_rejects_without_echoing_password(url: str) -> None:
 def test_mask_url() -> None:
     assert mask_url("postgresql://gw:s3cret@db:5432/gw") == "postgresql://gw:***@db:5432/gw"
     assert mask_url("postgresql://gw@db/gw") == "postgresql://gw@db/gw"
+    assert mask_url("sqlite:///gateway.db") == "sqlite:///gateway.db"
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://u:pa:ss@h/db", "postgresql://u:***@h/db"),  # split on the first ':'
+        ("postgresql://u:a:b:c@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql://u:p@ss@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u@h/db?sslmode=require&password=s3cret",
+         "postgresql://u@h/db?sslmode=require&password=***"),
+        ("postgresql://u:x@h/db?sslpassword=s3cret&PASSWORD=s3cret&application_name=gw",
+         "postgresql://u:***@h/db?sslpassword=***&PASSWORD=***&application_name=gw"),
+        ("postgresql://h/db?passwordless=1", "postgresql://h/db?passwordless=1"),
+    ],
+)
+def test_mask_url_hides_every_password(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+    for secret in ("pa:ss", ":b:c", "s3cret", "ss@"):
+        assert secret not in mask_url(url)
+
+
+def test_event_channel_is_bounded() -> None:
+    assert event_channel(None) == "gateway_events"
+    long = "tenant_" + "x" * 56
+    channel = event_channel(long)
+    assert channel.startswith("gateway_events_") and len(channel) == len("gateway_events_") + 16
+    assert channel == event_channel(long) != event_channel(long[:-1])
 
 
 def test_open_store_schema_query_parameter() -> None:
     store = open_store("postgresql://u:p@db:5432/gw?schema=tenant_a&sslmode=disable")
     assert isinstance(store, PostgresStore)
-    assert store._schema == "tenant_a" and store.channel == "gateway_events.tenant_a"
+    assert store._schema == "tenant_a" and store.channel == event_channel("tenant_a")
+    assert len(store.channel.encode()) <= 63
     assert store._dsn == "postgresql://u:p@db:5432/gw?sslmode=disable"

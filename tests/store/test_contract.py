@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 import time
 
 import pytest
 
 from gateway.errors import StoreError
+from gateway.store import open_store
 from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey, Store
 from gateway.store.index import BlockIndex
 from gateway.store.postgres import PostgresStore
+from gateway.store.sqlite import SqliteStore
+from tests.pg import drop_schema
 from tests.store.conftest import Backend
 
 MOBILE = "+14155550100"
@@ -57,6 +61,107 @@ async def test_add_duplicate_is_unchanged_and_keeps_kind(store: Store) -> None:
     assert (await store.get_block(key())) == block(kind="carrier", source="carrier")
     (second,) = await store.events_after(event_id - 1)
     assert (second.block_state, second.kind) == ("blocked", "carrier")
+
+
+async def test_add_raises_kind_by_precedence(store: Store) -> None:
+    first_id, changed = await store.record(event(), add(block()))
+    assert changed
+    for kind, source in (("carrier", "carrier"), ("admin", "operator")):
+        event_id, changed = await store.record(event("admin_add"), add(block(kind=kind, source=source)))
+        assert changed
+        assert await store.get_block(key()) == block(kind=kind, source=source)  # created_at kept
+        (raised,) = await store.events_after(event_id - 1)
+        assert (raised.block_state, raised.kind) == ("blocked", kind)
+    for lower in ("carrier", "optout", "admin"):
+        event_id, changed = await store.record(event(), add(block(kind=lower)))
+        assert not changed
+        (kept,) = await store.events_after(event_id - 1)
+        assert (kept.block_state, kept.kind) == ("blocked", "admin")
+    assert await store.get_block(key()) == block(kind="admin", source="operator")
+    assert await store.count_blocks() == {"optout": 0, "carrier": 0, "admin": 1}
+    _, lifted = await store.record(event("start"), remove(block()))  # START: optout, carrier
+    assert not lifted and await store.get_block(key()) == block(kind="admin", source="operator")
+    replayed = BlockIndex()
+    for e in await store.events_after(first_id - 1):
+        replayed.apply_event(e)
+    assert replayed.kind_of(key()) == "admin"
+    assert replayed.counts_by_kind() == {"optout": 0, "carrier": 0, "admin": 1}
+
+
+async def test_import_keeps_present_keys_but_raises_their_kind(store: Store) -> None:
+    carrier = key("+14155550101")
+    await store.record(event(), add(block()))
+    await store.record(event(), add(block(carrier, "carrier", "carrier")))
+    fresh = key("+14155550102")
+    rows = [
+        block(kind="admin", source="import"),  # optout -> admin
+        block(carrier, "optout", "import"),  # carrier stays
+        block(fresh, "carrier", "import"), block(fresh, "optout", "import"),
+        block(fresh, "admin", "import"), block(fresh, "carrier", "import"),  # repeated: admin wins
+    ]
+    assert await store.import_blocks(rows) == 1  # upgrades are not counted as inserted
+    assert await store.get_block(key()) == block(kind="admin", source="import")
+    assert await store.get_block(carrier) == block(carrier, "carrier", "carrier")
+    assert (await store.get_block(fresh) or block()).kind == "admin"
+    assert await store.count_blocks() == {"optout": 0, "carrier": 1, "admin": 2}
+    loaded = BlockIndex()
+    await loaded.load_store(store)
+    assert loaded.counts_by_kind() == {"optout": 0, "carrier": 1, "admin": 2}
+
+
+async def test_long_schema_name_records_and_notifies(backend: Backend) -> None:
+    if backend.name != "postgres":
+        pytest.skip("NOTIFY channels are PostgreSQL only")
+    schema = f"{backend.location}_".ljust(60, "x")
+    assert len(schema) == 60
+    store = open_store(f"{backend.dsn}{'&' if '?' in backend.dsn else '?'}schema={schema}")
+    backend.opened.append(store)
+    try:
+        await store.open()
+        assert isinstance(store, PostgresStore) and len(store.channel) <= 63
+        got: asyncio.Queue[int] = asyncio.Queue()
+        stop = await store.listen(got.put_nowait)
+        try:
+            event_id, changed = await store.record(event(), add(block()))
+            assert changed
+            async with asyncio.timeout(5):
+                assert await got.get() == event_id
+        finally:
+            await stop()
+    finally:
+        await store.close()
+        await drop_schema(backend.dsn, schema)
+
+
+async def test_sqlite_group_chunk_reads_one_snapshot(
+    backend: Backend, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not isinstance(store, SqliteStore):
+        pytest.skip("PostgreSQL reads the whole load in one repeatable-read transaction")
+    monkeypatch.setattr("gateway.store.sqlite_outbox.GROUP_ROWS", 3)
+    numbers = ["+14155550100", "+14155550102", "+14155550104", "+14155550106"]
+    await store.import_blocks([block(key(n)) for n in numbers])
+    inserted: list[str] = []
+
+    def between_statements(sql: str) -> None:  # a writer slips in before the chunk's second read
+        if "group_concat" in sql and not inserted:
+            inserted.append("+14155550101")
+            other = sqlite3.connect(backend.location, isolation_level=None)
+            try:
+                other.execute(
+                    "INSERT INTO blocks VALUES (?, ?, 'number', 'optout', 'keyword', 0)",
+                    (inserted[0], LONG_CODE),
+                )
+            finally:
+                other.close()
+
+    await store._run(lambda c: c.set_trace_callback(between_statements))
+    try:
+        loaded = [m for page in [p async for p in store.block_groups()] for g in page for m in g[3]]
+    finally:
+        await store._run(lambda c: c.set_trace_callback(None))
+    assert inserted
+    assert sorted(loaded) == [int(n[1:]) for n in numbers]  # none lost to a shifted window
 
 
 async def test_remove_does_not_lift_admin_unless_allowed(store: Store) -> None:

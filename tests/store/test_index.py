@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.store.base import Block, BlockKey
+from gateway.store.base import AuditEvent, Block, BlockKey
 from gateway.store.index import BlockIndex, mobile_int
 
+RANK = {"optout": 1, "carrier": 2, "admin": 3}
 MOBILES = ["+14155550100", "+14155550101", "+447700900123", "+1"]
 NUMBERS = ["+18005550100", "+14155550199"]
 ACCOUNTS = ["acme", "beta"]
@@ -29,11 +30,12 @@ def test_scopes() -> None:
     assert index.memory_bytes() > 0
 
 
-def test_add_keeps_first_kind_and_remove_respects_lift_kinds() -> None:
+def test_add_keeps_higher_kind_and_remove_respects_lift_kinds() -> None:
     index = BlockIndex()
     key = BlockKey("+14155550100", "+18005550100", "number")
     assert index.add(key, "admin")
     assert not index.add(key, "optout")
+    assert not index.add(key, "carrier")
     assert index.kind_of(key) == "admin"
     assert not index.remove(key, ("optout", "carrier"))
     assert key in index
@@ -41,6 +43,41 @@ def test_add_keeps_first_kind_and_remove_respects_lift_kinds() -> None:
     assert index.kind_of(key) is None
     assert not index.remove(key)
     assert len(index) == 0 and index.counts_by_kind()["admin"] == 0
+
+
+def test_add_raises_kind_by_precedence() -> None:
+    index = BlockIndex()
+    key = BlockKey("+14155550100", "+18005550100", "number")
+    neighbour = BlockKey("+14155550101", "+18005550100", "number")
+    assert index.add(key) and index.add(neighbour, "carrier")
+    assert not index.add(key, "optout")
+    assert index.add(key, "carrier") and index.kind_of(key) == "carrier"
+    assert index.counts_by_kind() == {"optout": 0, "carrier": 2, "admin": 0}
+    assert index.add(key, "admin") and index.kind_of(key) == "admin"
+    assert index.counts_by_kind() == {"optout": 0, "carrier": 1, "admin": 1}
+    assert not index.remove(key, ("optout", "carrier"))  # START no longer lifts it
+    assert index.kind_of(neighbour) == "carrier" and len(index) == 2
+
+
+def test_replayed_events_raise_kind() -> None:
+    index = BlockIndex()
+    key = BlockKey("+14155550100", "+18005550100", "number")
+    for kind in ("optout", "admin", "carrier"):
+        index.apply_event(AuditEvent(at=0, op="x", number=key.number, counterpart=key.counterpart,
+                                     scope="number", kind=kind, block_state="blocked"))
+    assert index.kind_of(key) == "admin"
+    assert index.counts_by_kind() == {"optout": 0, "carrier": 0, "admin": 1}
+
+
+def test_load_groups_raises_kind_of_present_mobiles() -> None:
+    index = BlockIndex()
+    group = ("number", "+18005550100")
+    assert index.load_groups([(*group, "optout", [14155550100, 14155550101]),
+                              (*group, "admin", [14155550101, 14155550102]),
+                              (*group, "carrier", [14155550100, 14155550101])]) == 3
+    kinds = [index.kind_of(BlockKey(f"+1415555010{i}", group[1], "number")) for i in range(3)]
+    assert kinds == ["carrier", "admin", "admin"]
+    assert index.counts_by_kind() == {"optout": 0, "carrier": 1, "admin": 2}
 
 
 def test_bad_numbers_and_scopes() -> None:
@@ -95,8 +132,10 @@ def test_matches_dict_model(operations: list[tuple[bool, BlockKey, str, set[str]
     index, model = BlockIndex(), dict[BlockKey, str]()
     for is_add, key, kind, lift in operations:
         if is_add:
-            assert index.add(key, kind) == (key not in model)
-            model.setdefault(key, kind)
+            raises = key not in model or RANK[kind] > RANK[model[key]]
+            assert index.add(key, kind) == raises
+            if raises:
+                model[key] = kind
         else:
             lifted = key in model and model[key] in lift
             assert index.remove(key, lift) == lifted
@@ -114,12 +153,13 @@ def test_load_equals_adds(first: list[tuple[BlockKey, str]], second: list[tuple[
         loaded.load(Block(k, kind, "import", 0.0) for k, kind in batch)
         for k, kind in batch:
             added.add(k, kind)
-            model.setdefault(k, kind)
+            if k not in model or RANK[kind] > RANK[model[k]]:
+                model[k] = kind
     _check(loaded, model)
     _check(added, model)
 
 
-def test_load_in_chunks_keeps_first_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_in_chunks_keeps_highest_kind(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("gateway.store.index._LOAD_CHUNK", 2)
     entries = [
         (BlockKey("+14155550100", "", "global"), "optout"),
@@ -130,5 +170,6 @@ def test_load_in_chunks_keeps_first_kind(monkeypatch: pytest.MonkeyPatch) -> Non
     ]
     index = BlockIndex()
     assert index.load(Block(k, kind, "import", 0.0) for k, kind in entries) == 3
-    assert index.counts_by_kind() == {"optout": 1, "carrier": 1, "admin": 1}
-    assert index.kind_of(entries[3][0]) == "carrier"
+    assert index.counts_by_kind() == {"optout": 0, "carrier": 1, "admin": 2}
+    assert index.kind_of(entries[0][0]) == "carrier"
+    assert index.kind_of(entries[3][0]) == "admin"

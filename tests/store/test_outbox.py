@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.store.base import Store
+from gateway.store.base import AuditEvent, OutboxItem, Store
 from gateway.store.postgres import PostgresStore
 from tests.store.conftest import Backend
 
@@ -35,7 +35,8 @@ async def test_claim_limit_and_not_before_enqueue(store: Store) -> None:
     ids = await put(store, "acme", 5)
     assert await store.outbox_claim("acme", "gw1", NOW - 1, lease=30) == []
     assert [i.id for i in await store.outbox_claim("acme", "gw1", NOW, 30, limit=2)] == ids[:2]
-    assert [i.id for i in await store.outbox_claim("acme", "gw2", NOW, 30, limit=2)] == ids[2:4]
+    assert await store.outbox_claim("acme", "gw2", NOW, 30, limit=2) == []  # behind gw1's leases
+    assert [i.id for i in await store.outbox_claim("acme", "gw1", NOW, 30, limit=2)] == ids[2:4]
 
 
 async def test_lease_is_exclusive_until_it_expires(store: Store) -> None:
@@ -69,12 +70,16 @@ async def test_done_deletes(store: Store) -> None:
 
 
 async def test_release_frees_only_the_owners_leases(store: Store) -> None:
-    a, _ = await put(store, "acme", 2)
+    a, b = await put(store, "acme", 2)
+    (c,) = await put(store, "beta", 1)
     await store.outbox_claim("acme", "gw1", NOW, lease=30, limit=1)
-    await store.outbox_claim("acme", "gw2", NOW, lease=30, limit=1)
+    await store.outbox_claim("beta", "gw2", NOW, lease=30)
     await store.outbox_release("gw1")
-    (item,) = await store.outbox_claim("acme", "gw3", NOW, lease=30)
-    assert (item.id, item.attempts) == (a, 0)
+    assert [(i.id, i.attempts) for i in await store.outbox_claim("acme", "gw3", NOW, lease=30)] == [
+        (a, 0), (b, 0)]
+    assert await store.outbox_claim("beta", "gw3", NOW, lease=30) == []
+    await store.outbox_release("gw2")
+    assert [i.id for i in await store.outbox_claim("beta", "gw3", NOW, lease=30)] == [c]
 
 
 async def test_expire_returns_and_deletes_unleased_rows(store: Store) -> None:
@@ -100,11 +105,16 @@ async def test_outbox_survives_reopen(backend: Backend, store: Store) -> None:
 
 
 async def _drain(store: PostgresStore, owner: str) -> list[int]:
+    """Claim and deliver until the queue is empty. Per-account order holds a claim back
+    while another owner's lease is live, so an empty claim waits instead of stopping."""
     claimed: list[int] = []
-    while items := await store.outbox_claim("acme", owner, NOW, lease=600, limit=7):
+    while await store.outbox_counts():
+        items = await store.outbox_claim("acme", owner, NOW, lease=600, limit=7)
         claimed.extend(i.id for i in items)
-        await store.outbox_done([i.id for i in items[::2]])  # some delivered, some left leased
-        await asyncio.sleep(0)
+        await store.outbox_done([i.id for i in items[::2]])  # delivered in two steps:
+        await asyncio.sleep(0)  # the rest stays leased a while
+        await store.outbox_done([i.id for i in items[1::2]])
+        await asyncio.sleep(0 if items else 0.001)
     return claimed
 
 
@@ -125,6 +135,61 @@ async def test_two_pools_claim_each_row_exactly_once(backend: Backend) -> None:
     assert len(claimed) == len(set(claimed)) == 1000
     assert sum(map(len, results[:3])) and sum(map(len, results[3:]))  # both pools took part
     assert await first.outbox_accounts(NOW) == []
+
+
+async def test_claim_keeps_account_order_behind_retries_and_leases(store: Store) -> None:
+    ids = await put(store, "acme", 3)
+    (other,) = await put(store, "beta", 1)
+    items = await store.outbox_claim("acme", "gwA", NOW, lease=60)
+    for item in items:  # row 1 failed: the rest waits behind it
+        await store.outbox_retry(item.id, NOW + 10)
+    (late,) = await put(store, "acme", 1, now=NOW)
+    assert await store.outbox_claim("acme", "gwA", NOW + 1, lease=60) == []
+    assert await store.outbox_accounts(NOW + 1) == ["beta"]
+    assert [i.id for i in await store.outbox_claim("beta", "gwA", NOW + 1, lease=60)] == [other]
+    # due again: all four in order; while gwA holds row 1, gwB gets none of the later ones
+    (first,) = await store.outbox_claim("acme", "gwA", NOW + 10, lease=60, limit=1)
+    assert first.id == ids[0]
+    assert await store.outbox_claim("acme", "gwB", NOW + 10, lease=60) == []
+    assert await store.outbox_accounts(NOW + 10) == []
+    assert [i.id for i in await store.outbox_claim("acme", "gwA", NOW + 10, lease=60)] == [*ids[1:], late]
+    await store.outbox_done([*ids, late])
+    assert await store.outbox_counts() == {"beta": 1}
+
+
+async def test_expired_lease_no_longer_holds_the_account_back(store: Store) -> None:
+    ids = await put(store, "acme", 2)
+    await store.outbox_claim("acme", "gw1", NOW, lease=30, limit=1)
+    assert await store.outbox_claim("acme", "gw2", NOW + 29, lease=30) == []
+    assert [i.id for i in await store.outbox_claim("acme", "gw2", NOW + 30, lease=30)] == ids
+
+
+async def test_expire_appends_events_in_the_same_transaction(store: Store) -> None:
+    await store.outbox_put("acme", b"old", NOW, NOW + 10)
+    await store.outbox_put("beta", b"older", NOW - 1, NOW + 5)
+    await store.outbox_put("beta", b"fresh", NOW, NOW + DAY)
+    before = await store.last_event_id()
+
+    def audit(item: OutboxItem) -> AuditEvent:
+        return AuditEvent(at=NOW + 10, op="outbox_expired", account=item.account, source="gateway",
+                          text=item.raw.hex())
+
+    expired = await store.outbox_expire(NOW + 10, event_for=audit)
+    assert [i.raw for i in expired] == [b"old", b"older"]
+    events = await store.events_after(before)
+    assert [(e.op, e.account, bytes.fromhex(e.text)) for e in events] == [
+        ("outbox_expired", "acme", b"old"), ("outbox_expired", "beta", b"older")]
+    assert await store.outbox_expire(NOW + 10, event_for=audit) == []
+    assert await store.events_after(events[-1].id) == []
+
+    def broken(item: OutboxItem) -> AuditEvent:
+        raise RuntimeError("no event")
+
+    with pytest.raises(RuntimeError):  # the event fails: the rows stay
+        await store.outbox_expire(NOW + DAY, event_for=broken)
+    assert await store.outbox_counts() == {"beta": 1}
+    assert [i.raw for i in await store.outbox_expire(NOW + DAY)] == [b"fresh"]  # no events
+    assert await store.events_after(events[-1].id) == []
 
 
 async def test_renew_keeps_the_lease_only_for_its_holder(store: Store) -> None:
