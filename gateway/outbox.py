@@ -149,11 +149,10 @@ class Outbox:
         return retry_at
 
     async def _expire(self) -> None:
-        for item in await self.store.outbox_expire(time.time()):
+        """Expired rows go, each with its audit event in the same transaction."""
+        for item in await self.store.outbox_expire(time.time(), event_for=_expiry_event):
             log.warning("outbox_expired", extra={"system_id": item.account, "id": item.id})
             self.proxy.metrics.outbox_delivered.labels("expired").inc()
-            await self.store.record(AuditEvent(at=time.time(), op="outbox_expired", account=item.account,
-                                               source="gateway", text=item.raw.hex()))
 
     async def stop(self) -> None:
         tasks = [t for t in [self._task, *self._draining.values()] if t is not None]
@@ -174,3 +173,8 @@ def _resolver(answer: asyncio.Future[int]) -> Callable[[int, P.Pdu | None], None
             answer.set_result(status)
 
     return done
+
+
+def _expiry_event(item: OutboxItem) -> AuditEvent:
+    return AuditEvent(at=time.time(), op="outbox_expired", account=item.account, source="gateway",
+                      text=item.raw.hex())
