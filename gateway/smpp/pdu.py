@@ -143,31 +143,22 @@ class Framer:
 
     def feed(self, data: bytes) -> list[Pdu]:
         buf = self._buf
-        if not buf:
-            return self._feed_fresh(data)
-        buf += data
-        pdus: list[Pdu] = []
-        pos = 0
-        end = len(buf)
-        unpack = HEADER.unpack_from
-        while end - pos >= HEADER_SIZE:
-            length, command_id, status, seq = unpack(buf, pos)
-            if length < HEADER_SIZE or length > self.max_pdu:
-                del buf[:pos]
-                err = FramingError(f"command_length={length}")
-                err.sequence_number = seq  # type: ignore[attr-defined]
-                err.pdus = pdus  # type: ignore[attr-defined]
-                raise err
-            if end - pos < length:
-                break
-            pdus.append(Pdu(command_id, status, seq, bytes(buf[pos : pos + length])))
-            pos += length
-        if pos:
-            del buf[:pos]
+        if buf:
+            buf += data
+            if len(buf) < HEADER_SIZE:
+                return []
+            length = int.from_bytes(buf[:4], "big")
+            if HEADER_SIZE <= length <= self.max_pdu and len(buf) < length:
+                return []  # still waiting for the rest: no copy per read, however slow the sender
+            data = bytes(buf)
+            buf.clear()
+        pdus, pos = self._split(data)
+        if pos < len(data):
+            buf += data[pos:]
         return pdus
 
-    def _feed_fresh(self, data: bytes) -> list[Pdu]:
-        """Nothing buffered: slice PDUs straight out of `data`, buffer only the tail."""
+    def _split(self, data: bytes) -> tuple[list[Pdu], int]:
+        """The whole PDUs at the start of data, sliced without copying twice; and where they end."""
         pdus: list[Pdu] = []
         pos = 0
         end = len(data)
@@ -183,9 +174,7 @@ class Framer:
                 break
             pdus.append(Pdu(command_id, status, seq, data[pos : pos + length]))
             pos += length
-        if pos < end:
-            self._buf += data[pos:]
-        return pdus
+        return pdus, pos
 
     @property
     def buffered(self) -> int:

@@ -134,3 +134,16 @@ def test_wants_receipt_reads_registered_delivery() -> None:
     data_sm = P.encode(P.DATA_SM, 0, 1, b"\x00\x01\x01a\x00\x01\x01b\x00" + b"\x00\x01\x00")
     assert F.wants_receipt(data_sm)
     assert F.wants_receipt(b"\x00" * 20)  # unparseable: keep the route
+
+
+@settings(max_examples=200, deadline=None)
+@given(hs.lists(hs.binary(max_size=300), min_size=1, max_size=6), hs.data())
+def test_any_chunking_yields_the_same_pdus(bodies: list[bytes], data: hs.DataObject) -> None:
+    stream = b"".join(P.encode(P.SUBMIT_SM, 0, n + 1, body) for n, body in enumerate(bodies))
+    cuts = sorted(data.draw(hs.lists(hs.integers(0, len(stream)), max_size=20)))
+    framer = P.Framer()
+    out: list[P.Pdu] = []
+    for start, end in zip([0, *cuts], [*cuts, len(stream)]):
+        out += framer.feed(stream[start:end])
+    assert [p.raw for p in out] == [P.encode(P.SUBMIT_SM, 0, n + 1, b) for n, b in enumerate(bodies)]
+    assert framer.buffered == 0
