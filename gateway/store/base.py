@@ -9,6 +9,7 @@ Numbers are E.164 strings with a leading '+'. A block is keyed by
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -248,3 +249,21 @@ class Store(Protocol):
         """Accounts with rows claimable at now, sorted (by any owner: an earlier row
         waiting for a retry or under a live lease holds the later ones back)."""
         ...
+
+
+class OperatorMixin:
+    """What both backends do the same way on top of record()."""
+
+    async def record(self, event: AuditEvent, change: BlockChange | None = None) -> tuple[int, bool]:
+        raise NotImplementedError
+
+    async def remove_block(
+        self, key: BlockKey, lift_kinds: Iterable[str] = KINDS, event: AuditEvent | None = None
+    ) -> bool:
+        """Lift an operator's way: one admin_remove event unless the caller brings one."""
+        from gateway.store.schema import operator_event
+
+        now = time.time()
+        change = BlockChange("remove", Block(key, "", "operator", now), tuple(lift_kinds))
+        _, changed = await self.record(event or operator_event("admin_remove", now, key), change)
+        return changed

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from gateway.store import schema
-from gateway.store.base import KINDS, AuditEvent, Block, BlockChange, BlockKey
+from gateway.store.base import KINDS, AuditEvent, Block, BlockChange, BlockKey, OperatorMixin
 from gateway.store.postgres_outbox import PgOutbox
 
 _EVENTS_SELECT = f"SELECT id, {', '.join(schema.EVENT_COLUMNS)} FROM events"
@@ -56,7 +56,7 @@ async def _apply(conn: Any, change: BlockChange) -> tuple[bool, bool, str]:
     return False, found is not None, str(found) if found is not None else block.kind
 
 
-class PostgresStore(PgOutbox):
+class PostgresStore(PgOutbox, OperatorMixin):
     """The Store protocol on PostgreSQL; ``schema`` isolates tables (tests, tenants)."""
 
     # -- blocks -------------------------------------------------------------
@@ -115,14 +115,6 @@ class PostgresStore(PgOutbox):
             event = schema.operator_event("admin_import", time.time(), text=str(inserted))
             await self._insert_event(conn, event)
         return inserted
-
-    async def remove_block(
-        self, key: BlockKey, lift_kinds: Iterable[str] = KINDS, event: AuditEvent | None = None
-    ) -> bool:
-        now = time.time()
-        change = BlockChange("remove", Block(key, "", "operator", now), tuple(lift_kinds))
-        _, changed = await self.record(event or schema.operator_event("admin_remove", now, key), change)
-        return changed
 
     # -- events -------------------------------------------------------------
 

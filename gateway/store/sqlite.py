@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from gateway.store import schema
-from gateway.store.base import KINDS, AuditEvent, Block, BlockChange, BlockKey
+from gateway.store.base import KINDS, AuditEvent, Block, BlockChange, BlockKey, OperatorMixin
 from gateway.store.sqlite_conn import in_transaction
 from gateway.store.sqlite_outbox import EVENT_INSERT as _EVENT_INSERT
 from gateway.store.sqlite_outbox import SqliteOutbox
@@ -86,7 +86,7 @@ def _import(conn: sqlite3.Connection, blocks: Iterable[Block], at: float) -> int
     return in_transaction(conn, work)
 
 
-class SqliteStore(SqliteOutbox):
+class SqliteStore(SqliteOutbox, OperatorMixin):
     """The Store protocol on one SQLite file (or ":memory:")."""
 
     # -- blocks -------------------------------------------------------------
@@ -136,14 +136,6 @@ class SqliteStore(SqliteOutbox):
     async def import_blocks(self, blocks: Iterable[Block]) -> int:
         at = time.time()
         return await self._run(lambda c: _import(c, blocks, at))
-
-    async def remove_block(
-        self, key: BlockKey, lift_kinds: Iterable[str] = KINDS, event: AuditEvent | None = None
-    ) -> bool:
-        now = time.time()
-        change = BlockChange("remove", Block(key, "", "operator", now), tuple(lift_kinds))
-        _, changed = await self.record(event or schema.operator_event("admin_remove", now, key), change)
-        return changed
 
     # -- events -------------------------------------------------------------
 
