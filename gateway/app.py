@@ -102,6 +102,16 @@ class Gateway:
                 log.warning("store_purge_failed", extra={"error": str(exc)})
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
 
+    async def _answer_owed_mos(self, timeout: float) -> None:
+        """MOs whose store writes are under way still get their carrier answer (a keyword job may
+        start an outbox write, a receipt lookup a delivery: wait for those too)."""
+        groups = [self.proxy.tasks]
+        if self.optout is not None:
+            groups.append(self.optout.tasks)
+        if self.outbox is not None:
+            groups.append(self.outbox.tasks)
+        await _drain_tasks(groups, timeout)
+
     def _swap_index(self, index: BlockIndex) -> None:
         self.index = index
         if self.optout is not None:
@@ -165,10 +175,7 @@ class Gateway:
         self.esme.stop_accepting()
         await self.esme.unbind_all(self.settings.drain_timeout)
         self.proxy.accepting_mo = False  # from here the carrier gets a temporary status and retries
-        owed = [*self.proxy.tasks, *(self.optout.tasks if self.optout else ()),
-                *(self.outbox.tasks if self.outbox else ())]
-        if owed:  # MOs still owed a carrier answer (store writes under way)
-            await asyncio.wait(owed, timeout=self.settings.drain_timeout)
+        await self._answer_owed_mos(self.settings.drain_timeout)
         await self.carrier.stop(timeout=2.0)
         for task in (self._tick_task, self._housekeeping_task, self._flusher_task):
             if task is not None:
@@ -186,6 +193,14 @@ class Gateway:
             await self.store.close()
         self.stopped.set()
         log.info("gateway_stopped")
+
+
+async def _drain_tasks(groups: list[set[asyncio.Task[None]]], timeout: float) -> None:
+    """Until every task in the groups is done, including ones they start meanwhile."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (pending := [t for group in groups for t in group if not t.done()]) and loop.time() < deadline:
+        await asyncio.wait(pending, timeout=deadline - loop.time())
 
 
 async def wait_for_signal() -> None:

@@ -41,6 +41,12 @@ class CarrierConnection(Connection):
         self.bound_future: asyncio.Future[int] = self.loop.create_future()
         self.enquire_sent: float | None = None
 
+    def pause_writing(self) -> None:
+        """The carrier reads slowly: keep reading its answers (the window bounds what we send)."""
+
+    def resume_writing(self) -> None:
+        pass
+
     def on_connected(self) -> None:
         cfg = self.config
         bind = BindTransceiver(

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from aiosmpplib import NPI, TON, DeliverSm, PhoneNumber, SubmitSm
 from aiosmpplib.state import OptionalParam
@@ -174,6 +175,8 @@ class OptoutPolicy:
         if not decision.record or not keys or mobile is None or business is None:
             return False
         targets = self._targets(decision, keys)
+        if decision.block_action == "remove" and self._admin_remains(keys):
+            decision = replace(decision, reply=None)  # still blocked by an operator: no "resubscribed"
         base = mo_fingerprint(decoded.text, sm.payload)
         seen = (mobile, business, base)
         now = asyncio.get_running_loop().time()
@@ -207,16 +210,19 @@ class OptoutPolicy:
         return keys
 
     def _strongest(self, keys: dict[str, BlockKey]) -> str | None:
-        """The strongest block over all scopes: admin, then carrier, then optout."""
+        """The block that decides what an MO may do: the network's (carrier), then ours (optout);
+        admin only when nothing else is there, since START must still lift what it may."""
         kinds = {self.index.kind_of(k) for k in keys.values()}
-        return next((kind for kind in ("admin", "carrier", "optout") if kind in kinds), None)
+        return next((kind for kind in ("carrier", "optout", "admin") if kind in kinds), None)
+
+    def _admin_remains(self, keys: dict[str, BlockKey]) -> bool:
+        return any(self.index.kind_of(k) == "admin" for k in keys.values())
 
     def _targets(self, decision: MoDecision, keys: dict[str, BlockKey]) -> list[BlockKey]:
         """Where the decision writes: an add goes to the configured scope (a carrier mirror to the
         toll-free number itself); a lift takes every liftable block the pair has."""
-        if decision.block_action == "add":
-            key = keys["number"] if decision.block_kind == "carrier" else keys.get(self.scope)
-            return [key] if key is not None else []
+        if decision.block_action == "add":  # no owning account in scope account: the number's own key
+            return [keys["number"] if decision.block_kind == "carrier" else keys.get(self.scope, keys["number"])]
         if decision.block_action == "remove":
             return [k for k in keys.values() if self.index.kind_of(k) in decision.lift_kinds]
         return []

@@ -107,14 +107,15 @@ class Outbox:
         try:
             while state.receiver() is not None:
                 items = await self.store.outbox_claim(account, self.owner, time.time(), LEASE, BATCH)
-                if not items:
-                    self.backlog.discard(account)
+                if not items:  # nothing due now; the backlog ends only when nothing is queued at all
+                    if not (await self.store.outbox_counts()).get(account):
+                        self.backlog.discard(account)
                     return
                 for n, item in enumerate(items):
                     retry_at = await self._deliver_one(state, item)
-                    if retry_at is not None:  # keep the order: the rest wait behind it
+                    if retry_at is not None:  # the rest wait behind it (claims keep per-account order)
                         for later in items[n + 1 :]:
-                            await self.store.outbox_retry(later.id, retry_at)
+                            await self.store.outbox_renew(later.id, self.owner, 0.0)  # only rows we hold
                         return
         except StoreError as exc:
             log.warning("outbox_drain_failed", extra={"system_id": account, "error": str(exc)})

@@ -43,7 +43,8 @@ class IndexSync:
 
     def _superseded(self, event: AuditEvent) -> bool:
         counterpart = {"number": event.counterpart, "account": event.account}.get(event.scope, "")
-        return self._local.get((event.number, counterpart, event.scope), 0) >= event.id
+        # strictly older only: our own event replays harmlessly (and repairs an index swapped by a reload)
+        return self._local.get((event.number, counterpart, event.scope), 0) > event.id
 
     async def start(self) -> None:
         await self._listen()

@@ -384,3 +384,36 @@ async def test_mo_and_mt_agree_on_the_mobile_key(gateway: Gateway, sim: Simulato
     await app.client.wait(lambda: len(app.delivered) == 1)
     assert (await app.submit(dst=mt_dst)).command_status == st.ESME_RINVDSTADR
     await app.close()
+
+
+async def test_account_scope_without_owner_still_blocks_the_pair(make_gateway: GatewayFactory,
+                                                                 sim: Simulator) -> None:
+    accounts = [{"system_id": "acme", "password": "secret", "numbers": ["+14155550100"]}]
+    gateway = await make_gateway(accounts=accounts, optout={"scope": "account"})
+    app = await App.bind(gateway)
+    assert await sim.inject_mo(MOBILE, "14155550199", "STOP") in (0, st.ESME_RX_T_APPN)  # nobody owns it
+    await replies_to(sim, MOBILE, b"unsubscribed")
+    assert (await app.submit(src="14155550199")).command_status == st.ESME_RINVDSTADR  # the reply was true
+    await app.close()
+
+
+async def test_start_under_an_operator_block_lifts_the_opt_out_silently(gateway: Gateway, sim: Simulator) -> None:
+    import time as _time
+
+    from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey
+
+    app = await App.bind(gateway)
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0
+    await replies_to(sim, MOBILE, b"unsubscribed")
+    assert gateway.store is not None and gateway.sync is not None
+    admin = BlockKey("+" + MOBILE, "", "global")
+    now = _time.time()
+    await gateway.store.record(AuditEvent(at=now, op="admin_add", source="operator"),
+                               BlockChange("add", Block(admin, "admin", "operator", now)))
+    await gateway.sync.catch_up()
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "START") == 0
+    assert not [p for p in submits_to(sim, MOBILE) if b"resubscribed" in p.raw]  # still blocked: no claim
+    await gateway.store.remove_block(admin)
+    await gateway.sync.catch_up()
+    assert (await app.submit()).command_status == 0  # the user's START had lifted their own opt-out
+    await app.close()

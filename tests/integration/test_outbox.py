@@ -159,3 +159,25 @@ async def test_outbox_rows_expire_with_an_event(make_gateway: GatewayFactory, si
     assert (await client.request(P.encode(P.ENQUIRE_LINK, 0, 1))).command_status == 0
     assert client.delivered == []
     await client.close()
+
+
+async def test_live_mo_waits_behind_a_queued_retry(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    gateway = await make_gateway(routing={"outbox_retry_interval": 0.3})
+    client = await RawClient.connect(gateway.smpp_port)
+    await client.bind("acme", "secret", P.BIND_RECEIVER)
+    first = asyncio.create_task(sim.inject_mo("14155550123", "14155550100", "m1"))
+    pdu = await client.read(lambda p: p.command_id == P.DELIVER_SM)
+    client.respond(pdu, st.ESME_RX_T_APPN)  # not now: m1 is queued for a retry
+    assert await first == 0
+    second = asyncio.create_task(sim.inject_mo("14155550123", "14155550100", "m2"))
+    third = asyncio.create_task(sim.inject_mo("14155550123", "14155550100", "m3"))
+    assert await second == 0 and await third == 0
+    order: list[bytes] = []
+    while len(order) < 3:
+        pdu = await client.read(lambda p: p.command_id == P.DELIVER_SM, timeout=10)
+        client.respond(pdu)
+        text = F.parse_short_message(pdu.raw).short_message
+        if not order or order[-1] != text:
+            order.append(text)
+    assert order == [b"m1", b"m2", b"m3"]
+    await client.close()
