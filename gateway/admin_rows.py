@@ -33,9 +33,12 @@ class RowError(ValueError):
 
 
 def parse_time(text: str, what: str) -> float:
-    """Unix seconds from '1700000000[.5]' or ISO 8601 (naive means UTC, 'Z' allowed)."""
+    """Unix seconds from '1700000000[.5]' or ISO 8601 (naive means UTC, 'Z' allowed).
+
+    Eight digits are a compact ISO date (20240501), not 1970's seconds.
+    """
     value = text.strip()
-    if _NUMERIC.fullmatch(value):
+    if _NUMERIC.fullmatch(value) and not (len(value) == 8 and value.isdigit()):
         return float(value)
     try:
         parsed = datetime.fromisoformat(value)
