@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
 
+from gateway.httpd import MAX_BODY, serve
 from gateway.simulator.codec import (
     decode_text,
     deliver_sm_body,
@@ -25,7 +26,7 @@ from gateway.simulator.codec import (
     query_sm_resp_body,
     receipt_body,
 )
-from gateway.simulator.http import handle_http
+from gateway.simulator.http import routes
 from gateway.simulator.records import Submission, address_octets, parse_submission
 from gateway.simulator.session import (
     NoReceiverError,
@@ -106,11 +107,12 @@ class Simulator:
             self._accept_smpp, self.host, self._smpp_port_config
         )
         if self._http_port_config is not None:
+            handler = routes(self)
             self._http_server = await asyncio.start_server(
-                lambda r, w: self._tracked(handle_http(self, r, w), w),
+                lambda r, w: self._tracked(serve(handler, r, w), w),
                 self.host,
                 self._http_port_config,
-                limit=64 * 1024,
+                limit=MAX_BODY,
             )
         log.info("simulator_started", extra={"port": self.smpp_port, "http_port": self.http_port})
 
