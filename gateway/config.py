@@ -132,8 +132,6 @@ class Settings(BaseSettings):
             raise ValueError("database_url must be sqlite:///PATH or postgresql://...")
         return self
 
-    _toml_file: Path | None = None
-
     @classmethod
     def settings_customise_sources(
         cls,

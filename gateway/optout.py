@@ -31,6 +31,7 @@ from gateway.policy.decide import (
 from gateway.policy.keywords import KeywordTable
 from gateway.policy.numbers import (
     can_receive_reply,
+    counterpart_for,
     e164,
     e164_digits,
     is_toll_free,
@@ -204,10 +205,8 @@ class OptoutPolicy:
         (scope account with no owning account), scope number's never is."""
         if mobile is None or business is None:
             return {}
-        keys = {"number": BlockKey(mobile, business, "number"), "global": BlockKey(mobile, "", "global")}
-        if account:
-            keys["account"] = BlockKey(mobile, account, "account")
-        return keys
+        scopes = ("number", "account", "global") if account else ("number", "global")
+        return {scope: BlockKey(mobile, counterpart_for(scope, business, account), scope) for scope in scopes}
 
     def _strongest(self, keys: dict[str, BlockKey]) -> str | None:
         """The block that decides what an MO may do: the network's (carrier), then ours (optout);

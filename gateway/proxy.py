@@ -118,8 +118,7 @@ class AccountState:
 
 
 class Proxy:
-    def __init__(self, settings: Settings, metrics: Metrics, policy: Policy | None = None,
-                 number_key: Callable[[F.Address], str | None] | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, policy: Policy | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
         self.stats = metrics.stats
@@ -128,8 +127,7 @@ class Proxy:
         self.number_owner = {n: a.system_id for a in settings.accounts for n in a.numbers}
         self.default_accounts = [s for s in self.accounts.values() if not s.config.numbers]
         self._default_rr = 0
-        region = settings.optout.default_region
-        self.number_key = number_key or (lambda a: e164(a.ton, a.addr, region) or a.text)
+        self.region = settings.optout.default_region
         self.carriers: list[CarrierLink] = []
         self._carrier_rr = 0
         self.routes: dict[bytes, tuple[str, float]] = {}
@@ -346,7 +344,7 @@ class Proxy:
 
     def account_for(self, destination: F.Address) -> AccountState | None:
         """The account owning the number the mobile texted, else the default route."""
-        key = self.number_key(destination)
+        key = e164(destination.ton, destination.addr, self.region) or destination.text
         owner = self.number_owner.get(key) if key else None
         if owner is not None:
             return self.accounts[owner]

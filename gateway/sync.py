@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from gateway.errors import StoreError
-from gateway.store.base import AuditEvent, BlockKey, Store
+from gateway.store.base import AuditEvent, BlockKey, Store, event_key
 from gateway.store.index import BlockIndex
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,9 @@ class IndexSync:
         self._local[k] = max(self._local.get(k, 0), event_id)
 
     def _superseded(self, event: AuditEvent) -> bool:
-        counterpart = {"number": event.counterpart, "account": event.account}.get(event.scope, "")
+        key = event_key(event)
         # strictly older only: our own event replays harmlessly (and repairs an index swapped by a reload)
-        return self._local.get((event.number, counterpart, event.scope), 0) > event.id
+        return key is not None and self._local.get((key.number, key.counterpart, key.scope), 0) > event.id
 
     async def start(self) -> None:
         await self._listen()

@@ -316,9 +316,6 @@ def bind_resp_body(system_id: str) -> bytes:
     return cstring(system_id) + TLV.pack(TAG_SC_INTERFACE_VERSION, 1) + b"\x34"
 
 
-RECEIPT_FIELDS = ("id", "sub", "dlvrd", "submit date", "done date", "stat", "err")
-
-
 def receipt_message_id(sm: ShortMessage | DataSm) -> bytes | None:
     """The id a receipt refers to: receipted_message_id TLV, else the `id:` of the text (Appendix B)."""
     tlv = sm.tlvs.get(TAG_RECEIPTED_MESSAGE_ID)

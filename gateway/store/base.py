@@ -251,6 +251,12 @@ class Store(Protocol):
         ...
 
 
+def event_key(event: AuditEvent) -> BlockKey | None:
+    """The block an event is about (its scope picks counterpart or account); None without a scope."""
+    counterpart = {"number": event.counterpart, "account": event.account, "global": ""}.get(event.scope)
+    return None if counterpart is None else BlockKey(event.number, counterpart, event.scope)
+
+
 class OperatorMixin:
     """What both backends do the same way on top of record()."""
 

@@ -23,7 +23,16 @@ from collections.abc import Iterable, Sequence
 
 from pyroaring import BitMap64
 
-from gateway.store.base import KINDS, AuditEvent, Block, BlockGroup, BlockKey, Store, kind_rank
+from gateway.store.base import (
+    KINDS,
+    AuditEvent,
+    Block,
+    BlockGroup,
+    BlockKey,
+    Store,
+    event_key,
+    kind_rank,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +120,9 @@ class BlockIndex:
         removes. Events without one (help, admin_import...) change nothing:
         after an "admin_import" reload the index from the store instead.
         """
-        counterpart = {"number": event.counterpart, "account": event.account, "global": ""}
-        if event.block_state not in ("blocked", "unblocked") or event.scope not in counterpart:
+        key = event_key(event)
+        if event.block_state not in ("blocked", "unblocked") or key is None:
             return False
-        key = BlockKey(event.number, counterpart[event.scope], event.scope)
         try:
             if event.block_state == "blocked":
                 return self.add(key, event.kind or DEFAULT_KIND)
