@@ -84,8 +84,7 @@ class OptoutPolicy:
         if scan is None:
             return self._check_multi(esme, pdu) if pdu.command_id == P.SUBMIT_MULTI else None
         src_ton, src_addr, dst_ton, dst_addr, _ = scan
-        mobile = mobile_key(dst_ton, dst_addr, self.plan)
-        if mobile is None or not self.index.is_blocked(mobile, self._originator(src_ton, src_addr), esme.system_id):
+        if not self._blocked(esme.system_id, src_ton, src_addr, dst_ton, dst_addr):
             return None
         return self._refuse(esme, pdu, *F.submit_addresses(pdu.raw))  # cold path: full addresses
 
@@ -100,10 +99,10 @@ class OptoutPolicy:
             self._originators[key] = found
         return found
 
-    def _blocked(self, esme: EsmeSession, src: F.Address, dst: F.Address) -> bool:
-        mobile = mobile_key(dst.ton, dst.addr, self.plan)
-        return mobile is not None and self.index.is_blocked(mobile, self._originator(src.ton, src.addr),
-                                                            esme.system_id)
+    def _blocked(self, account: str, src_ton: int, src_addr: bytes, dst_ton: int, dst_addr: bytes) -> bool:
+        """The one MT lookup: the mobile as an int, the originator as the index keys it."""
+        mobile = mobile_key(dst_ton, dst_addr, self.plan)
+        return mobile is not None and self.index.is_blocked(mobile, self._originator(src_ton, src_addr), account)
 
     def _refuse(self, esme: EsmeSession, pdu: P.Pdu, src: F.Address, dst: F.Address) -> MtVerdict:
         self._rejected.inc()
@@ -142,7 +141,8 @@ class OptoutPolicy:
             dests, count_at, end = F.submit_multi_dests(pdu.raw)
         except MalformedPduError as exc:
             return MtVerdict(status=exc.command_status)
-        blocked = [d for d in dests if d.address is not None and self._blocked(esme, source, d.address)]
+        blocked = [d for d in dests if d.address is not None and self._blocked(
+            esme.system_id, source.ton, source.addr, d.address.ton, d.address.addr)]
         if not blocked:
             return None
         unsuccess: list[tuple[F.Address, int]] = []
