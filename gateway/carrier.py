@@ -37,6 +37,7 @@ class CarrierConnection(Connection):
         self.seq = Sequencer()
         self.pending: dict[int, Pending] = {}
         self.bound = False
+        self.unbinding = False  # our unbind sent: still bound (SMPP 3.4 2.3) until unbind_resp
         self.bind_seq = 0
         self.bound_future: asyncio.Future[int] = self.loop.create_future()
         self.enquire_sent: float | None = None
@@ -107,7 +108,7 @@ class CarrierConnection(Connection):
             log.warning("carrier_keepalive_timeout", extra=self.log_extra())
             self.abort()
             return
-        if self.bound and self.enquire_sent is None and now - self.last_rx > self.config.enquire_link_interval:
+        if self.bound and not self.unbinding and self.enquire_sent is None and now - self.last_rx > self.config.enquire_link_interval:
             self.enquire_sent = now
             self.send(P.encode(P.ENQUIRE_LINK, 0, self.seq.next()))
         expired = []
@@ -128,9 +129,12 @@ class CarrierConnection(Connection):
             self.bound_future.set_result(-1)
 
     async def unbind(self, timeout: float) -> None:
+        """Unbind and wait for unbind_resp. Until it arrives the session is still bound: no new MT
+        goes here, but deliver_sm and enquire_link from the carrier are answered as usual (during
+        shutdown the proxy answers MOs with routing.unbound_status, so the carrier retries them)."""
         if self.bound and not self.closed:
             self.proxy.carrier_gone(self)
-            self.bound = False
+            self.unbinding = True
             self.send(P.encode(P.UNBIND, 0, self.seq.next()))
             self.loop.call_later(timeout, self.abort)
             try:
