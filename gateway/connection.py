@@ -63,7 +63,7 @@ class Connection(asyncio.Protocol):
     def _dispatch(self, pdu: P.Pdu) -> None:
         key = pdu.raw[4:8]
         try:
-            self._in_counts[key] += 1  # unknown ids fold into one label at scrape time
+            self._in_counts[key] += 1  # unknown ids all count under one key (count_new)
         except KeyError:
             count_new(self._in_counts, key)
         try:

@@ -41,13 +41,16 @@ class Stats:
         self.latency_sum += seconds
 
 
-MAX_COMMAND_KEYS = 64
-OTHER_COMMAND = b"\xff\xff\xff\xff"
+OTHER_COMMAND = b"\xff\xff\xff\xff"  # every command id SMPP 3.4 does not define, as one series
+_KNOWN_KEYS = frozenset(command_id.to_bytes(4, "big") for command_id in COMMAND_NAMES)
+MAX_COMMAND_KEYS = len(_KNOWN_KEYS) + 1  # a counter never holds more keys than this
 
 
 def count_new(counts: dict[bytes, int], key: bytes) -> None:
-    """First PDU of a command id: a peer sending random ids cannot grow the map past a bound."""
-    if len(counts) >= MAX_COMMAND_KEYS:
+    """First PDU of a known command id, or any PDU of an unknown one: known ids always get their
+    own key; unknown ids all count under OTHER_COMMAND, so random ids cannot grow the map (nor
+    push the known ones out)."""
+    if key not in _KNOWN_KEYS:
         key = OTHER_COMMAND
     counts[key] = counts.get(key, 0) + 1
 
