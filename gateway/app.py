@@ -18,7 +18,7 @@ from gateway.metrics import Metrics
 from gateway.optout import OptoutPolicy
 from gateway.outbox import Outbox
 from gateway.proxy import NullPolicy, Policy, Proxy
-from gateway.store import mask_url, open_store
+from gateway.store import describe_database, open_store, require_existing, resolve_database_url
 from gateway.store.base import Store
 from gateway.store.index import BlockIndex
 from gateway.sync import IndexSync
@@ -66,7 +66,10 @@ class Gateway:
         """Open the store, load every block into the in-memory index, plug the opt-out engine in."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        self.store = store = open_store(self.settings.database_url)
+        url = resolve_database_url(self.settings.database_url)  # once: a later chdir moves nothing
+        if self.settings.database_must_exist:
+            await require_existing(url)
+        self.store = store = open_store(url)
         await store.open()
         last = await store.last_event_id()
         await self.index.load_store(store)
@@ -86,7 +89,7 @@ class Gateway:
             self.proxy.outbox = self.outbox
             self.outbox.start()
         log.info("blocks_loaded", extra={"blocks": len(self.index), "seconds": round(loop.time() - started, 3),
-                                         "store": mask_url(self.settings.database_url)})
+                                         "store": describe_database(url)})
 
     async def _housekeeping(self) -> None:
         """Hourly: audit events past their retention, expired receipt routes."""

@@ -183,13 +183,16 @@ def _admin(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _scrub(message: str, url: str) -> str:
-    from urllib.parse import urlsplit
+    """The message without the URL's password, as written or percent-decoded."""
+    from urllib.parse import unquote
 
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    return message.replace(password, "***") if password else message
+    from gateway.store import url_password
+
+    password = url_password(url)
+    for secret in (password, unquote(password or "")):
+        if secret:
+            message = message.replace(secret, "***")
+    return message
 
 
 def _load(args: argparse.Namespace) -> Any:

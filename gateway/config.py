@@ -7,10 +7,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,17 +30,22 @@ from pydantic_settings import (
 from gateway.errors import ConfigError
 from gateway.policy.numbers import e164
 from gateway.policy.settings import OptoutSettings
-from gateway.store import mask_url
+from gateway.store import check_database_url, mask_url
 
 Port = int
+STRICT = ConfigDict(extra="forbid")  # a mistyped key is an error, never silently ignored
 
 
 class Listen(BaseModel):
+    model_config = STRICT
+
     host: str = "127.0.0.1"
     port: Port = Field(2775, ge=0, le=65535)
 
 
 class Carrier(BaseModel):
+    model_config = STRICT
+
     host: str = "127.0.0.1"
     port: Port = Field(2776, ge=1, le=65535)
     system_id: str = Field("", max_length=15)
@@ -55,6 +69,8 @@ class Carrier(BaseModel):
 
 
 class Account(BaseModel):
+    model_config = STRICT
+
     system_id: str = Field(min_length=1, max_length=15)
     password: SecretStr
     numbers: list[str] = Field(default_factory=list)
@@ -72,6 +88,8 @@ class Account(BaseModel):
 class Esme(BaseModel):
     """Application-side session limits."""
 
+    model_config = STRICT
+
     session_init_timeout: float = Field(10.0, gt=0)
     inactivity_timeout: float = Field(120.0, gt=0)
     response_timeout: float = Field(10.0, gt=0, description="for deliver_sm we send to applications")
@@ -80,6 +98,8 @@ class Esme(BaseModel):
 
 
 class Routing(BaseModel):
+    model_config = STRICT
+
     unbound_status: int = Field(0x64, ge=1, le=0xFFFFFFFF, description="deliver_sm_resp when no receiver is bound")
     unbound: Literal["outbox", "reject"] = Field(
         "outbox", description="no receiver bound: keep in the durable outbox, or a temporary status"
@@ -91,6 +111,8 @@ class Routing(BaseModel):
 
 
 class Http(BaseModel):
+    model_config = STRICT
+
     host: str = "127.0.0.1"
     port: Port = Field(9102, ge=0, le=65535)
 
@@ -104,7 +126,8 @@ class Settings(BaseSettings):
     carrier: Carrier = Field(default_factory=Carrier)
     accounts: list[Account] = Field(default_factory=list)
     http: Http = Field(default_factory=Http)
-    database_url: str = "sqlite:///gateway.db"
+    database_url: str = Field(default_factory=lambda: _default_database_url())
+    database_must_exist: bool = Field(False, description="a missing database stops the start (no empty block list)")
     esme: Esme = Field(default_factory=Esme)
     routing: Routing = Field(default_factory=Routing)
     optout: OptoutSettings = Field(default_factory=OptoutSettings)
@@ -132,6 +155,15 @@ class Settings(BaseSettings):
             raise ValueError("database_url must be sqlite:///PATH or postgresql://...")
         return self
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, url: str) -> str:
+        try:
+            check_database_url(url)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return url
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -148,6 +180,34 @@ class Settings(BaseSettings):
 
 
 _TOML_FILE: Path | None = None
+# GATEWAY_* variables that are not settings but are read by the project: the config file, the tests' database
+OTHER_ENV = frozenset({"GATEWAY_CONFIG", "GATEWAY_TEST_DATABASE_URL"})
+
+
+def _default_database_url() -> str:
+    """sqlite:///gateway.db, or under systemd (StateDirectory=) the file in the state directory."""
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return f"sqlite:///{Path(state) / 'gateway.db'}" if state else "sqlite:///gateway.db"
+
+
+def unknown_env(environ: Mapping[str, str]) -> list[str]:
+    """GATEWAY_* variables that name no setting (a typo would otherwise be ignored silently).
+    Keys inside a section (GATEWAY_CARRIER__X) are checked by the section's model."""
+    fields = {name.upper(): info for name, info in Settings.model_fields.items()}
+    unknown = []
+    for name in environ:
+        upper = name.upper()
+        if not upper.startswith("GATEWAY_") or upper in OTHER_ENV:
+            continue
+        key, nested, _ = upper[len("GATEWAY_"):].partition("__")
+        info = fields.get(key)
+        if info is None or (nested and not _is_section(info.annotation)):
+            unknown.append(name)
+    return sorted(unknown)
+
+
+def _is_section(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _number(raw: str, region: str, system_id: str) -> str:
@@ -165,22 +225,25 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
     """Build settings; raises ConfigError whose lines are one problem each."""
     global _TOML_FILE
     path = config_file or os.environ.get("GATEWAY_CONFIG")
-    problems: list[str] = []
+    problems = [f"environment: {name} is not a setting" for name in unknown_env(os.environ)]
     if path:
         if not Path(path).is_file():
             raise ConfigError(f"config file {path}: not found")
         _TOML_FILE = Path(path)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"]) or "settings"
             problems.append(f"{loc}: {err['msg']}")
         raise ConfigError("\n".join(problems)) from None
     except (ValueError, OSError) as exc:  # bad TOML, bad JSON in env
-        raise ConfigError(f"configuration: {exc}") from None
+        raise ConfigError("\n".join([*problems, f"configuration: {exc}"])) from None
     finally:
         _TOML_FILE = None
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return settings
 
 
 def effective(settings: Settings) -> str:

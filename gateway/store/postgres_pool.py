@@ -22,6 +22,8 @@ from gateway.store import schema
 LOCK_MIGRATE = 0x6761_7465_0001  # advisory lock ids ("gate")
 LOCK_EVENTS = 0x6761_7465_0002
 ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# connecting also raises these for DSN values asyncpg cannot use (a port out of range, a non-numeric one)
+CONNECT_ERRORS = (*ERRORS, ValueError, OverflowError, TypeError)
 _CONNECTION_LOST = (
     asyncpg.InterfaceError,  # includes ConnectionDoesNotExistError
     asyncpg.PostgresConnectionError,
@@ -56,7 +58,7 @@ async def read_schema_version(dsn: str, schema: str | None = None, timeout: floa
             return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version"))
         finally:
             await conn.close()
-    except ERRORS as exc:
+    except CONNECT_ERRORS as exc:
         raise StoreError(_describe(exc, dsn)) from exc
 
 
@@ -112,7 +114,12 @@ class PgConnection:
         if self._pool is not None:
             return
         async with self._guard():
-            pool = await asyncpg.create_pool(self._dsn, **self._pool_args, **self._connect_args())
+            try:
+                pool = await asyncpg.create_pool(self._dsn, **self._pool_args, **self._connect_args())
+            except CONNECT_ERRORS as exc:
+                if isinstance(exc, ERRORS):
+                    raise
+                raise StoreError(_describe(exc, self._dsn)) from exc
             try:
                 async with pool.acquire() as conn:
                     await self._migrate(conn)
