@@ -11,15 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.config import ConfigDict
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -235,7 +228,7 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
     except ValidationError as exc:
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"]) or "settings"
-            problems.append(f"{loc}: {err['msg']}")
+            problems.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}")
         raise ConfigError("\n".join(problems)) from None
     except (ValueError, OSError) as exc:  # bad TOML, bad JSON in env
         raise ConfigError("\n".join([*problems, f"configuration: {exc}"])) from None
