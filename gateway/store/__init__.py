@@ -3,6 +3,9 @@
 ``open_store(url)`` picks the backend from GATEWAY_DATABASE_URL; the caller
 then awaits ``store.open()`` (connect and migrate) and ``store.close()``.
 ``migrate(url)`` and ``schema_version(url)`` serve ``gateway migrate``.
+URL handling lives here too: ``check_database_url`` (one-line ConfigError),
+``mask_url`` (safe even for URLs that cannot be parsed), ``resolve_database_url``
+and ``require_existing`` (``database_must_exist``) for the start.
 """
 
 from __future__ import annotations
