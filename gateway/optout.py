@@ -39,7 +39,7 @@ from gateway.policy.numbers import (
     plan_for_region,
 )
 from gateway.policy.settings import OptoutSettings
-from gateway.policy.text import decode_text, encode_reply, segment
+from gateway.policy.text import decode_text, encode_reply, sar_is_segment, segment
 from gateway.proxy import OWN, AccountState, CarrierLink, EsmeSession, MtVerdict, Proxy
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
@@ -159,7 +159,7 @@ class OptoutPolicy:
 
     # --- MO ------------------------------------------------------------------------
     def on_mo(self, proxy: Proxy, link: CarrierLink, pdu: P.Pdu, sm: F.ShortMessage | F.DataSm) -> bool:
-        has_sar = P.TAG_SAR_TOTAL_SEGMENTS in sm.tlvs
+        has_sar = sar_is_segment(sm.tlvs.get(P.TAG_SAR_TOTAL_SEGMENTS))
         decoded = decode_text(sm.data_coding, sm.esm_class, sm.payload, self.o.smsc_default_alphabet, has_sar)
         digits = e164_digits(sm.source.ton, sm.source.addr, self.plan)  # the very key MT lookups compute
         mobile = "+" + digits if digits else None
