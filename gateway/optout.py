@@ -163,9 +163,11 @@ class OptoutPolicy:
         if mo is None:
             return False
         pair = (mo.mobile, mo.business)
-        if not self.queue.busy(pair) and not self.decide(mo, self.index.kind_of)[0].record:
+        keyword = self.decide(mo, self.index.kind_of)[0].record
+        if not keyword and not self.queue.busy(pair):
             return False
-        self.queue.submit(pair, mo.fingerprint, link, pdu, lambda outcome: MoJob(self, proxy, mo, outcome).run())
+        fingerprint = mo.fingerprint if keyword else ""
+        self.queue.submit(pair, fingerprint, link, pdu, lambda outcome: MoJob(self, proxy, mo, outcome).run())
         return True
 
     def _read_mo(self, proxy: Proxy, link: CarrierLink, pdu: P.Pdu, sm: F.ShortMessage | F.DataSm) -> MoInput | None:

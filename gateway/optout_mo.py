@@ -64,7 +64,7 @@ class PairQueue:
     def __init__(self, tasks: set[asyncio.Task[None]]) -> None:
         self.tasks = tasks  # the policy's: shutdown drains them
         self._tail: dict[Pair, asyncio.Task[None]] = {}
-        self._latest: dict[Pair, tuple[str, asyncio.Future[int]]] = {}
+        self._latest: dict[Pair, tuple[str, asyncio.Future[int]]] = {}  # fingerprint '' for a plain MO
 
     def busy(self, pair: Pair) -> bool:
         """An MO of the pair is queued or being written: every later one queues behind it."""
@@ -72,8 +72,10 @@ class PairQueue:
 
     def submit(self, pair: Pair, fingerprint: str, link: CarrierLink, pdu: P.Pdu,
                job: Callable[[asyncio.Future[int]], Awaitable[None]]) -> None:
+        """Queue job behind the pair's earlier MOs. fingerprint '' (a plain MO that only queues
+        behind a keyword MO) is never taken for a copy: two "ok" in a row are two messages."""
         latest = self._latest.get(pair)
-        if latest is not None and latest[0] == fingerprint:  # a copy of an MO still unanswered
+        if fingerprint and latest is not None and latest[0] == fingerprint:  # a copy, still unanswered
             log.info("mo_redelivered", extra={"mobile": redact(pair[0]), "while": "in_flight"})
             self._spawn(_answer_like(latest[1], link, pdu))
             return

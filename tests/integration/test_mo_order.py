@@ -11,10 +11,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from gateway.app import Gateway
+from gateway.policy.text import decode_text
 from gateway.simulator import Simulator
 from gateway.simulator.codec import deliver_sm_body, encode_text, tlv
 from gateway.simulator.records import address_octets
 from gateway.simulator.session import SmscSession
+from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 from gateway.smpp.fields import Address
@@ -205,4 +207,14 @@ async def test_nul_in_a_ucs2_stop_is_durable_on_postgres(make_gateway: GatewayFa
     assert event.text == "STOP\\u0000"
     assert (await http_get(gateway.http_port, "/readyz"))[0] == 200
     assert gateway.store is not None and gateway.store.healthy
+    await app.close()
+
+
+async def test_plain_texts_queued_behind_a_stop_are_each_forwarded(make_gateway: GatewayFactory,
+                                                                   sim: Simulator, db_url: str) -> None:
+    app = await App.bind(await make_gateway(database_url=db_url))
+    assert await answers(in_flight(receiver(sim), ("STOP", b""), ("ok", b""), ("ok", b""))) == [0] * 3
+    texts = [decode_text(sm.data_coding, sm.esm_class, sm.payload).text
+             for sm in (F.parse_any_sm(p) for p in app.delivered)]
+    assert texts == ["STOP", "ok", "ok"]  # in arrival order, the copy-looking one too
     await app.close()
