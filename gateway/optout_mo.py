@@ -20,7 +20,7 @@ from aiosmpplib import NPI, TON, PhoneNumber, SubmitSm
 
 from gateway.errors import StoreError
 from gateway.logs import redact
-from gateway.policy.decide import MoContext, MoDecision, annotation_tlv, is_redelivery
+from gateway.policy.decide import REDELIVERY_OPS, MoContext, MoDecision, annotation_tlv, is_redelivery
 from gateway.policy.text import encode_reply, segment
 from gateway.proxy import OWN, AccountState, CarrierLink, Proxy
 from gateway.smpp import fields as F
@@ -177,7 +177,8 @@ class MoJob:
             at=time.time(), op=d.op or "", number=key.number, counterpart=mo.business,
             account=mo.account, source=d.source, text=mo.text or "", data_coding=mo.sm.data_coding,
             rule=d.rule, config_version=self.p.version, reply_text=d.reply or "",
-            scope=key.scope, kind=d.block_kind or "", mo_fingerprint=mo.fingerprint,
+            scope=key.scope, kind=d.block_kind or "",
+            mo_fingerprint=mo.fingerprint if d.op in REDELIVERY_OPS else "",  # HELP is no state
         )
         return event, change
 

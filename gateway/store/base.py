@@ -92,9 +92,9 @@ class OutboxItem:
 class PairState:
     """What a keyword MO for one (mobile, business) pair is decided against, read from the store.
 
-    last_id is the pair's version: the id of its latest state event (an MO's event, or any event
-    that set a block state for the mobile under this counterpart, or under an account or global
-    key). record_mo writes only while it is still the latest; 0 means none.
+    last_id is the pair's version: the id of its latest state event (an event with an
+    mo_fingerprint, which MoJob gives STOP, START and near misses but not HELP, or any event that
+    set a block state for the mobile under this counterpart, or under an account or global key). record_mo writes only while it is still the latest; 0 means none.
     """
 
     number: str
