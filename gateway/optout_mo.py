@@ -20,7 +20,13 @@ from aiosmpplib import NPI, TON, PhoneNumber, SubmitSm
 
 from gateway.errors import StoreError
 from gateway.logs import redact
-from gateway.policy.decide import REDELIVERY_OPS, MoContext, MoDecision, annotation_tlv, is_redelivery
+from gateway.policy.decide import (
+    REDELIVERY_OPS,
+    MoContext,
+    MoDecision,
+    annotation_tlv,
+    is_redelivery,
+)
 from gateway.policy.text import encode_reply, segment
 from gateway.proxy import OWN, AccountState, CarrierLink, Proxy
 from gateway.smpp import fields as F
