@@ -4,6 +4,7 @@ MT (hot path): addresses read with struct, the mobile as an int, one in-memory i
 lookup; never a database call. MO: keyword messages are acked to the carrier only after
 the block change and its audit event are durable; the reply goes out through the carrier
 from the number the mobile texted, and the MO is still forwarded to the application.
+on_mo reads and classifies; optout_mo orders a pair's MOs and does the durable work.
 """
 
 from __future__ import annotations
