@@ -1,4 +1,4 @@
-"""decide_mo: what one mobile-originated message does; ReplyLimiter and MoDeduper.
+"""decide_mo: what one mobile-originated message does; ReplyLimiter and the redelivery rule.
 
 Pure: values in, a frozen MoDecision out. The shell applies it (store change + audit
 event, reply through the carrier, forward or drop) and asks the limiter before replying.
@@ -62,6 +62,7 @@ def decide_mo(
     """Classify one MO and say what to do; never raises."""
     if text is None:
         return MoDecision(reason="undecodable")
+    text = text.replace("\x00", "")  # a NUL (UCS-2 padding) is no part of a keyword
     if is_network_msg(text):
         return MoDecision(reason="network_msg")
     if ctx.mobile is None or ctx.business is None:
@@ -197,32 +198,22 @@ def mo_fingerprint(text: str | None, payload: bytes, carrier_message_id: str | N
     return h.hexdigest()
 
 
-class MoDeduper:
-    """Recognises a carrier redelivering the MO it last sent for a (source, dest) pair.
+REDELIVERY_OPS = frozenset({"stop", "start", "possible_optout"})  # HELP and custom ops: every one answered
 
-    Only the latest MO per pair is remembered, so STOP, START, STOP within the window
-    all count, while a redelivered STOP does not. Check first; remember only once the
-    MO's effects are durable, so a redelivery after a store failure is processed again.
+
+def is_redelivery(
+    op: str | None, fingerprint: str, business: str,
+    last: tuple[str, str, float], now: float, window: float,
+) -> bool:
+    """A state-changing keyword MO identical to the pair's latest state event in the store.
+
+    last = (fingerprint, counterpart, at) of that event: the same text to the same number,
+    nothing changed the pair's blocks since (an operator's or another MO's event would be
+    the latest instead), within window seconds (unix time). HELP and custom ops are never
+    redeliveries here: a HELP is only a copy while the first is still unanswered.
     """
-
-    def __init__(self, window: float, max_entries: int = 1_000_000) -> None:
-        self.window = window
-        self.max_entries = max_entries
-        self._last: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
-
-    def is_duplicate(self, source: str, dest: str, fingerprint: str, now: float) -> bool:
-        seen = self._last.get((source, dest))
-        return seen is not None and seen[0] == fingerprint and now - seen[1] < self.window
-
-    def remember(self, source: str, dest: str, fingerprint: str, now: float) -> None:
-        key = (source, dest)
-        self._last[key] = (fingerprint, now)
-        self._last.move_to_end(key)
-        while self._last:
-            oldest, (_, at) = next(iter(self._last.items()))
-            if now - at < self.window and len(self._last) <= self.max_entries:
-                break
-            del self._last[oldest]
-
-    def __len__(self) -> int:
-        return len(self._last)
+    last_fingerprint, last_counterpart, last_at = last
+    return (
+        op in REDELIVERY_OPS and fingerprint == last_fingerprint
+        and business == last_counterpart and now - last_at < window
+    )

@@ -20,6 +20,9 @@ _APOSTROPHES = str.maketrans("", "", "'\u2019\u02bc\u2018`\u00b4")
 _WORD = re.compile(r"\w+")
 _NEGATIONS = frozenset({"DONT", "NOT", "NEVER", "CANT", "WONT", "DIDNT", "DOESNT", "NO"})
 STANDARD_OPS = ("stop", "start", "help")
+# Longer texts (after trimming whitespace) are never keywords: checked before NFKC, which can
+# expand a character 18-fold (U+FDFA), so an MO costs at most this much normalising work.
+MAX_KEYWORD_TEXT = 640
 
 
 def _is_edge(ch: str) -> bool:
@@ -95,10 +98,20 @@ class KeywordTable:
         tf = settings.toll_free
         self.carrier_stop = frozenset(normalise(k) for k in tf.carrier_stop_keywords)
         self.carrier_start = frozenset(normalise(k) for k in tf.carrier_start_keywords)
+        self._last: tuple[str | None, str | None] = (None, None)
+
+    def _normalised(self, text: str) -> str | None:
+        """normalise(text), once per MO (the last text is remembered); None when too long."""
+        if self._last[0] == text:
+            return self._last[1]
+        norm = None if len(text.strip()) > MAX_KEYWORD_TEXT else normalise(text)
+        self._last = (text, norm)
+        return norm
 
     def classify(self, text: str, region: str | None = None) -> Match | None:
         """Whole message only: ' Stop! ' matches, 'please don't stop' does not."""
-        candidates = self._exact.get(normalise(text))
+        norm = self._normalised(text)
+        candidates = self._exact.get(norm) if norm is not None else None
         if not candidates:
             return None
         for match in candidates:
@@ -108,7 +121,9 @@ class KeywordTable:
 
     def carrier_op(self, text: str) -> str | None:
         """'stop' or 'start' when the text is one of the toll-free network's own keywords."""
-        norm = normalise(text)
+        norm = self._normalised(text)
+        if norm is None:
+            return None
         if norm in self.carrier_stop:
             return "stop"
         if norm in self.carrier_start:
@@ -117,8 +132,8 @@ class KeywordTable:
 
     def possible_optout(self, text: str) -> str | None:
         """The stop keyword inside a short non-keyword message ('STOP PLEASE'), else None."""
-        norm = normalise(text)
-        if len(norm) > self.max_chars or norm in self._exact:
+        norm = self._normalised(text)
+        if norm is None or len(norm) > self.max_chars or norm in self._exact:
             return None
         tokens = words(norm)
         if not 1 < len(tokens) <= self.max_words:

@@ -234,8 +234,8 @@ class OptoutSettings(BaseModel):
     annotate_tlv: int | None = Field(default=None, ge=0x1400, le=0x3FFF)
     toll_free: TollFree = Field(default_factory=TollFree)
     reply_window: float = Field(default=3600.0, ge=0)
-    mo_dedup_window: float = Field(default=86400.0, ge=0)
-    dedup_max_entries: int = Field(default=1_000_000, ge=1)
+    mo_dedup_window: float = Field(default=86400.0, ge=0)  # redelivery check against the store's latest event
+    dedup_max_entries: int = Field(default=1_000_000, ge=1)  # unused since the check is in the store; kept for old files
     block_status: int = 0x0B
     block_mode: Literal["status", "receipt"] = "status"
     reply_long: Literal["concatenate", "payload"] = "concatenate"

@@ -53,6 +53,15 @@ def udh_is_segment(udh: bytes) -> bool:
     return False
 
 
+def sar_is_segment(total_segments: bytes | None) -> bool:
+    """True when a sar_total_segments TLV value says the message has more than one part.
+
+    SMPP 3.4 5.3.2.23: a total of 1 is a whole message, as a UDH concatenation IE with
+    total 1 is; a missing or empty TLV is no segment either.
+    """
+    return bool(total_segments) and int.from_bytes(total_segments or b"", "big") > 1
+
+
 def alphabet_of(data_coding: int, default_alphabet: str) -> str | None:
     """Codec name for a data_coding, or None when it is binary, compressed or unsupported."""
     if data_coding == DC_DEFAULT:
@@ -74,7 +83,10 @@ def decode_text(
     default_alphabet: str = "gsm0338",
     has_sar: bool = False,
 ) -> DecodedText:
-    """Decode short_message or message_payload as carriers send it; never raises."""
+    """Decode short_message or message_payload as carriers send it; never raises.
+
+    has_sar: the SAR TLVs say this is one part of several (see sar_is_segment).
+    """
     udh = b""
     if esm_class & ESM_UDHI:
         parts = split_udh(payload)

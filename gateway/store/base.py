@@ -62,6 +62,7 @@ class AuditEvent:
     block_state: str = ""  # resulting state: blocked | unblocked | unchanged
     scope: str = ""
     kind: str = ""
+    mo_fingerprint: str = ""  # a keyword MO's identity (policy.decide.mo_fingerprint): redelivery check
     id: int = 0  # assigned by the store
 
 
@@ -87,6 +88,28 @@ class OutboxItem:
     attempts: int  # failed deliveries so far
 
 
+@dataclass(frozen=True, slots=True)
+class PairState:
+    """What a keyword MO for one (mobile, business) pair is decided against, read from the store.
+
+    last_id is the pair's version: the id of its latest state event (an event with an
+    mo_fingerprint, which MoJob gives STOP, START and near misses but not HELP, or any event that
+    set a block state for the mobile under this counterpart, or under an account or global key). record_mo writes only while it is still the latest; 0 means none.
+    """
+
+    number: str
+    counterpart: str
+    last_id: int = 0
+    last_fingerprint: str = ""  # that event's mo_fingerprint ('' when it was not an MO)
+    last_at: float = 0.0
+    last_counterpart: str = ""  # that event's counterpart: another number's under an account key
+    kinds: tuple[tuple[BlockKey, str], ...] = ()  # the asked keys that are blocked, with their kinds
+
+    def kind_of(self, key: BlockKey) -> str | None:
+        return next((kind for k, kind in self.kinds if k == key), None)
+
+
+MoItem = tuple[AuditEvent, "BlockChange | None"]
 BlockGroup = tuple[str, str, str, Sequence[int]]  # (scope, counterpart, kind, mobiles)
 
 
@@ -143,6 +166,16 @@ class Store(Protocol):
 
     async def events_after(self, event_id: int, limit: int = 1000) -> list[AuditEvent]:
         """Events with id > event_id in id order (tailing / catch-up)."""
+        ...
+
+    async def pair_state(self, number: str, counterpart: str, keys: Sequence[BlockKey]) -> PairState:
+        """The pair's version (latest state event) and the current kinds of keys, one snapshot."""
+        ...
+
+    async def record_mo(self, items: Sequence[MoItem], expect: PairState) -> list[tuple[int, bool]] | None:
+        """record() each item, all in one transaction, only if expect.last_id is still the pair's
+        latest state event; None (nothing written) when another writer got there first: read
+        pair_state again and decide again. Store-assigned ids order the writers, never commit races."""
         ...
 
     async def last_event_id(self) -> int: ...

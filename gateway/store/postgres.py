@@ -17,8 +17,18 @@ from typing import Any
 import asyncpg
 
 from gateway.store import schema
-from gateway.store.base import KINDS, AuditEvent, Block, BlockChange, BlockKey, OperatorMixin
+from gateway.store.base import (
+    KINDS,
+    AuditEvent,
+    Block,
+    BlockChange,
+    BlockKey,
+    MoItem,
+    OperatorMixin,
+    PairState,
+)
 from gateway.store.postgres_outbox import PgOutbox
+from gateway.store.postgres_pool import LOCK_EVENTS
 
 _EVENTS_SELECT = f"SELECT id, {', '.join(schema.EVENT_COLUMNS)} FROM events"
 _BLOCKS_SELECT = f"SELECT {', '.join(schema.BLOCK_COLUMNS)} FROM blocks"
@@ -35,6 +45,10 @@ WHERE (blocks.number, blocks.counterpart, blocks.scope) = (i.number, i.counterpa
     AND {schema.kind_rank_sql('i.kind')} > {schema.kind_rank_sql('blocks.kind')}"""
 _BULK_TIMEOUT = 3600.0  # import statements: minutes for millions of rows, not command_timeout
 _KEY_WHERE = "number = $1 AND counterpart = $2 AND scope = $3"
+_PAIR_LAST = schema.pair_last_sql(lambda i: f"${i}")
+_PAIR_KINDS = """SELECT b.number, b.counterpart, b.scope, b.kind FROM blocks b
+JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(number, counterpart, scope)
+    USING (number, counterpart, scope)"""
 
 
 async def _apply(conn: Any, change: BlockChange) -> tuple[bool, bool, str]:
@@ -127,6 +141,33 @@ class PostgresStore(PgOutbox, OperatorMixin):
             )
             full = schema.complete_event(event, change, blocked, kind)
             return await self._insert_event(conn, full), changed
+
+    async def pair_state(self, number: str, counterpart: str, keys: Sequence[BlockKey]) -> PairState:
+        columns = [list(c) for c in zip(*(schema.key_row(k) for k in keys), strict=True)] or [[], [], []]
+        async with (
+            self._guard(), self._require_pool().acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            row = await conn.fetchrow(_PAIR_LAST, number, counterpart)
+            found = await conn.fetch(_PAIR_KINDS, *columns)
+        kinds = tuple((BlockKey(r[0], r[1], r[2]), str(r[3])) for r in found)
+        if row is None:
+            return PairState(number, counterpart, kinds=kinds)
+        return PairState(number, counterpart, int(row[0]), str(row[1]), float(row[2]), str(row[3]), kinds)
+
+    async def record_mo(self, items: Sequence[MoItem], expect: PairState) -> list[tuple[int, bool]] | None:
+        async with self._guard(), self._require_pool().acquire() as conn, conn.transaction():
+            # the events lock first: the check and the writes are one step in the store's order
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_EVENTS)
+            latest = await conn.fetchval(_PAIR_LAST, expect.number, expect.counterpart)
+            if int(latest or 0) != expect.last_id:
+                return None
+            results = []
+            for event, change in items:
+                changed, blocked, kind = await _apply(conn, change) if change else (False, False, "")
+                full = schema.complete_event(event, change, blocked, kind)
+                results.append((await self._insert_event(conn, full), changed))
+            return results
 
     async def events_after(self, event_id: int, limit: int = 1000) -> list[AuditEvent]:
         rows = await self._fetch(

@@ -1,7 +1,8 @@
 """The PostgreSQL connection layer: pool, migrations, error mapping, health.
 
 Every asyncpg, OS or timeout failure becomes StoreError and marks the store
-unhealthy until an operation succeeds again. A failure that means the
+unhealthy until an operation succeeds again, except a data error (the row was
+refused, the server is fine): that one leaves health as it was. A failure that means the
 connection is gone (server restart, network cut) also expires the pool's
 other connections, so the first call after the server is back reconnects
 instead of tripping over another dead connection.
@@ -32,6 +33,11 @@ _CONNECTION_LOST = (
     OSError,
     TimeoutError,
 )
+
+
+# the statement's data was refused (class 22/23, or asyncpg could not encode an argument): the
+# server is fine, so these never count against health (readiness must not flap on one bad row)
+_DATA_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.exceptions._base.DataError)
 
 
 def quote_ident(name: str) -> str:
@@ -94,6 +100,8 @@ class PgConnection:
         """Map backend failures to StoreError and keep ``healthy`` current."""
         try:
             yield
+        except _DATA_ERRORS as exc:
+            raise StoreError(_describe(exc, self._dsn)) from exc
         except ERRORS as exc:
             self._healthy = False
             if isinstance(exc, _CONNECTION_LOST) and self._pool is not None:

@@ -10,7 +10,7 @@ purge deletes them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from gateway.errors import StoreError
@@ -19,13 +19,29 @@ from gateway.store.base import KIND_RANK, AuditEvent, Block, BlockChange, BlockK
 EVENT_COLUMNS: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(AuditEvent) if f.name != "id"
 )
+_LATER_EVENT_COLUMNS = ("mo_fingerprint",)  # added by migration 3
 BLOCK_COLUMNS: tuple[str, ...] = ("number", "counterpart", "scope", "kind", "source", "created_at")
 PAGE_SIZE = 20_000
 MAX_DIGITS = 18  # a mobile as an unsigned 64-bit integer, with room to spare
 
 _EVENT_TEXT_COLUMNS = ",\n    ".join(
-    f"{c} TEXT NOT NULL DEFAULT ''" for c in EVENT_COLUMNS if c not in ("at", "data_coding")
+    f"{c} TEXT NOT NULL DEFAULT ''" for c in EVENT_COLUMNS
+    if c not in ("at", "data_coding", *_LATER_EVENT_COLUMNS)
 )
+_MIGRATION_3 = (  # redelivery check and pair versions: the latest events of one mobile
+    "ALTER TABLE events ADD COLUMN mo_fingerprint TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX events_number ON events (number, id)",
+)
+
+
+def pair_last_sql(mark: Callable[[int], str]) -> str:
+    """The pair's latest state event (see base.PairState); mark(i) is the i-th placeholder."""
+    return (
+        "SELECT id, mo_fingerprint, at, counterpart FROM events WHERE number = " + mark(1)
+        + " AND (mo_fingerprint <> '' OR block_state <> '')"
+        + " AND (counterpart = " + mark(2) + " OR scope IN ('account', 'global'))"
+        + " ORDER BY id DESC LIMIT 1"
+    )
 
 SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -56,6 +72,7 @@ SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX outbox_account ON outbox (account, id)",
         "CREATE INDEX outbox_expires ON outbox (expires_at)",
     ),
+    _MIGRATION_3,
 )
 
 POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -89,6 +106,7 @@ BEGIN RAISE EXCEPTION 'events are append-only'; END $$""",
         "CREATE INDEX outbox_account ON outbox (account, id)",
         "CREATE INDEX outbox_expires ON outbox (expires_at)",
     ),
+    tuple(statement.replace("TEXT", "text") for statement in _MIGRATION_3),
 )
 
 OUTBOX_COLUMNS = "id, account, raw, enqueued_at, expires_at, attempts"
@@ -146,8 +164,16 @@ def parse_mobiles(joined: str) -> list[int]:
     return mobiles
 
 
+def storable(value: Any) -> Any:
+    """A value as every backend can keep it: NUL (refused by PostgreSQL text) as the six
+    characters \\u0000. Event text is evidence, so nothing else is touched."""
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "\\u0000")
+    return value
+
+
 def event_row(event: AuditEvent) -> tuple[Any, ...]:
-    return tuple(getattr(event, c) for c in EVENT_COLUMNS)
+    return tuple(storable(getattr(event, c)) for c in EVENT_COLUMNS)
 
 
 def event_from_row(row: Sequence[Any]) -> AuditEvent:

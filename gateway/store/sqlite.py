@@ -15,8 +15,17 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from gateway.store import schema
-from gateway.store.base import KINDS, AuditEvent, Block, BlockChange, BlockKey, OperatorMixin
-from gateway.store.sqlite_conn import in_transaction
+from gateway.store.base import (
+    KINDS,
+    AuditEvent,
+    Block,
+    BlockChange,
+    BlockKey,
+    MoItem,
+    OperatorMixin,
+    PairState,
+)
+from gateway.store.sqlite_conn import in_transaction, read_snapshot
 from gateway.store.sqlite_outbox import EVENT_INSERT as _EVENT_INSERT
 from gateway.store.sqlite_outbox import SqliteOutbox
 
@@ -47,15 +56,48 @@ def _apply(conn: sqlite3.Connection, change: BlockChange) -> tuple[bool, bool, s
     return False, found is not None, str(found[0]) if found else block.kind
 
 
+def _record_in(
+    conn: sqlite3.Connection, event: AuditEvent, change: BlockChange | None
+) -> tuple[int, bool]:
+    """One event and its change, inside the caller's transaction."""
+    changed, blocked, kind = _apply(conn, change) if change else (False, False, "")
+    full = schema.complete_event(event, change, blocked, kind)
+    cursor = conn.execute(_EVENT_INSERT, schema.event_row(full))
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid, changed
+
+
 def _record(
     conn: sqlite3.Connection, event: AuditEvent, change: BlockChange | None
 ) -> tuple[int, bool]:
-    def work() -> tuple[int, bool]:
-        changed, blocked, kind = _apply(conn, change) if change else (False, False, "")
-        full = schema.complete_event(event, change, blocked, kind)
-        cursor = conn.execute(_EVENT_INSERT, schema.event_row(full))
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid, changed
+    return in_transaction(conn, lambda: _record_in(conn, event, change))
+
+
+_PAIR_LAST = schema.pair_last_sql(lambda i: "?")
+
+
+def _pair_state(
+    conn: sqlite3.Connection, number: str, counterpart: str, keys: Sequence[BlockKey]
+) -> PairState:
+    row = conn.execute(_PAIR_LAST, (number, counterpart)).fetchone()
+    kinds = []
+    for key in keys:
+        found = conn.execute(f"SELECT kind FROM blocks WHERE {_KEY_WHERE}", schema.key_row(key)).fetchone()
+        if found is not None:
+            kinds.append((key, str(found[0])))
+    if row is None:
+        return PairState(number, counterpart, kinds=tuple(kinds))
+    return PairState(number, counterpart, int(row[0]), str(row[1]), float(row[2]), str(row[3]), tuple(kinds))
+
+
+def _record_mo(
+    conn: sqlite3.Connection, items: Sequence[MoItem], expect: PairState
+) -> list[tuple[int, bool]] | None:
+    def work() -> list[tuple[int, bool]] | None:  # BEGIN IMMEDIATE: writers one at a time
+        row = conn.execute(_PAIR_LAST, (expect.number, expect.counterpart)).fetchone()
+        if (int(row[0]) if row else 0) != expect.last_id:
+            return None
+        return [_record_in(conn, event, change) for event, change in items]
 
     return in_transaction(conn, work)
 
@@ -143,6 +185,12 @@ class SqliteStore(SqliteOutbox, OperatorMixin):
         self, event: AuditEvent, change: BlockChange | None = None
     ) -> tuple[int, bool]:
         return await self._run(lambda c: _record(c, event, change))
+
+    async def pair_state(self, number: str, counterpart: str, keys: Sequence[BlockKey]) -> PairState:
+        return await self._run(lambda c: read_snapshot(c, lambda: _pair_state(c, number, counterpart, keys)))
+
+    async def record_mo(self, items: Sequence[MoItem], expect: PairState) -> list[tuple[int, bool]] | None:
+        return await self._run(lambda c: _record_mo(c, items, expect))
 
     async def events_after(self, event_id: int, limit: int = 1000) -> list[AuditEvent]:
         rows = await self._query(f"{_EVENTS_SELECT} WHERE id > ? ORDER BY id LIMIT ?", (event_id, limit))

@@ -149,6 +149,8 @@ class SqliteConnection:
             raise StoreError("store is not open")
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except (sqlite3.DataError, sqlite3.IntegrityError) as exc:  # the row, not the file: health unchanged
+            raise StoreError(f"sqlite: {exc}") from exc
         except sqlite3.Error as exc:
             self._healthy = False
             raise StoreError(f"sqlite: {exc}") from exc

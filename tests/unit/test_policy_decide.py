@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from gateway.policy.decide import (
     MoContext,
     MoDecision,
-    MoDeduper,
     ReplyLimiter,
     annotation_tlv,
     decide_mo,
+    is_redelivery,
     mo_fingerprint,
 )
 from gateway.policy.keywords import KeywordTable
@@ -251,21 +251,22 @@ def test_reply_limiter() -> None:
     assert len(limiter) == 1  # expired entries dropped
 
 
-def test_mo_deduper() -> None:
-    dedup = MoDeduper(window=86400, max_entries=2)
+def test_redelivery_rule() -> None:
     stop = mo_fingerprint("STOP", b"STOP")
-    start = mo_fingerprint("START", b"START")
-    assert not dedup.is_duplicate(MOBILE, LONG_CODE, stop, now=0.0)
-    assert not dedup.is_duplicate(MOBILE, LONG_CODE, stop, now=1.0)  # not remembered yet
-    dedup.remember(MOBILE, LONG_CODE, stop, now=1.0)
-    assert dedup.is_duplicate(MOBILE, LONG_CODE, stop, now=2.0)  # a redelivery
-    assert not dedup.is_duplicate(MOBILE, TOLL_FREE, stop, now=2.0)
-    dedup.remember(MOBILE, LONG_CODE, start, now=3.0)
-    assert not dedup.is_duplicate(MOBILE, LONG_CODE, stop, now=4.0)  # STOP START STOP counts
-    assert not dedup.is_duplicate(MOBILE, LONG_CODE, start, now=86403.0)  # window over
-    for i in range(5):
-        dedup.remember(str(i), LONG_CODE, stop, now=10.0)
-    assert len(dedup) == 2
+    last = (stop, LONG_CODE, 100.0)
+    assert is_redelivery("stop", stop, LONG_CODE, last, now=101.0, window=86400)
+    assert not is_redelivery("stop", stop, TOLL_FREE, last, now=101.0, window=86400)  # another number
+    assert not is_redelivery("stop", mo_fingerprint("START", b""), LONG_CODE, last, 101.0, 86400)
+    assert not is_redelivery("stop", stop, LONG_CODE, last, now=86500.0, window=86400)  # window over
+    help_fp = mo_fingerprint("HELP", b"HELP")
+    assert not is_redelivery("help", help_fp, LONG_CODE, (help_fp, LONG_CODE, 100.0), 101.0, 86400)
+
+
+def test_nul_is_no_part_of_a_keyword() -> None:
+    settings = OptoutSettings()
+    ctx = MoContext(MOBILE, LONG_CODE)
+    assert decide_mo("STOP\x00", False, ctx, KeywordTable(settings), settings).op == "stop"
+    assert decide_mo("ST\x00OP", False, ctx, KeywordTable(settings), settings).op == "stop"
 
 
 def test_mo_fingerprint() -> None:

@@ -183,3 +183,22 @@ def test_carrier_op() -> None:
     assert TABLE.carrier_op("START") == "start"
     assert TABLE.carrier_op("yes") is None
     assert TABLE.carrier_op("quit") is None
+
+
+def test_long_mo_is_never_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """21k x U+FDFA (NFKC x18): refused by length before any normalising, and once per MO."""
+    import gateway.policy.keywords as kw
+    from gateway.policy.decide import MoContext, decide_mo
+
+    settings = OptoutSettings(possible_optout_acts=True)
+    table = KeywordTable(settings)
+    seen: list[int] = []
+    real = kw._fold
+    monkeypatch.setattr(kw, "_fold", lambda text: (seen.append(len(text)), real(text))[1])
+    ctx = MoContext("+14155550123", "+14155550100")
+    assert decide_mo("\ufdfa" * 21_000, False, ctx, table, settings).op is None
+    assert seen == []
+    assert decide_mo(" " * 5000 + "stop ", False, ctx, table, settings).op == "stop"  # trimmed first
+    seen.clear()
+    decide_mo("please stop now", False, ctx, table, settings)  # classify and near-miss share one pass
+    assert len(seen) <= 3 and max(seen) <= kw.MAX_KEYWORD_TEXT

@@ -175,3 +175,11 @@ def test_segment_binary_octets() -> None:
 
 def test_gsm_codec_is_unpacked() -> None:
     assert GSM7BitCodec().encode("STOP")[0] == b"STOP"
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, False), (b"", False), (b"\x01", False), (b"\x02", True), (b"\x00", False), (b"\xff", True)])
+def test_sar_total_one_is_a_whole_message(value: bytes | None, expected: bool) -> None:
+    from gateway.policy.text import sar_is_segment
+
+    assert sar_is_segment(value) is expected
