@@ -166,7 +166,7 @@ async def test_events_export_filters_csv_and_jsonl(db: Path) -> None:
     events = [json.loads(line) for line in out_file.read_text().splitlines()]
     assert [e["at"] for e in events] == [1_700_000_000.0, 1_700_000_100.0, 1_700_000_200.0]
     assert set(events[0]) >= {"id", "op", "number", "data_coding", "block_state", "kind"}
-    code, out, _ = await _gateway(db, "events", "purge", "--before", "1700000150")
+    code, out, _ = await _gateway(db, "events", "purge", "--before", "1700000150", "--force")
     assert code == 0 and "purged 2 events" in out
 
 
