@@ -213,7 +213,9 @@ def csv_text(value: str) -> str:
 
 def csv_number(value: str) -> str:
     """A number cell: E.164 ('+14155550123') stays as it is; anything else is free text."""
-    return value if E164.fullmatch(value) else csv_text(value)
+    if not value.startswith(FORMULA_START) or E164.fullmatch(value):
+        return value
+    return f"'{value}"
 
 
 class CsvWriter:
@@ -228,7 +230,7 @@ class CsvWriter:
 
     def writerow(self, row: Iterable[object]) -> None:
         cells = tuple(row)
-        if not any(isinstance(c, str) and "\r" in c for c in cells):
+        if not _has_cr(cells):
             self._plain.writerow(cells)
             return
         self._crlf.writerow(cells)  # quotes every field with \r or \n
@@ -240,6 +242,13 @@ class CsvWriter:
     def writerows(self, rows: Iterable[Iterable[object]]) -> None:
         for row in rows:
             self.writerow(row)
+
+
+def _has_cr(cells: tuple[object, ...]) -> bool:
+    try:
+        return "\r" in "".join(cells)  # type: ignore[arg-type]  # all text: one scan
+    except TypeError:
+        return any(isinstance(c, str) and "\r" in c for c in cells)
 
 
 def csv_unescape(value: str) -> str:
