@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +23,7 @@ from gateway.errors import StoreError
 from gateway.store import schema
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 FILE_MODE = 0o600  # numbers and MO text: owner only, whatever the umask
@@ -43,8 +46,19 @@ def create_private(path: str) -> bool:
     return True
 
 
+def _warn_if_shared(path: str) -> None:
+    """An existing database keeps its mode; say so when others may read it."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warning("database_file_not_private", extra={"path": path, "mode": f"{mode:04o}"})
+
+
 def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
-    create_private(path)
+    if not create_private(path) and path != ":memory:":
+        _warn_if_shared(path)
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=WAL")

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import Gateway
 from gateway.simulator import Simulator
 from gateway.store.base import AuditEvent
 from gateway.store.sqlite import SqliteStore
+from tests.integration.conftest import GatewayFactory
 
 MOBILE, BUSINESS = "+14155550123", "+14155550100"
 HEADER = "number,counterpart,scope,kind,source,created_at"
@@ -29,7 +29,6 @@ EVIL = ['=HYPERLINK("http://evil.example","STOP")', "@SUM(1+1) stop", "-2+3 STOP
 async def _gateway(cwd: Path, db: str, *args: str, stdin: str = "") -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env["GATEWAY_DATABASE_URL"] = f"sqlite:///{db}"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", *args, env=env, cwd=cwd,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -126,11 +125,9 @@ async def test_export_to_a_missing_folder_is_one_line(tmp_path: Path) -> None:
 # -- CSV formula injection ---------------------------------------------------------------
 
 
-async def test_mo_text_is_exported_safe_for_spreadsheets(make_gateway: object, sim: Simulator,
+async def test_mo_text_is_exported_safe_for_spreadsheets(make_gateway: GatewayFactory, sim: Simulator,
                                                          tmp_path: Path) -> None:
-    factory = make_gateway
-    assert callable(factory)
-    gateway: Gateway = await factory()
+    gateway = await make_gateway()
     assert gateway.store is not None
     for text in EVIL:
         assert await sim.inject_mo(MOBILE[1:], BUSINESS[1:], text) == 0
@@ -230,3 +227,17 @@ async def test_database_wal_and_shm_are_owner_only(tmp_path: Path, umask_022: No
     code, _, err = await _gateway(cli_db.parent, "gateway.db", "migrate")
     assert code == 0, err
     assert _mode(cli_db) == 0o600
+
+
+async def test_an_existing_shared_database_is_reported(tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / "gateway.db"
+    db.write_bytes(b"")
+    db.chmod(0o644)
+    store = SqliteStore(str(db))
+    with caplog.at_level("WARNING", logger="gateway.store.sqlite_conn"):
+        await store.open()
+        await store.close()
+    assert [(r.getMessage(), getattr(r, "mode", None)) for r in caplog.records] == [
+        ("database_file_not_private", "0644")]
+    assert _mode(db) == 0o644  # reported, not changed behind the operator's back
