@@ -4,12 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench lint clean
+.PHONY: install run test bench lint lock audit clean
 
-$(STAMP): pyproject.toml
+# Installs exactly what the lock pins (with hashes), then the project itself without deps.
+$(STAMP): pyproject.toml requirements-test.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --require-hashes -r requirements-test.lock
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,5 +29,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check gateway tests bench
 	$(BIN)/mypy --strict gateway
 
+# After changing a dependency in pyproject.toml: re-pin both locks (needs the registry).
+TOOLS := .venv-tools
+LOCK := $(TOOLS)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -q
+lock:
+	test -x $(TOOLS)/bin/python || $(PY) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q 'uv>=0.5,<1'
+	$(LOCK) -o requirements.lock
+	$(LOCK) --extra test -o requirements-test.lock
+
+# pip-audit over both locks (skipped with one line when the registry cannot be reached).
+audit:
+	bash .ci/audit
+
 clean:
-	rm -rf $(VENV) build *.egg-info gateway.db
+	rm -rf $(VENV) $(TOOLS) build *.egg-info gateway.db

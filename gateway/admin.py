@@ -9,7 +9,6 @@ gateways pick them up from the event log. Bad input raises InputError (exit 2).
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import sys
@@ -17,15 +16,19 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import IO, Any, TextIO
 
+from gateway.admin_files import ExportFile, export_target
 from gateway.admin_import import ImportReport, import_blocks, open_input
 from gateway.admin_rows import (
     HEADER,
+    CsvWriter,
     InputError,
     NumberCheck,
     RowDefaults,
     RowError,
     block_csv_row,
     block_key,
+    csv_number,
+    csv_text,
     iso,
     parse_time,
 )
@@ -36,6 +39,7 @@ __all__ = ["InputError", "run"]
 
 EVENT_FIELDS: tuple[str, ...] = ("id", *(
     f.name for f in dataclasses.fields(AuditEvent) if f.name != "id"))
+NUMBER_FIELDS = frozenset({"number", "counterpart"})  # E.164 when known: kept as they are
 Command = Callable[[Store], Awaitable[int]]
 
 
@@ -50,7 +54,7 @@ async def blocks_list(store: Store, *, number: str | None = None, limit: int = 1
     blocks = await store.list_blocks(limit=limit, offset=offset, number=number)
     rows = [block_csv_row(b) for b in blocks]
     if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
+        writer = CsvWriter(out)
         writer.writerow(HEADER)
         writer.writerows(rows)
         return 0
@@ -117,7 +121,7 @@ async def blocks_remove(store: Store, number: str, *, counterpart: str = "", sco
 
 async def blocks_export(store: Store, out: TextIO, err: TextIO = sys.stderr) -> int:
     started = time.perf_counter()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = CsvWriter(out)
     writer.writerow(HEADER)
     count = 0
     async for block in store.iter_blocks():
@@ -149,13 +153,13 @@ async def blocks_import(store: Store, source: IO[str], defaults: RowDefaults, re
 async def events_export(store: Store, since: float, until: float, fmt: str, out: TextIO,
                         err: TextIO = sys.stderr) -> int:
     count = 0
-    writer = csv.writer(out, lineterminator="\n")
+    writer = CsvWriter(out)
     if fmt == "csv":
         writer.writerow((*EVENT_FIELDS, "at_iso"))
     async for event in store.events_between(since, until):
         values = dataclasses.asdict(event)
         if fmt == "csv":
-            writer.writerow((*(values[f] for f in EVENT_FIELDS), iso(event.at)))
+            writer.writerow((*(_event_cell(f, values[f]) for f in EVENT_FIELDS), iso(event.at)))
         else:
             record = {f: values[f] for f in EVENT_FIELDS} | {"at_iso": iso(event.at)}
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -165,8 +169,20 @@ async def events_export(store: Store, since: float, until: float, fmt: str, out:
     return 0
 
 
-async def events_purge(store: Store, before: float, out: TextIO = sys.stdout) -> int:
+def _event_cell(name: str, value: object) -> object:
+    """CSV cell of an event field: numbers and times as they are, text safe for spreadsheets."""
+    if not isinstance(value, str):
+        return value
+    return csv_number(value) if name in NUMBER_FIELDS else csv_text(value)
+
+
+async def events_purge(store: Store, before: float, out: TextIO = sys.stdout, *,
+                       forced: bool = False) -> int:
+    """Delete events before the cutoff, then record the purge itself as an event (op purge)."""
     deleted = await store.purge_events(before)
+    note = " forced" if forced else ""
+    await store.record(AuditEvent(at=time.time(), op="purge", source="operator",
+                                  text=f"before={iso(before)} count={deleted}{note}"))
     print(f"purged {deleted:,} events before {iso(before)}", file=out)
     return 0
 
@@ -195,23 +211,25 @@ def _time(text: str | None, what: str, default: float) -> float:
 
 
 def _purge_before(args: argparse.Namespace, settings: Any) -> float:
+    """The cutoff; InputError when it is inside the retention period, unless --force."""
+    now = time.time()
     if args.before is not None:
-        return _time(args.before, "--before", 0.0)
-    days = args.older_than_days
-    if days is None:
-        days = int(settings.events_retention_days)
-    if days < 1:
-        raise InputError(f"--older-than-days {days}: must be at least 1")
-    return time.time() - float(days) * 86400.0
-
-
-def _output(path: str | None) -> tuple[TextIO, bool]:
-    if path in (None, "-"):
-        return sys.stdout, False
-    try:
-        return open(path, "w", encoding="utf-8", newline=""), True
-    except OSError as exc:
-        raise InputError(f"{path}: {exc.strerror or exc}") from None
+        before = _time(args.before, "--before", 0.0)
+        asked = f"--before {iso(before)}"
+    else:
+        days = args.older_than_days
+        if days is None:
+            days = int(settings.events_retention_days)
+        if days < 1:
+            raise InputError(f"--older-than-days {days}: must be at least 1")
+        before = now - float(days) * 86400.0
+        asked = f"--older-than-days {days}"
+    retention = int(settings.events_retention_days)
+    floor = now - retention * 86400.0
+    if before > floor and not args.force:
+        raise InputError(f"{asked} would delete events younger than events_retention_days "
+                         f"({retention} days, cutoff {iso(floor)}); --force purges them anyway")
+    return before
 
 
 def _blocks_command(args: argparse.Namespace, settings: Any) -> Command:
@@ -228,7 +246,7 @@ def _blocks_command(args: argparse.Namespace, settings: Any) -> Command:
         return lambda s: blocks_remove(s, args.number, counterpart=args.counterpart or "",
                                        scope=scope, kind=args.kind, region=region)
     if sub == "export":
-        return lambda s: _to_file(args.file, lambda out: blocks_export(s, out))
+        return lambda s: _to_file(args.file, args.force, s, lambda out: blocks_export(s, out))
     source = open_input(args.file)
     defaults = RowDefaults(scope=scope, kind=args.kind or "optout", source=args.source,
                            created_at=time.time())
@@ -242,24 +260,32 @@ def _blocks_command(args: argparse.Namespace, settings: Any) -> Command:
     return run_import
 
 
-async def _to_file(path: str | None, write: Callable[[TextIO], Awaitable[int]]) -> int:
-    out, close = _output(path)
-    try:
+async def _to_file(path: str | None, force: bool, store: Store,
+                   write: Callable[[TextIO], Awaitable[int]]) -> int:
+    """write() to stdout ('-'), or to path through a 0600 temporary file renamed on success."""
+    if path in (None, "-"):
+        return await write(sys.stdout)
+    target = export_target(path, force=force, database_path=_database_path(store))
+    with ExportFile(target) as out:
         return await write(out)
-    finally:
-        if close:
-            out.close()
+
+
+def _database_path(store: Store) -> str | None:
+    from gateway.store.sqlite import SqliteStore
+
+    return store.path if isinstance(store, SqliteStore) else None
 
 
 def _events_command(args: argparse.Namespace, settings: Any) -> Command:
     if args.events_command == "purge":
         before = _purge_before(args, settings)
-        return lambda s: events_purge(s, before)
+        return lambda s: events_purge(s, before, forced=args.force)
     since = _time(args.since, "--since", 0.0)
     until = _time(args.until, "--until", time.time() + 1)
     if until <= since:
         raise InputError(f"--until {iso(until)} is not after --since {iso(since)}")
-    return lambda s: _to_file(args.output, lambda out: events_export(s, since, until, args.format, out))
+    return lambda s: _to_file(args.output, args.force, s,
+                              lambda out: events_export(s, since, until, args.format, out))
 
 
 async def _with_store(url: str, command: Command) -> int:

@@ -8,10 +8,13 @@ national prefix or zero) or that fail the fast check go through phonenumbers.par
 
 from __future__ import annotations
 
+import csv
+import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TextIO
 
 import phonenumbers
 
@@ -22,6 +25,8 @@ HEADER: tuple[str, ...] = ("number", "counterpart", "scope", "kind", "source", "
 MAX_SYSTEM_ID = 15
 SHORT_CODE = re.compile(r"[0-9]{3,6}")  # as the gateway keys STOPs sent to a short code
 _NUMERIC = re.compile(r"[+-]?\d+(\.\d*)?")
+E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may run (OWASP CSV injection)
 
 
 class InputError(GatewayError):
@@ -185,7 +190,7 @@ class RowReader:
         i = self.index.get(name)
         if i is None:
             return default
-        return row[i].strip() or default
+        return csv_unescape(row[i].strip()) or default
 
     def block(self, row: Sequence[str]) -> Block:
         if len(row) != self.width:
@@ -194,13 +199,64 @@ class RowReader:
         kind = self._get(row, "kind", d.kind)
         if kind not in KINDS:
             raise RowError(f"kind {kind!r}: expected one of {', '.join(KINDS)}")
-        key = block_key(self.check, row[self.index["number"]].strip(),
+        key = block_key(self.check, csv_unescape(row[self.index["number"]].strip()),
                         self._get(row, "counterpart", ""), self._get(row, "scope", d.scope))
         created = self._get(row, "created_at", "")
         at = parse_time(created, "created_at") if created else d.created_at
         return Block(key, kind, self._get(row, "source", d.source), at)
 
 
+def csv_text(value: str) -> str:
+    """A free-text CSV cell: a leading ' when it begins like a formula; the rest unchanged."""
+    return f"'{value}" if value.startswith(FORMULA_START) else value
+
+
+def csv_number(value: str) -> str:
+    """A number cell: E.164 ('+14155550123') stays as it is; anything else is free text."""
+    if not value.startswith(FORMULA_START) or E164.fullmatch(value):
+        return value
+    return f"'{value}"
+
+
+class CsvWriter:
+    """csv.writer with "\\n" line ends that also quotes a field holding a bare "\\r"
+    (Python's writer quotes only the characters of its lineterminator)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._plain = csv.writer(out, lineterminator="\n")
+        self._buf = io.StringIO()
+        self._crlf = csv.writer(self._buf, lineterminator="\r\n")
+
+    def writerow(self, row: Iterable[object]) -> None:
+        cells = tuple(row)
+        if not _has_cr(cells):
+            self._plain.writerow(cells)
+            return
+        self._crlf.writerow(cells)  # quotes every field with \r or \n
+        line = self._buf.getvalue()
+        self._buf.seek(0)
+        self._buf.truncate()
+        self._out.write(line[:-2] + "\n")
+
+    def writerows(self, rows: Iterable[Iterable[object]]) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
+def _has_cr(cells: tuple[object, ...]) -> bool:
+    try:
+        return "\r" in "".join(cells)  # type: ignore[arg-type]  # all text: one scan
+    except TypeError:
+        return any(isinstance(c, str) and "\r" in c for c in cells)
+
+
+def csv_unescape(value: str) -> str:
+    """What csv_text added, taken off again (import reads what export wrote)."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) else value
+
+
 def block_csv_row(block: Block) -> tuple[str, str, str, str, str, str]:
     key = block.key
-    return (key.number, key.counterpart, key.scope, block.kind, block.source, iso(block.created_at))
+    return (csv_number(key.number), csv_number(key.counterpart), csv_text(key.scope),
+            csv_text(block.kind), csv_text(block.source), iso(block.created_at))

@@ -94,6 +94,7 @@ def _admin_parsers(sub: Any) -> None:
     imp.add_argument("--source", default="import", help="for rows without one (default import)")
     exp = _store_common(bsub.add_parser("export", help="every block as CSV"))
     exp.add_argument("file", nargs="?", default="-", help="output file (default - : stdout)")
+    exp.add_argument("--force", action="store_true", help="replace an existing file")
     events = sub.add_parser("events", help="the opt-in/opt-out audit log")
     esub = events.add_subparsers(dest="events_command", required=True)
     ex = _store_common(esub.add_parser("export", help="events with since <= at < until"))
@@ -101,11 +102,14 @@ def _admin_parsers(sub: Any) -> None:
     ex.add_argument("--until", help="ISO 8601 or unix seconds (default: now)")
     ex.add_argument("--format", choices=["csv", "jsonl"], default="csv")
     ex.add_argument("--output", metavar="FILE", help="default stdout")
+    ex.add_argument("--force", action="store_true", help="replace an existing file")
     purge = _store_common(esub.add_parser("purge", help="retention: delete old events"))
     when = purge.add_mutually_exclusive_group()
     when.add_argument("--before", help="ISO 8601 or unix seconds")
     when.add_argument("--older-than-days", type=int,
                       help="default: events_retention_days from the configuration (1826)")
+    purge.add_argument("--force", action="store_true",
+                       help="purge events younger than events_retention_days too")
     _store_common(sub.add_parser("migrate", help="apply schema migrations to the database"))
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gateway.errors import FramingError, StoreError
+from gateway.outbox_events import expiry_event
 from gateway.proxy import TEMPORARY
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
@@ -151,7 +152,13 @@ class Outbox:
 
     async def _expire(self) -> None:
         """Expired rows go, each with its audit event in the same transaction."""
-        for item in await self.store.outbox_expire(time.time(), event_for=_expiry_event):
+        alphabet = self.proxy.settings.optout.smsc_default_alphabet
+        region = self.proxy.region
+
+        def event_for(item: OutboxItem) -> AuditEvent:
+            return expiry_event(item, region, alphabet)
+
+        for item in await self.store.outbox_expire(time.time(), event_for=event_for):
             log.warning("outbox_expired", extra={"system_id": item.account, "id": item.id})
             self.proxy.metrics.outbox_delivered.labels("expired").inc()
 
@@ -174,8 +181,3 @@ def _resolver(answer: asyncio.Future[int]) -> Callable[[int, P.Pdu | None], None
             answer.set_result(status)
 
     return done
-
-
-def _expiry_event(item: OutboxItem) -> AuditEvent:
-    return AuditEvent(at=time.time(), op="outbox_expired", account=item.account, source="gateway",
-                      text=item.raw.hex())

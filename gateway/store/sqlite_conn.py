@@ -1,15 +1,19 @@
 """The SQLite connection layer: one connection on one worker thread, migrations, health.
 
-Coroutines hand the thread work with ``run_in_executor``; every sqlite3
-failure becomes StoreError and marks the store unhealthy until an
-operation succeeds again.
+A database file it creates is mode 0600 (so are its -wal and -shm, which SQLite
+creates with the database file's mode). Coroutines hand the thread work with
+``run_in_executor``; every sqlite3 failure becomes StoreError and marks the
+store unhealthy until an operation succeeds again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,9 +23,42 @@ from gateway.errors import StoreError
 from gateway.store import schema
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+FILE_MODE = 0o600  # numbers and MO text: owner only, whatever the umask
+
+
+def create_private(path: str) -> bool:
+    """Create a missing database file empty with mode 0600 (SQLite reads an empty file as an
+    empty database, and gives the -wal, -shm and -journal it creates the database file's mode).
+    True when it was created; any failure is left for sqlite3.connect to report."""
+    if not path or path == ":memory:":
+        return False
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except OSError:
+        return False
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+    return True
+
+
+def _warn_if_shared(path: str) -> None:
+    """An existing database keeps its mode; say so when others may read it."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warning("database_file_not_private", extra={"path": path, "mode": f"{mode:04o}"})
 
 
 def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
+    if not create_private(path) and path != ":memory:":
+        _warn_if_shared(path)
     conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode=WAL")

@@ -166,7 +166,7 @@ async def test_events_export_filters_csv_and_jsonl(db: Path) -> None:
     events = [json.loads(line) for line in out_file.read_text().splitlines()]
     assert [e["at"] for e in events] == [1_700_000_000.0, 1_700_000_100.0, 1_700_000_200.0]
     assert set(events[0]) >= {"id", "op", "number", "data_coding", "block_state", "kind"}
-    code, out, _ = await _gateway(db, "events", "purge", "--before", "1700000150")
+    code, out, _ = await _gateway(db, "events", "purge", "--before", "1700000150", "--force")
     assert code == 0 and "purged 2 events" in out
 
 
@@ -274,3 +274,13 @@ async def test_short_code_counterpart_add_remove_and_round_trip(store: Store) ->
     for bad in ("12", "12a45", "+12345"):  # not a short code, not E.164
         with pytest.raises(admin.InputError):
             await admin.blocks_add(store, MOBILE, counterpart=bad, out=io.StringIO())
+
+
+async def test_purge_records_its_own_event(store: Store) -> None:
+    await store.record(AuditEvent(at=1_000_000_000.0, op="stop", number=MOBILE, text="STOP"))
+    out = io.StringIO()
+    assert await admin.events_purge(store, 1_000_000_001.0, out) == 0
+    assert out.getvalue().startswith("purged 1 events")
+    events = [e async for e in store.events_between(0.0, 1e12)]
+    assert [(e.op, e.source, e.text) for e in events] == [
+        ("purge", "operator", "before=2001-09-09T01:46:41.000Z count=1")]
