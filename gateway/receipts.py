@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OWN = "<gateway-autoreply>"  # receipt-route owner of the gateway's own messages; longer than any system_id
-PURGE_SLICE = 10_000  # route-map entries purged per loop iteration
+PURGE_SLICE = 2_000  # route-map entries purged per loop iteration
 Sm = F.ShortMessage | F.DataSm
 
 
@@ -56,6 +56,7 @@ class ReceiptRouter:
         self.hold = settings.routing.receipt_hold
         self.submitted_key = M.submitted_keyer(settings.carrier.message_id_format)
         self.text_key = M.text_keyer(settings.carrier.message_id_format)
+        self.exact = settings.carrier.message_id_format == "exact"
         self.parked: deque[Parked] = deque()
         self._by_key: dict[bytes, list[Parked]] = {}
         self._check_due = False
@@ -63,7 +64,7 @@ class ReceiptRouter:
 
     # --- the route map ------------------------------------------------------------
     def remember(self, message_id: bytes, account: str, now: float) -> None:
-        key = self.submitted_key(message_id)
+        key = message_id if self.exact else self.submitted_key(message_id)
         self.routes.add(key, account, now)
         proxy = self.proxy
         if proxy.route_store is not None:

@@ -2,19 +2,23 @@
 
 Pure: values and `now` in, no clock reads, no tasks. Layout, per entry:
 - one dict slot, message_id key (bytes) -> the account's small int (accounts are interned once, so
-  the value is a shared object and costs nothing per entry);
-- one pointer in an expiry bucket: a deque of (ends, [keys]) in insertion order. An entry lives
-  until its bucket ends, at most `granularity` past its own TTL, never less.
+  the value is a shared object and costs nothing per entry; a dict of bytes and ints is not
+  tracked by the garbage collector, so a full collection never walks it);
+- the key's length and bytes once more in an expiry bucket: a deque of (ends, bytearray) in
+  insertion order (bytearrays hold no references either). An entry lives until its bucket ends,
+  at most `granularity` (a 1024th of the TTL) past its own TTL, never less.
 Purging walks the oldest buckets only, at most `limit` keys a call, so no call stalls the loop.
 A message_id remembered again moves to the newest bucket; the stale reference is skipped.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 BUCKET_KEYS = 4096  # a new bucket at least every this many entries
 BUCKETS_PER_TTL = 1024  # and at least this many over one TTL
+MAX_KEY = 255  # message_id is a C-Octet string of at most 65 (5.2.23)
 
 
 class RouteMap:
@@ -25,9 +29,12 @@ class RouteMap:
         self._slot: dict[bytes, int] = {}
         self._names: list[str] = []
         self._index: dict[str, int] = {}
-        self._buckets: deque[tuple[float, list[bytes]]] = deque()
-        self._head = 0  # keys of the oldest bucket before this index are done
+        self._buckets: deque[tuple[float, bytearray]] = deque()
+        self._head = 0  # bytes of the oldest bucket before this offset are done
         self._renewed: dict[bytes, int] = {}  # key -> stale bucket references still to skip
+        self._tail = bytearray()  # the newest bucket
+        self._tail_keys = 0
+        self._tail_until = -math.inf  # the newest bucket takes entries added before this
 
     def __len__(self) -> int:
         return len(self._slot)
@@ -40,22 +47,33 @@ class RouteMap:
         return None if index is None else self._names[index]
 
     def add(self, key: bytes, account: str, now: float) -> None:
+        if len(key) > MAX_KEY:
+            return
         index = self._index.get(account)
         if index is None:
             index = self._index[account] = len(self._names)
             self._names.append(account)
         slot = self._slot
-        if key in slot:
-            self._renewed[key] = self._renewed.get(key, 0) + 1
+        size = len(slot)
         slot[key] = index
-        until = now + self.ttl
-        buckets = self._buckets
-        if buckets and until < buckets[-1][0] and len(buckets[-1][1]) < BUCKET_KEYS:
-            buckets[-1][1].append(key)
-        else:
-            buckets.append((until + self.granularity, [key]))
-        while len(slot) > self.max_routes:  # full: the oldest go first
-            self._drop_oldest()
+        if len(slot) == size:  # remembered again: its older bucket reference is stale
+            self._renewed[key] = self._renewed.get(key, 0) + 1
+        if self._tail_keys >= BUCKET_KEYS or now >= self._tail_until:
+            self._new_bucket(now)
+        tail = self._tail
+        tail.append(len(key))
+        tail += key
+        self._tail_keys += 1
+        if size >= self.max_routes:  # full: the oldest go first
+            while len(slot) > self.max_routes:
+                self._purge_bucket(math.inf, 1)
+
+    def _new_bucket(self, now: float) -> None:
+        """A bucket for entries added from now until now + granularity (or BUCKET_KEYS of them)."""
+        self._tail = bytearray()
+        self._tail_keys = 0
+        self._tail_until = now + self.granularity
+        self._buckets.append((now + self.ttl + self.granularity, self._tail))
 
     def expired(self, now: float) -> bool:
         """Some entries are due for purge."""
@@ -64,34 +82,37 @@ class RouteMap:
     def purge(self, now: float, limit: int) -> int:
         """Drop up to `limit` expired entries (bucket references); returns how many were looked at."""
         done = 0
-        buckets = self._buckets
-        while done < limit and buckets and buckets[0][0] <= now:
-            keys = buckets[0][1]
-            stop = min(len(keys), self._head + limit - done)
-            for i in range(self._head, stop):
-                self._drop(keys[i])
-            done += stop - self._head
-            self._advance(stop)
+        while done < limit and self.expired(now):
+            done += self._purge_bucket(now, limit - done)
         return done
 
-    def _drop_oldest(self) -> None:
-        keys = self._buckets[0][1]
-        self._drop(keys[self._head])
-        self._advance(self._head + 1)
-
-    def _advance(self, head: int) -> None:
-        if head >= len(self._buckets[0][1]):
+    def _purge_bucket(self, now: float, limit: int) -> int:
+        ends, data = self._buckets[0]
+        if ends > now:
+            return 0
+        pos, end, done = self._head, len(data), 0
+        slot, renewed = self._slot, self._renewed
+        while pos < end and done < limit:
+            n = data[pos] + 1
+            key = bytes(data[pos + 1 : pos + n])
+            pos += n
+            done += 1
+            if renewed and key in renewed:
+                self._skip(key)
+            else:
+                slot.pop(key, None)
+        if pos >= end:
             self._buckets.popleft()
             self._head = 0
+            if data is self._tail:  # the next entry starts a new bucket
+                self._tail_until = -math.inf
         else:
-            self._head = head
+            self._head = pos
+        return done
 
-    def _drop(self, key: bytes) -> None:
-        stale = self._renewed.get(key)
-        if stale:
-            if stale == 1:
-                del self._renewed[key]
-            else:
-                self._renewed[key] = stale - 1
-            return
-        self._slot.pop(key, None)
+    def _skip(self, key: bytes) -> None:
+        stale = self._renewed[key]
+        if stale == 1:
+            del self._renewed[key]
+        else:
+            self._renewed[key] = stale - 1

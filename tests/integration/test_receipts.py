@@ -8,7 +8,6 @@ acme sees any misrouted receipt.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
