@@ -59,6 +59,7 @@ class ReceiptRouter:
         self.exact = settings.carrier.message_id_format == "exact"
         self.parked: deque[Parked] = deque()
         self._by_key: dict[bytes, list[Parked]] = {}
+        self._hits: list[bytes] = []  # parked keys that got their route since the last check
         self._check_due = False
         self._purging = False
 
@@ -70,6 +71,7 @@ class ReceiptRouter:
         if proxy.route_store is not None:
             proxy.route_batch.append((key.decode("latin-1"), account, time.time() + self.routes.ttl))
         if self._by_key and key in self._by_key:
+            self._hits.append(key)
             self.answered()
 
     def purge(self, now: float) -> int:
@@ -114,7 +116,7 @@ class ReceiptRouter:
     def _park(self, entry: Parked) -> None:
         self.parked.append(entry)
         self._by_key.setdefault(entry.key, []).append(entry)
-        entry.timer = asyncio.get_running_loop().call_later(self.hold, self._release, entry)
+        entry.timer = asyncio.get_running_loop().call_later(self.hold, self._release, entry, "timeout")
 
     def answered(self) -> None:
         """A request was answered (or failed), or a parked id got its route: re-check, after the
@@ -125,15 +127,17 @@ class ReceiptRouter:
 
     def _check(self) -> None:
         self._check_due = False
-        for entry in list(self.parked):
-            if not entry.done and entry.key in self.routes:
-                self._release(entry)
+        hits, self._hits = self._hits, []
+        for key in hits:
+            for entry in list(self._by_key.get(key, ())):
+                self._release(entry, "route")
         oldest = self._oldest_pending()
         parked = self.parked
         while parked and (parked[0].done or parked[0].arrived < oldest):
-            self._release(parked.popleft())
+            self._release(parked.popleft(), "answered")
 
-    def _release(self, entry: Parked) -> None:
+    def _release(self, entry: Parked, outcome: str) -> None:
+        """outcome: route (it appeared), answered (every older request was), timeout (receipt_hold)."""
         if entry.done:
             return
         entry.done = True
@@ -147,6 +151,7 @@ class ReceiptRouter:
         while self.parked and self.parked[0].done:
             self.parked.popleft()
         account = self.routes.get(entry.key)
+        self.proxy.metrics.receipts_held.labels("route" if account is not None else outcome).inc()
         if account is not None:
             self._send(entry.link, entry.pdu, entry.sm, account)
         else:
