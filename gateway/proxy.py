@@ -258,7 +258,7 @@ class Proxy:
         if resp.command_status == 0 and pending.wants_receipt:
             message_id = F.response_message_id(resp.raw)
             if message_id:
-                self.remember_route(message_id, esme.system_id, now)
+                self.receipts.remember(message_id, esme.system_id, now)
         self.stats.observe_latency(now - pending.started)
         raw = resp.with_sequence(pending.origin_seq)
         if pending.extra is not None and resp.command_id == P.SUBMIT_MULTI_RESP:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-BUCKET_KEYS = 4096  # a new bucket at least every this many entries
+BUCKET_BYTES = 65536  # a new bucket at least every this many bytes of keys
 BUCKETS_PER_TTL = 1024  # and at least this many over one TTL
 MAX_KEY = 255  # message_id is a C-Octet string of at most 65 (5.2.23)
 
@@ -27,13 +27,12 @@ class RouteMap:
         self.max_routes = max_routes
         self.granularity = ttl / BUCKETS_PER_TTL
         self._slot: dict[bytes, int] = {}
-        self._names: list[str] = []
+        self._names: list[str] = [""]  # index 0 unused: an index is never falsy
         self._index: dict[str, int] = {}
         self._buckets: deque[tuple[float, bytearray]] = deque()
         self._head = 0  # bytes of the oldest bucket before this offset are done
         self._renewed: dict[bytes, int] = {}  # key -> stale bucket references still to skip
         self._tail = bytearray()  # the newest bucket
-        self._tail_keys = 0
         self._tail_until = -math.inf  # the newest bucket takes entries added before this
 
     def __len__(self) -> int:
@@ -47,33 +46,33 @@ class RouteMap:
         return None if index is None else self._names[index]
 
     def add(self, key: bytes, account: str, now: float) -> None:
-        if len(key) > MAX_KEY:
+        if len(key) > MAX_KEY:  # never from the wire: message_id is at most 65 octets
             return
-        index = self._index.get(account)
-        if index is None:
-            index = self._index[account] = len(self._names)
-            self._names.append(account)
         slot = self._slot
         size = len(slot)
-        slot[key] = index
+        slot[key] = self._index.get(account) or self._intern(account)
         if len(slot) == size:  # remembered again: its older bucket reference is stale
             self._renewed[key] = self._renewed.get(key, 0) + 1
-        if self._tail_keys >= BUCKET_KEYS or now >= self._tail_until:
-            self._new_bucket(now)
         tail = self._tail
+        if now >= self._tail_until or len(tail) >= BUCKET_BYTES:
+            tail = self._new_bucket(now)
         tail.append(len(key))
         tail += key
-        self._tail_keys += 1
         if size >= self.max_routes:  # full: the oldest go first
             while len(slot) > self.max_routes:
                 self._purge_bucket(math.inf, 1)
 
-    def _new_bucket(self, now: float) -> None:
-        """A bucket for entries added from now until now + granularity (or BUCKET_KEYS of them)."""
+    def _intern(self, account: str) -> int:
+        index = self._index[account] = len(self._names)
+        self._names.append(account)
+        return index
+
+    def _new_bucket(self, now: float) -> bytearray:
+        """A bucket for entries added from now until now + granularity (or BUCKET_BYTES of them)."""
         self._tail = bytearray()
-        self._tail_keys = 0
         self._tail_until = now + self.granularity
         self._buckets.append((now + self.ttl + self.granularity, self._tail))
+        return self._tail
 
     def expired(self, now: float) -> bool:
         """Some entries are due for purge."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.routemap import BUCKET_KEYS, RouteMap
+from gateway.routemap import BUCKET_BYTES, RouteMap
 from gateway.smpp import message_id as M
 
 
@@ -42,13 +42,13 @@ def test_route_map_expires_after_ttl_never_before() -> None:
 
 def test_route_map_purge_is_bounded_per_call() -> None:
     routes = RouteMap(ttl=10.0, max_routes=100_000)
-    for i in range(3 * BUCKET_KEYS + 5):
+    for i in range(3 * BUCKET_BYTES // 4 + 5):
         routes.add(b"%d" % i, "acme", now=0.0)
     calls = 0
     while routes.expired(11.0):
         assert routes.purge(11.0, limit=1000) <= 1000
         calls += 1
-    assert len(routes) == 0 and calls == (3 * BUCKET_KEYS + 5 + 999) // 1000
+    assert len(routes) == 0 and calls == (3 * BUCKET_BYTES // 4 + 5 + 999) // 1000
 
 
 def test_route_map_renewed_id_keeps_its_newer_expiry_and_account() -> None:
