@@ -39,6 +39,7 @@ class RawSmsc:
     def __init__(self) -> None:
         self.writers: list[asyncio.StreamWriter] = []
         self.queue: list[P.Pdu] = []
+        self._origin: dict[int, asyncio.StreamWriter] = {}
         self._changed = asyncio.Condition()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -69,6 +70,10 @@ class RawSmsc:
                             return self.queue.pop(i)
                     await self._changed.wait()
 
+    def session_of(self, pdu: P.Pdu) -> int:
+        """The index (for `write`) of the bound session pdu came on."""
+        return self.writers.index(self._origin[id(pdu)])
+
     async def bound(self, sessions: int = 1, timeout: float = 5.0) -> None:
         async with asyncio.timeout(timeout):
             async with self._changed:
@@ -98,5 +103,6 @@ class RawSmsc:
             writer.write(P.response_for(pdu, 0))
         else:
             self.queue.append(pdu)
+            self._origin[id(pdu)] = writer
         async with self._changed:
             self._changed.notify_all()

@@ -8,7 +8,8 @@ acme sees any misrouted receipt.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -95,6 +96,32 @@ async def test_help_reply_receipt_before_resp_goes_to_nobody(make_gateway: Gatew
     assert [p for p in app.delivered if not _is_receipt(p)]  # the HELP itself reached acme
     assert not [p for p in app.delivered if _is_receipt(p)]  # its reply's receipt did not
     await app.close()
+
+
+async def test_receipt_on_another_bind_before_resp_goes_to_submitter(make_gateway: GatewayFactory,
+                                                                     smsc: RawSmsc) -> None:
+    gateway = await _gateway(make_gateway, smsc, carrier={"sessions": 2}, routing={"receipt_hold": 30.0})
+    await smsc.bound(2)
+    await asyncio.wait_for(_until(lambda: len(gateway.proxy.carriers) == 2), 5)
+    sender, bystander = await _clients(gateway)
+    sender.send(submit_sm(registered_delivery=1, seq=7))
+    got = await smsc.read(lambda p: p.command_id == P.SUBMIT_SM)
+    other = 1 - smsc.session_of(got)
+    smsc.write(receipt(903, b"m-3"), session=other)
+    receipts = getattr(gateway.proxy, "receipts", None)  # the receipt is in: held, or (before the fix) misrouted
+    await asyncio.wait_for(_until(lambda: bool(receipts and receipts.parked)
+                                  or any(_is_receipt(p) for p in bystander.delivered)), 5)
+    smsc.write(submit_sm_resp(got.sequence_number, b"m-3"), session=1 - other)
+    answer = await sender.read(lambda p: p.command_id == P.SUBMIT_SM_RESP)
+    assert F.response_message_id(answer.raw) == b"m-3"
+    await _receipt_reaches_sender(sender, bystander, smsc, 903)
+    await sender.close()
+    await bystander.close()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.001)
 
 
 async def test_held_receipt_released_when_older_requests_are_answered(make_gateway: GatewayFactory,
