@@ -13,6 +13,8 @@ the sink) and one load generator per scenario (bench.loadgen). Scenarios:
            and the 1M-row CSV import (bench.index_bench)
   propagation  STOP acked on gateway A -> refusal on gateway B, one PostgreSQL (skipped
            when unreachable; --no-propagation)
+  routes   receipt-route map: bytes per route at --routes N (default 2,000,000) and the longest
+           event-loop stall while they are purged (bench.routes_bench)
 
 Gateway CPU per message is utime+stime from /proc/<pid>/stat across the measured window.
 BENCH_ARGS="--binds 8 --window 50 --duration 10" make bench
@@ -38,7 +40,7 @@ from bench import profiling
 from bench.procs import Child, Children, free_port
 
 PY = sys.executable
-SCENARIOS = ("direct", "gateway", "paced", "blocks", "mo", "index", "propagation", "crash")
+SCENARIOS = ("direct", "gateway", "paced", "blocks", "mo", "index", "propagation", "crash", "routes")
 TARGET_RATE = 50_000  # submit_sm/s through the gateway, 4 binds x window 100 (issue 2)
 TARGET_P99_MS = 2.0  # at 10,000 msg/s paced
 BLOCKED_EVERY = 100
@@ -78,6 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--registered-delivery", type=int, default=0, help="1: every submit_sm asks for a receipt")
     p.add_argument("--scenarios", default=",".join(SCENARIOS),
                    help=f"comma-separated, from {','.join(SCENARIOS)} (default all)")
+    p.add_argument("--routes", type=int, default=2_000_000, help="receipt routes in the 'routes' scenario")
     p.add_argument("--blocks", type=int, default=1_000_000, help="blocks loaded in the 'blocks' scenario")
     p.add_argument("--scale", type=int, default=1_000_000,
                    help="index figures at 1M and, when larger, at this many blocks too (default 1M only)")
@@ -286,6 +289,10 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Result], list[str
 
         sizes = sorted({1_000_000, args.scale})
         lines += index_bench.report(sizes, args.csv_rows)
+    if "routes" in args.scenarios:
+        from bench import routes_bench
+
+        lines += routes_bench.report(args.routes)
     if "crash" in args.scenarios:
         import asyncio
 

@@ -52,6 +52,9 @@ class Carrier(BaseModel):
     reconnect_min_interval: float = Field(1.0, gt=0)
     reconnect_max_interval: float = Field(60.0, gt=0)
     timeout_status: int = Field(0x14, ge=1, le=0xFFFFFFFF, description="to the application when the carrier never answers")
+    message_id_format: Literal["exact", "hex", "decimal"] = Field(
+        "exact", description="how receipts spell the submit_sm_resp message_id (gateway/smpp/message_id.py)"
+    )
 
     @field_validator("password")
     @classmethod
@@ -101,6 +104,9 @@ class Routing(BaseModel):
     outbox_retry_interval: float = Field(2.0, gt=0, description="first retry after a temporary status; doubles")
     receipt_route_ttl: float = Field(72 * 3600.0, gt=0)
     max_receipt_routes: int = Field(2_000_000, ge=1000, description="in-memory message_id -> account entries")
+    receipt_hold: float = Field(
+        2.0, ge=0, le=30, description="a receipt that overtakes its submit_sm_resp waits this long for the route"
+    )
 
 
 class Http(BaseModel):

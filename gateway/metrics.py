@@ -125,6 +125,9 @@ class Metrics:
         self.mo_unrouted = Counter(
             "gateway_mo_unrouted", "deliver_sm answered with a temporary status", ["reason"], registry=r
         )
+        self.receipts_held = Counter(
+            "gateway_receipts_held", "receipts parked for their route, by how the hold ended", ["outcome"], registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

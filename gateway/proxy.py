@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -19,6 +18,7 @@ from gateway.config import Account, Settings
 from gateway.errors import MalformedPduError, StoreError, status_for
 from gateway.metrics import Metrics
 from gateway.policy.numbers import e164
+from gateway.receipts import OWN, ReceiptRouter
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OWN = "<gateway-autoreply>"  # receipt-route owner of the gateway's own messages; longer than any system_id
+__all__ = ["OWN", "Pending", "Proxy"]
+CONTROL = frozenset({P.CANCEL_SM, P.QUERY_SM, P.REPLACE_SM})  # forwarded for the sender's own messages only
 TEMPORARY = frozenset({st.ESME_RX_T_APPN, st.ESME_RMSGQFUL, st.ESME_RTHROTTLED})
 OnStatus = Callable[[int, "P.Pdu | None"], None]
 
@@ -130,8 +131,6 @@ class Proxy:
         self.region = settings.optout.default_region
         self.carriers: list[CarrierLink] = []
         self._carrier_rr = 0
-        self.routes: dict[bytes, tuple[str, float]] = {}
-        self.route_ttl = settings.routing.receipt_route_ttl
         self.max_routes = settings.routing.max_receipt_routes
         self.unbound_status = settings.routing.unbound_status
         self.timeout_status = settings.carrier.timeout_status
@@ -142,6 +141,8 @@ class Proxy:
         self.route_batch: list[tuple[str, str, float]] = []
         self.carrier_ready = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.receipts = ReceiptRouter(self, settings)
+        self.routes = self.receipts.routes  # message_id key -> account (routemap.RouteMap)
 
     # --- binds ------------------------------------------------------------------
     def authenticate(self, bind: F.BindRequest) -> tuple[int, AccountState | None]:
@@ -204,6 +205,9 @@ class Proxy:
     # --- MT: application -> carrier ------------------------------------------------
     def forward_mt(self, esme: EsmeSession, pdu: P.Pdu, now: float) -> None:
         cid = pdu.command_id
+        if cid in CONTROL:  # cancel_sm, query_sm, replace_sm: only for the sender's own messages
+            self.receipts.forward_control(esme, pdu, now)
+            return
         scan: F.MtScan | None = None
         if cid == P.SUBMIT_SM or cid == P.DATA_SM:
             try:
@@ -230,8 +234,20 @@ class Proxy:
         self.stats.inflight["carrier"] += 1
         link.forward(pdu, Pending(esme, pdu.sequence_number, cid, now, None, extra, receipt), raw)
 
+    def to_carrier(self, esme: EsmeSession, pdu: P.Pdu, now: float) -> None:
+        """Forward a request that needs no policy check and asks for no receipt (cancel_sm...)."""
+        link = self.pick_carrier()
+        if isinstance(link, int):
+            esme.send(P.response_for(pdu, link))
+            return
+        esme.outstanding += 1
+        self.stats.inflight["carrier"] += 1
+        link.forward(pdu, Pending(esme, pdu.sequence_number, pdu.command_id, now))
+
     def mt_answered(self, pending: Pending, resp: P.Pdu, now: float) -> None:
         self.stats.inflight["carrier"] -= 1
+        if self.receipts.parked:  # a receipt may be waiting for this answer
+            self.receipts.answered()
         if pending.on_response is not None:
             pending.on_response(resp)
             return
@@ -242,7 +258,7 @@ class Proxy:
         if resp.command_status == 0 and pending.wants_receipt:
             message_id = F.response_message_id(resp.raw)
             if message_id:
-                self.remember_route(message_id, esme.system_id, now)
+                self.receipts.remember(message_id, esme.system_id, now)
         self.stats.observe_latency(now - pending.started)
         raw = resp.with_sequence(pending.origin_seq)
         if pending.extra is not None and resp.command_id == P.SUBMIT_MULTI_RESP:
@@ -261,6 +277,8 @@ class Proxy:
     def mt_failed(self, pending: Pending, status: int) -> None:
         """The carrier never answered (timeout or link lost): answer with a temporary status."""
         self.stats.inflight["carrier"] -= 1
+        if self.receipts.parked:
+            self.receipts.answered()
         if pending.on_response is not None:
             pending.on_response(None)
             return
@@ -291,41 +309,17 @@ class Proxy:
             link.send(P.response_for(pdu, status_for(exc), b"\x00"))
             return
         if sm.is_receipt:
-            self._route_receipt(link, pdu, sm)
+            self.receipts.route(link, pdu, sm, now)
             return
         if self.policy.on_mo(self, link, pdu, sm):
             return
         self.deliver(self.account_for(sm.destination), pdu, pdu.raw, self.answer_carrier(link, pdu))
 
-    def _route_receipt(self, link: CarrierLink, pdu: P.Pdu, sm: F.ShortMessage | F.DataSm) -> None:
-        message_id = F.receipt_message_id(sm)
-        route = self.routes.get(message_id) if message_id else None
-        if route is None and message_id and self.route_store is not None:
-            task = asyncio.create_task(self._route_receipt_stored(link, pdu, sm, message_id))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-            return
-        self._send_receipt(link, pdu, sm, route[0] if route else None)
-
-    async def _route_receipt_stored(self, link: CarrierLink, pdu: P.Pdu, sm: F.ShortMessage | F.DataSm,
-                                    message_id: bytes) -> None:
-        """A receipt after a restart or for another gateway's submit: the persisted route."""
-        assert self.route_store is not None
-        try:
-            account = await self.route_store.get_receipt_route(message_id.decode("latin-1"))
-        except StoreError:
-            self.metrics.store_errors.inc()
-            link.send(P.response_for(pdu, self.unbound_status, b"\x00"))
-            return
-        self._send_receipt(link, pdu, sm, account)
-
-    def _send_receipt(self, link: CarrierLink, pdu: P.Pdu, sm: F.ShortMessage | F.DataSm,
-                      account: str | None) -> None:
-        if account == OWN:
-            link.send(P.response_for(pdu, st.ESME_ROK, b"\x00"))
-            return
-        state = self.accounts.get(account) if account else self.account_for(sm.destination)
-        self.deliver(state, pdu, pdu.raw, self.answer_carrier(link, pdu))
+    def spawn(self, coro: Coroutine[object, object, None]) -> None:
+        """Run coro as a task the shutdown drain waits for."""
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def flush_routes(self) -> None:
         """Persist the message_id -> account routes gathered since the last flush (one batch)."""
@@ -396,15 +390,8 @@ class Proxy:
         return done
 
     def remember_route(self, message_id: bytes, account: str, now: float) -> None:
-        routes = self.routes
-        routes[message_id] = (account, now + self.route_ttl)
-        if self.route_store is not None:
-            self.route_batch.append((message_id.decode("latin-1"), account, time.time() + self.route_ttl))
-        if len(routes) > self.max_routes:  # oldest first: dicts keep insertion order
-            del routes[next(iter(routes))]
+        self.receipts.remember(message_id, account, now)
 
     def purge_routes(self, now: float) -> int:
-        expired = [k for k, (_, until) in self.routes.items() if until <= now]
-        for k in expired:
-            del self.routes[k]
-        return len(expired)
+        """Expired receipt routes: a bounded slice now, the rest over the next loop iterations."""
+        return self.receipts.purge(now)

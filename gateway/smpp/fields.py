@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from gateway.errors import MalformedPduError
 from gateway.smpp.pdu import (
+    CANCEL_SM,
     DATA_SM,
     ESM_INTERMEDIATE,
     ESM_RECEIPT,
@@ -318,14 +319,30 @@ def bind_resp_body(system_id: str) -> bytes:
 
 def receipt_message_id(sm: ShortMessage | DataSm) -> bytes | None:
     """The id a receipt refers to: receipted_message_id TLV, else the `id:` of the text (Appendix B)."""
+    ref = receipt_reference(sm)
+    return ref[0] if ref else None
+
+
+def receipt_reference(sm: ShortMessage | DataSm) -> tuple[bytes, bool] | None:
+    """(the id a receipt refers to, True when it comes from the text rather than the TLV)."""
     tlv = sm.tlvs.get(TAG_RECEIPTED_MESSAGE_ID)
     if tlv is not None:
-        return tlv.rstrip(b"\x00")
+        return tlv.rstrip(b"\x00"), False
     text = sm.payload
     if text.startswith(b"id:"):
         end = text.find(b" ", 3)
-        return text[3:] if end < 0 else text[3:end]
+        return (text[3:] if end < 0 else text[3:end]), True
     return None
+
+
+def control_message_id(raw: bytes, command_id: int) -> bytes:
+    """message_id of query_sm / replace_sm (first field, 4.8.1, 4.10.1) or cancel_sm (after
+    service_type, 4.9.1)."""
+    pos = HEADER_SIZE
+    if command_id == CANCEL_SM:
+        _, pos = _cstr(raw, pos, 6)
+    message_id, _ = _cstr(raw, pos, 65)
+    return message_id
 
 
 MtScan = tuple[int, bytes, int, bytes, int]

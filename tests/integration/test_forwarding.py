@@ -38,7 +38,8 @@ async def test_carrier_status_passes_through(gateway: Gateway, sim: Simulator) -
 async def test_other_forwarded_commands(gateway: Gateway, sim: Simulator) -> None:
     client = await RawClient.connect(gateway.smpp_port)
     await client.bind()
-    query = P.encode(P.QUERY_SM, 0, 1, b"abc\x00\x01\x01" + b"14155550100\x00")
+    sent = await client.request(submit_sm(registered_delivery=1))  # query_sm only for its own messages
+    query = P.encode(P.QUERY_SM, 0, 1, F.response_message_id(sent.raw) + b"\x00\x01\x01" + b"14155550100\x00")
     resp = await client.request(query)
     assert resp.command_id == P.QUERY_SM_RESP
     got = await sim.wait_for(lambda p: p.command_id == P.QUERY_SM, timeout=5)
