@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from aiosmpplib import NPI, TON, DeliverSm, PhoneNumber, SubmitSm
-from aiosmpplib.state import OptionalParam
+from aiosmpplib import NPI, TON, PhoneNumber, SubmitSm
 
-from gateway.errors import MalformedPduError, StoreError
+from gateway.enforcement import MtEnforcer
+from gateway.errors import StoreError
 from gateway.logs import redact
 from gateway.policy.decide import (
     MoContext,
@@ -35,7 +35,6 @@ from gateway.policy.numbers import (
     e164,
     e164_digits,
     is_toll_free,
-    mobile_key,
     plan_for_region,
 )
 from gateway.policy.settings import OptoutSettings
@@ -49,7 +48,6 @@ from gateway.store.index import BlockIndex
 
 log = logging.getLogger(__name__)
 MAX_ORIGINATORS = 100_000
-MESSAGE_STATE_REJECTED = 8
 
 
 class OptoutPolicy:
@@ -71,22 +69,16 @@ class OptoutPolicy:
         self.limiter = ReplyLimiter(settings.reply_window)
         self.deduper = MoDeduper(settings.mo_dedup_window, settings.dedup_max_entries)
         self._originators: dict[tuple[int, bytes], str] = {}
-        self._rejected = metrics.mt_rejected.labels("blocked")
-        self._gateway_ids = 0
         self._reply_ref = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self._in_progress: set[tuple[str, str, str]] = set()  # keyword MOs whose store write is under way
         self.on_applied: Callable[[BlockKey, int], None] | None = None
+        self.mt = MtEnforcer(self)
         self.refresh_gauges()
 
-    # --- MT ------------------------------------------------------------------------
+    # --- MT (gateway/enforcement.py) ------------------------------------------------
     def check_mt(self, esme: EsmeSession, pdu: P.Pdu, scan: F.MtScan | None) -> MtVerdict | None:
-        if scan is None:
-            return self._check_multi(esme, pdu) if pdu.command_id == P.SUBMIT_MULTI else None
-        src_ton, src_addr, dst_ton, dst_addr, _ = scan
-        if not self._blocked(esme.system_id, src_ton, src_addr, dst_ton, dst_addr):
-            return None
-        return self._refuse(esme, pdu, *F.submit_addresses(pdu.raw))  # cold path: full addresses
+        return self.mt.check(esme, pdu, scan)
 
     def _originator(self, ton: int, addr: bytes) -> str:
         """The originating number as the index keys it (E.164), cached: applications use few."""
@@ -98,64 +90,6 @@ class OptoutPolicy:
             found = e164(ton, addr, self.region) or addr.decode("latin-1")
             self._originators[key] = found
         return found
-
-    def _blocked(self, account: str, src_ton: int, src_addr: bytes, dst_ton: int, dst_addr: bytes) -> bool:
-        """The one MT lookup: the mobile as an int, the originator as the index keys it."""
-        mobile = mobile_key(dst_ton, dst_addr, self.plan)
-        return mobile is not None and self.index.is_blocked(mobile, self._originator(src_ton, src_addr), account)
-
-    def _refuse(self, esme: EsmeSession, pdu: P.Pdu, src: F.Address, dst: F.Address) -> MtVerdict:
-        self._rejected.inc()
-        log.info("mt_refused_blocked", extra={"system_id": esme.system_id, "destination": redact(dst.addr),
-                                              "command": P.command_name(pdu.command_id)})
-        if self.o.block_mode == "status":
-            return MtVerdict(status=self.o.block_status)
-        self._gateway_ids += 1
-        message_id = f"gw{int(time.time())}{self._gateway_ids:06d}"
-        if F.wants_receipt(pdu.raw):
-            asyncio.get_running_loop().call_soon(self._rejected_receipt, esme, message_id, src, dst)
-        return MtVerdict(status=0, body=P.cstring(message_id))
-
-    def _rejected_receipt(self, esme: EsmeSession, message_id: str, src: F.Address, dst: F.Address) -> None:
-        try:
-            self._send_rejected_receipt(esme, message_id, src, dst)
-        except Exception:  # runs in a loop callback: never let it escape
-            log.exception("rejected_receipt_failed", extra={"system_id": esme.system_id})
-
-    def _send_rejected_receipt(self, esme: EsmeSession, message_id: str, src: F.Address, dst: F.Address) -> None:
-        stamp = time.strftime("%y%m%d%H%M", time.gmtime())
-        text = f"id:{message_id} sub:001 dlvrd:000 submit date:{stamp} done date:{stamp} stat:REJECTD err:000 text:"
-        receipt = DeliverSm(
-            short_message=text, source=_phone(dst), destination=_phone(src), esm_class=P.ESM_RECEIPT,
-            registered_delivery=0,
-            optional_params=[OptionalParam(P.TAG_RECEIPTED_MESSAGE_ID, message_id),
-                             OptionalParam(P.TAG_MESSAGE_STATE, MESSAGE_STATE_REJECTED)],
-        ).pdu()
-        pdu = P.Framer().feed(receipt)[0]
-        proxy = self.proxy
-        proxy.deliver(proxy.accounts.get(esme.system_id), pdu, receipt, lambda status, resp: None)
-
-    def _check_multi(self, esme: EsmeSession, pdu: P.Pdu) -> MtVerdict | None:
-        try:
-            source = F.submit_multi_source(pdu.raw)
-            dests, count_at, end = F.submit_multi_dests(pdu.raw)
-        except MalformedPduError as exc:
-            return MtVerdict(status=exc.command_status)
-        blocked = [d for d in dests if d.address is not None and self._blocked(
-            esme.system_id, source.ton, source.addr, d.address.ton, d.address.addr)]
-        if not blocked:
-            return None
-        unsuccess: list[tuple[F.Address, int]] = []
-        for d in blocked:
-            assert d.address is not None
-            self._rejected.inc()
-            log.info("mt_refused_blocked", extra={"system_id": esme.system_id,
-                                                  "destination": redact(d.address.addr), "command": "submit_multi"})
-            unsuccess.append((d.address, self.o.block_status))
-        keep = [d for d in dests if d not in blocked]
-        if not keep:
-            return MtVerdict(status=0, body=F.submit_multi_resp_body(b"", unsuccess))
-        return MtVerdict(raw=F.submit_multi_without(pdu.raw, keep, count_at, end), extra=unsuccess)
 
     # --- MO ------------------------------------------------------------------------
     def on_mo(self, proxy: Proxy, link: CarrierLink, pdu: P.Pdu, sm: F.ShortMessage | F.DataSm) -> bool:

@@ -209,7 +209,7 @@ class Proxy:
             try:
                 scan = F.mt_scan(pdu.raw)
             except MalformedPduError as exc:  # we could not check the recipient: never forward it
-                esme.send(P.response_for(pdu, exc.command_status))
+                self.answer_locally(esme, P.response_for(pdu, exc.command_status))
                 return
             receipt = bool(scan[4] & 0x1F)
         else:
@@ -219,7 +219,7 @@ class Proxy:
         extra = None
         if verdict is not None:
             if verdict.status or verdict.raw is None:
-                esme.send(P.response_for(pdu, verdict.status, verdict.body))
+                self.answer_locally(esme, P.response_for(pdu, verdict.status, verdict.body))
                 return
             raw, extra = verdict.raw, verdict.extra
         link = self.pick_carrier()
@@ -229,6 +229,13 @@ class Proxy:
         esme.outstanding += 1
         self.stats.inflight["carrier"] += 1
         link.forward(pdu, Pending(esme, pdu.sequence_number, cid, now, None, extra, receipt), raw)
+
+    def answer_locally(self, esme: EsmeSession, resp: bytes) -> None:
+        """A request the gateway answers itself (refused) holds a window slot like a forwarded one
+        until its answer goes out, at the end of this loop iteration: a burst of refusals beyond
+        the window gets ESME_RTHROTTLED like any other."""
+        esme.outstanding += 1
+        asyncio.get_running_loop().call_soon(_answered_locally, esme, resp)
 
     def mt_answered(self, pending: Pending, resp: P.Pdu, now: float) -> None:
         self.stats.inflight["carrier"] -= 1
@@ -408,3 +415,8 @@ class Proxy:
         for k in expired:
             del self.routes[k]
         return len(expired)
+
+
+def _answered_locally(esme: EsmeSession, resp: bytes) -> None:
+    esme.outstanding -= 1
+    esme.send(resp)
