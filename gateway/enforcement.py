@@ -81,7 +81,8 @@ class MtEnforcer:
         if scan is None:
             return self._check_multi(esme, pdu) if pdu.command_id == P.SUBMIT_MULTI else None
         src_ton, src_addr, dst_ton, dst_addr, _ = scan
-        origin, refused = self.source(esme.system_id, src_ton, src_addr)
+        origin, refused = self._sources.get((esme.system_id, src_ton, src_addr)) or self.source(
+            esme.system_id, src_ton, src_addr)
         if origin is None:
             return self._refuse(esme, pdu, refused or "invalid_source", st.ESME_RINVSRCADR, src_addr)
         mobile = mobile_key(dst_ton, dst_addr, self.p.plan)
