@@ -132,6 +132,7 @@ class MtEnforcer:
             return self._refuse(esme, pdu, refused or "invalid_source", st.ESME_RINVSRCADR, source.addr)
         keep: list[F.MultiDest] = []
         unsuccess: list[tuple[F.Address, int]] = []
+        counts: dict[str, int] = {}
         for d in dests:  # one pass: no list membership tests
             reason = None if d.address is None else self._refusal(esme.system_id, origin, d.address)
             if reason is None:
@@ -139,18 +140,23 @@ class MtEnforcer:
                 continue
             assert d.address is not None
             unsuccess.append((d.address, self.o.block_status if reason == "blocked" else st.ESME_RINVDSTADR))
-            self._count(esme, reason, "submit_multi", d.address.addr)
+            counts[reason] = counts.get(reason, 0) + 1
+            self._detail(esme, reason, "submit_multi", d.address.addr)
         if not unsuccess:
             return None
+        for reason, n in counts.items():
+            self._count(esme, reason, n)
         if not keep:
             return MtVerdict(status=all_refused_status(unsuccess), body=F.submit_multi_resp_body(b"", unsuccess))
         return MtVerdict(raw=F.submit_multi_without(pdu.raw, keep, count_at, end), extra=unsuccess)
 
     # --- refusals ------------------------------------------------------------------
-    def _count(self, esme: EsmeSession, reason: str, command: str, addr: bytes) -> None:
-        self._counters[reason].inc()
-        if self.tally.add(esme.system_id, reason):
+    def _count(self, esme: EsmeSession, reason: str, n: int = 1) -> None:
+        self._counters[reason].inc(n)
+        if self.tally.add(esme.system_id, reason, n):
             asyncio.get_running_loop().call_later(LOG_INTERVAL, self.flush_log)
+
+    def _detail(self, esme: EsmeSession, reason: str, command: str, addr: bytes) -> None:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("mt_refused", extra={"system_id": esme.system_id, "reason": reason, "command": command,
                                            "address": redact(addr)})
@@ -161,19 +167,24 @@ class MtEnforcer:
             log.info("mt_refused", extra={"system_id": account, "interval": LOG_INTERVAL, **counts})
 
     def _refuse(self, esme: EsmeSession, pdu: P.Pdu, reason: str, status: int, addr: bytes) -> MtVerdict:
-        self._count(esme, reason, P.command_name(pdu.command_id), addr)
+        self._count(esme, reason)
+        self._detail(esme, reason, P.command_name(pdu.command_id), addr)
         return MtVerdict(status=status)
 
     def _refuse_blocked(self, esme: EsmeSession, pdu: P.Pdu, dst_addr: bytes) -> MtVerdict:
-        self._count(esme, "blocked", P.command_name(pdu.command_id), dst_addr)
+        self._count(esme, "blocked")
+        self._detail(esme, "blocked", P.command_name(pdu.command_id), dst_addr)
         if self.o.block_mode == "status":
             return MtVerdict(status=self.o.block_status)
         self._gateway_ids += 1
         message_id = f"gw{int(time.time())}{self._gateway_ids:06d}"
-        if F.wants_receipt(pdu.raw):
-            src, dst = F.submit_addresses(pdu.raw)  # cold path: the full addresses
-            asyncio.get_running_loop().call_soon(self._rejected_receipt, esme.system_id, message_id, src, dst)
-        return MtVerdict(status=0, body=P.cstring(message_id))
+        body = P.cstring(message_id)
+        if not F.wants_receipt(pdu.raw):
+            return MtVerdict(status=0, body=body)
+        src, dst = F.submit_addresses(pdu.raw)  # cold path: the full addresses
+        account = esme.system_id
+        # the receipt follows the answer that carries its message_id, never precedes it
+        return MtVerdict(status=0, body=body, extra=lambda: self._rejected_receipt(account, message_id, src, dst))
 
     # --- block_mode "receipt" -------------------------------------------------------
     def _rejected_receipt(self, account: str, message_id: str, src: F.Address, dst: F.Address) -> None:

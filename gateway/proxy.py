@@ -92,7 +92,7 @@ class MtVerdict:
     status: int = 0  # non-zero: answer the application with this status, nothing forwarded
     body: bytes = b""  # response body when answering locally
     raw: bytes | None = None  # forward these bytes instead (submit_multi with blocked dests removed)
-    extra: object = None
+    extra: object = None  # with raw: kept in Pending; answered locally: a callable run after the answer
 
 
 class NullPolicy:
@@ -219,7 +219,8 @@ class Proxy:
         extra = None
         if verdict is not None:
             if verdict.status or verdict.raw is None:
-                self.answer_locally(esme, P.response_for(pdu, verdict.status, verdict.body))
+                after = verdict.extra if callable(verdict.extra) else None
+                self.answer_locally(esme, P.response_for(pdu, verdict.status, verdict.body), after)
                 return
             raw, extra = verdict.raw, verdict.extra
         link = self.pick_carrier()
@@ -230,12 +231,12 @@ class Proxy:
         self.stats.inflight["carrier"] += 1
         link.forward(pdu, Pending(esme, pdu.sequence_number, cid, now, None, extra, receipt), raw)
 
-    def answer_locally(self, esme: EsmeSession, resp: bytes) -> None:
+    def answer_locally(self, esme: EsmeSession, resp: bytes, after: Callable[[], None] | None = None) -> None:
         """A request the gateway answers itself (refused) holds a window slot like a forwarded one
         until its answer goes out, at the end of this loop iteration: a burst of refusals beyond
-        the window gets ESME_RTHROTTLED like any other."""
+        the window gets ESME_RTHROTTLED like any other. `after` runs once the answer is queued."""
         esme.outstanding += 1
-        asyncio.get_running_loop().call_soon(_answered_locally, esme, resp)
+        asyncio.get_running_loop().call_soon(_answered_locally, esme, resp, after)
 
     def mt_answered(self, pending: Pending, resp: P.Pdu, now: float) -> None:
         self.stats.inflight["carrier"] -= 1
@@ -417,6 +418,8 @@ class Proxy:
         return len(expired)
 
 
-def _answered_locally(esme: EsmeSession, resp: bytes) -> None:
+def _answered_locally(esme: EsmeSession, resp: bytes, after: Callable[[], None] | None) -> None:
     esme.outstanding -= 1
     esme.send(resp)
+    if after is not None:
+        after()

@@ -244,3 +244,15 @@ async def test_rejected_receipts_are_capped_per_account(make_gateway: GatewayFac
     await receiver.wait(lambda: sum(b"stat:REJECTD" in p.raw for p in receiver.delivered) == 4)
     await sender.close()
     await receiver.close()
+
+
+async def test_rejected_receipt_follows_its_answer(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    gateway = await make_gateway(optout={"block_mode": "receipt"})
+    app = await stopped(gateway, sim)
+    app.auto_ack = False  # keep everything in arrival order
+    app.send(submit_sm(MOBILE, registered=1))
+    await app.wait(lambda: len(app.queue) >= 2)
+    first, second = app.queue[:2]
+    assert (first.command_id, first.command_status) == (P.SUBMIT_SM_RESP, 0)
+    assert second.command_id == P.DELIVER_SM and b"id:" + F.response_message_id(first.raw) in second.raw
+    await app.close()
