@@ -216,3 +216,11 @@ def test_fail_closed_anything_with_seven_digits_is_keyed_or_invalid(ton: int, te
     key = mobile_key(ton, text.encode(), plan_for_region("US"))
     if sum(c.isdigit() for c in text) > 6:
         assert key is not None  # never "no key" (which forwards unchecked)
+
+
+@given(st.integers(0, 6), st.text(alphabet="0123456789 +-()", max_size=20), st.sampled_from(["US", "GB", "MX"]))
+def test_mo_and_mt_keys_are_one_function(ton: int, text: str, region: str) -> None:
+    plan = plan_for_region(region)
+    digits = e164_digits(ton, text.encode(), plan)  # the MO's mobile
+    key = mobile_key(ton, text.encode(), plan)  # the MT's destination, fast path included
+    assert key == (int(digits) if digits is not None else key if key in (None, INVALID) else -2)
