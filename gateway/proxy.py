@@ -225,7 +225,7 @@ class Proxy:
             raw, extra = verdict.raw, verdict.extra
         link = self.pick_carrier()
         if isinstance(link, int):
-            esme.send(P.response_for(pdu, link))
+            self.answer_locally(esme, P.response_for(pdu, link))
             return
         esme.outstanding += 1
         self.stats.inflight["carrier"] += 1
