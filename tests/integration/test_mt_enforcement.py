@@ -138,7 +138,7 @@ async def test_mo_keys_the_mobile_as_mt_does(gateway: Gateway, sim: Simulator) -
 
 # --- item 6: tenants send only from what they own --------------------------------------------
 TENANTS = [
-    {"system_id": "acme", "password": "secret", "numbers": ["+14155550100"], "senders": ["ACME"]},
+    {"system_id": "acme", "password": "secret", "numbers": ["+14155550100", "12345"], "senders": ["ACME"]},
     {"system_id": "beta", "password": "pw3", "numbers": ["+14155550200"]},
     {"system_id": "other", "password": "pw2"},
 ]
@@ -150,6 +150,7 @@ TENANTS = [
     ("acme", "secret", "+1 (415) 555-0100", 0, 0),
     ("acme", "secret", "ACME", 5, 0),
     ("acme", "secret", "acme", 5, 0),  # names compare case-insensitively
+    ("acme", "secret", "12-345", 3, 0),  # its short code
     ("acme", "secret", "14155550200", 1, st.ESME_RINVSRCADR),  # beta's number
     ("acme", "secret", "14155550177", 1, st.ESME_RINVSRCADR),  # nobody's, but acme has numbers
     ("acme", "secret", "BETA", 5, st.ESME_RINVSRCADR),  # a name acme does not list
@@ -162,6 +163,7 @@ TENANTS = [
     ("other", "pw2", LONG_CODE, 1, st.ESME_RINVSRCADR),
     ("other", "pw2", "0014155550200", 1, st.ESME_RINVSRCADR),
     ("other", "pw2", "Acme", 5, st.ESME_RINVSRCADR),  # acme's listed sender
+    ("other", "pw2", "12 345", 3, st.ESME_RINVSRCADR),  # acme's short code
     ("other", "pw2", "1+4155550100", 1, st.ESME_RINVSRCADR),  # number-like, unreadable
 ])
 async def test_tenant_sources(make_gateway: GatewayFactory, sim: Simulator, system_id: str, password: str,
@@ -255,4 +257,13 @@ async def test_rejected_receipt_follows_its_answer(make_gateway: GatewayFactory,
     first, second = app.queue[:2]
     assert (first.command_id, first.command_status) == (P.SUBMIT_SM_RESP, 0)
     assert second.command_id == P.DELIVER_SM and b"id:" + F.response_message_id(first.raw) in second.raw
+    await app.close()
+
+
+async def test_short_code_block_holds_for_any_spelling(gateway: Gateway, sim: Simulator) -> None:
+    app = await bound(gateway, "other", "pw2")
+    assert await sim.inject_mo(MOBILE, "12345", "STOP", dest_ton=3, dest_npi=0) == 0
+    await app.wait(lambda: len(app.delivered) == 1)
+    for src in ("12345", "12-345", "12 345"):
+        assert (await app.request(submit_sm(MOBILE, 1, src, 3))).command_status == st.ESME_RINVDSTADR, src
     await app.close()
