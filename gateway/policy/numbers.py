@@ -204,11 +204,12 @@ def is_toll_free(number: str, extra: set[str] | frozenset[str] = frozenset()) ->
 
 
 def can_receive_reply(ton: int, addr: bytes | str) -> bool:
-    """False for alphanumeric, non-digit and short-code addresses: no reply can reach them."""
+    """False for alphanumeric, non-digit and short-code addresses: no reply can reach them.
+    A number written with separators (`+1 415 555 0123`) is a number: the reply mirrors it."""
     text = _address(addr)
     if ton == TON_ALPHANUMERIC or not text:
         return False
-    digits = text.lstrip("+")
+    digits = text.translate(_STRIP).removeprefix("+")
     return digits.isascii() and digits.isdigit() and len(digits) > MAX_SHORT_CODE
 
 

@@ -133,6 +133,7 @@ async def test_mo_keys_the_mobile_as_mt_does(gateway: Gateway, sim: Simulator) -
     assert await sim.inject_mo("+1 415 555 0123", LONG_CODE, "STOP", source_ton=0) == 0  # as a carrier might
     await app.wait(lambda: len(app.delivered) == 1)
     assert (await app.request(submit_sm(MOBILE))).command_status == st.ESME_RINVDSTADR
+    await sim.wait_for(lambda p: p.command_id == P.SUBMIT_SM and b"unsubscribed" in p.raw)  # and it was told
     await app.close()
 
 

@@ -130,6 +130,7 @@ def test_is_toll_free(number: str, extra: set[str], expected: bool) -> None:
     [
         (1, b"14155550123", True),
         (0, b"+14155550123", True),
+        (0, b"+1 415 555 0123", True),  # as some carriers write it
         (5, b"ACME", False),
         (5, b"1234567", False),
         (0, b"12345", False),
