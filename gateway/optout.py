@@ -35,6 +35,7 @@ from gateway.policy.numbers import (
     e164,
     e164_digits,
     is_toll_free,
+    originator_text,
     plan_for_region,
 )
 from gateway.policy.settings import OptoutSettings
@@ -87,7 +88,7 @@ class OptoutPolicy:
         if found is None:
             if len(self._originators) >= MAX_ORIGINATORS:
                 self._originators.clear()
-            found = e164(ton, addr, self.region) or addr.decode("latin-1")
+            found = e164(ton, addr, self.region) or originator_text(addr)
             self._originators[key] = found
         return found
 

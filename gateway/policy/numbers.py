@@ -137,6 +137,14 @@ def e164_digits(ton: int, addr: bytes | str, plan: NumberPlan) -> str | None:
     return parse_number(ton, addr, plan)[0]
 
 
+def originator_text(addr: bytes) -> str:
+    """An originator that is no E.164 number, as the index keys it: a short code's digits
+    without separators ("12-345" is 12345), anything else as received."""
+    text = addr.decode("latin-1")
+    compact = text.strip().translate(_STRIP)
+    return compact if compact.isascii() and compact.isdigit() else text
+
+
 INVALID = -1  # mobile_key: looks like a number but cannot be normalised
 
 
