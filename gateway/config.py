@@ -70,6 +70,7 @@ class Account(BaseModel):
     system_id: str = Field(min_length=1, max_length=15)
     password: SecretStr
     numbers: list[str] = Field(default_factory=list)
+    senders: list[str] = Field(default_factory=list, description="alphanumeric source_addr it may send from")
     max_binds: int = Field(10, ge=1, le=1000)
     window: int = Field(100, ge=1, le=10_000)
 
@@ -78,6 +79,14 @@ class Account(BaseModel):
     def _password_len(cls, v: SecretStr) -> SecretStr:
         if not 1 <= len(v.get_secret_value()) <= 8:
             raise ValueError("password must be 1 to 8 characters (SMPP 3.4)")
+        return v
+
+    @field_validator("senders")
+    @classmethod
+    def _senders(cls, v: list[str]) -> list[str]:
+        for sender in v:  # numbers belong in `numbers`, where they are normalised
+            if not 1 <= len(sender) <= 11 or sender.lstrip("+").replace(" ", "").isdigit():
+                raise ValueError(f"sender {sender!r}: an alphanumeric name of 1-11 characters (numbers go in numbers)")
         return v
 
 

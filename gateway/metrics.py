@@ -111,6 +111,9 @@ class Metrics:
             "gateway_optout_events", "opt-out engine events", ["op", "number_type"], registry=r
         )
         self.mt_rejected = Counter("gateway_mt_rejected", "MT refused by the gateway", ["reason"], registry=r)
+        self.rejected_receipts = Counter(
+            "gateway_rejected_receipts", "block_mode receipt: REJECTD receipts by result", ["result"], registry=r
+        )
         self.autoreplies = Counter("gateway_autoreplies", "auto-replies sent", ["op", "result"], registry=r)
         self.blocks = Gauge("gateway_blocks", "blocks in the in-memory index", ["kind"], registry=r)
         self.store_errors = Counter("gateway_store_errors", "store operations that failed", registry=r)

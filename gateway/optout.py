@@ -11,17 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from aiosmpplib import DeliverSm
-from aiosmpplib.state import OptionalParam
-
-from gateway.errors import MalformedPduError
-from gateway.logs import redact
+from gateway.enforcement import MtEnforcer
 from gateway.optout_mo import MoInput, MoJob, PairQueue
-from gateway.optout_mo import phone as _phone
 from gateway.policy.decide import (
     MoContext,
     MoDecision,
@@ -36,7 +30,7 @@ from gateway.policy.numbers import (
     e164,
     e164_digits,
     is_toll_free,
-    mobile_key,
+    originator_text,
     plan_for_region,
 )
 from gateway.policy.settings import OptoutSettings
@@ -49,7 +43,6 @@ from gateway.store.index import BlockIndex
 
 log = logging.getLogger(__name__)
 MAX_ORIGINATORS = 100_000
-MESSAGE_STATE_REJECTED = 8
 
 
 class OptoutPolicy:
@@ -70,22 +63,16 @@ class OptoutPolicy:
         self.toll_free_extra = frozenset(settings.toll_free.extra_numbers)
         self.limiter = ReplyLimiter(settings.reply_window)
         self._originators: dict[tuple[int, bytes], str] = {}
-        self._rejected = metrics.mt_rejected.labels("blocked")
-        self._gateway_ids = 0
         self._reply_ref = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self.queue = PairQueue(self.tasks)  # keyword MOs, one pair at a time
         self.on_applied: Callable[[BlockKey, int], None] | None = None
+        self.mt = MtEnforcer(self)
         self.refresh_gauges()
 
-    # --- MT ------------------------------------------------------------------------
+    # --- MT (gateway/enforcement.py) ------------------------------------------------
     def check_mt(self, esme: EsmeSession, pdu: P.Pdu, scan: F.MtScan | None) -> MtVerdict | None:
-        if scan is None:
-            return self._check_multi(esme, pdu) if pdu.command_id == P.SUBMIT_MULTI else None
-        src_ton, src_addr, dst_ton, dst_addr, _ = scan
-        if not self._blocked(esme.system_id, src_ton, src_addr, dst_ton, dst_addr):
-            return None
-        return self._refuse(esme, pdu, *F.submit_addresses(pdu.raw))  # cold path: full addresses
+        return self.mt.check(esme, pdu, scan)
 
     def _originator(self, ton: int, addr: bytes) -> str:
         """The originating number as the index keys it (E.164), cached: applications use few."""
@@ -94,67 +81,9 @@ class OptoutPolicy:
         if found is None:
             if len(self._originators) >= MAX_ORIGINATORS:
                 self._originators.clear()
-            found = e164(ton, addr, self.region) or addr.decode("latin-1")
+            found = e164(ton, addr, self.region) or originator_text(addr)
             self._originators[key] = found
         return found
-
-    def _blocked(self, account: str, src_ton: int, src_addr: bytes, dst_ton: int, dst_addr: bytes) -> bool:
-        """The one MT lookup: the mobile as an int, the originator as the index keys it."""
-        mobile = mobile_key(dst_ton, dst_addr, self.plan)
-        return mobile is not None and self.index.is_blocked(mobile, self._originator(src_ton, src_addr), account)
-
-    def _refuse(self, esme: EsmeSession, pdu: P.Pdu, src: F.Address, dst: F.Address) -> MtVerdict:
-        self._rejected.inc()
-        log.info("mt_refused_blocked", extra={"system_id": esme.system_id, "destination": redact(dst.addr),
-                                              "command": P.command_name(pdu.command_id)})
-        if self.o.block_mode == "status":
-            return MtVerdict(status=self.o.block_status)
-        self._gateway_ids += 1
-        message_id = f"gw{int(time.time())}{self._gateway_ids:06d}"
-        if F.wants_receipt(pdu.raw):
-            asyncio.get_running_loop().call_soon(self._rejected_receipt, esme, message_id, src, dst)
-        return MtVerdict(status=0, body=P.cstring(message_id))
-
-    def _rejected_receipt(self, esme: EsmeSession, message_id: str, src: F.Address, dst: F.Address) -> None:
-        try:
-            self._send_rejected_receipt(esme, message_id, src, dst)
-        except Exception:  # runs in a loop callback: never let it escape
-            log.exception("rejected_receipt_failed", extra={"system_id": esme.system_id})
-
-    def _send_rejected_receipt(self, esme: EsmeSession, message_id: str, src: F.Address, dst: F.Address) -> None:
-        stamp = time.strftime("%y%m%d%H%M", time.gmtime())
-        text = f"id:{message_id} sub:001 dlvrd:000 submit date:{stamp} done date:{stamp} stat:REJECTD err:000 text:"
-        receipt = DeliverSm(
-            short_message=text, source=_phone(dst), destination=_phone(src), esm_class=P.ESM_RECEIPT,
-            registered_delivery=0,
-            optional_params=[OptionalParam(P.TAG_RECEIPTED_MESSAGE_ID, message_id),
-                             OptionalParam(P.TAG_MESSAGE_STATE, MESSAGE_STATE_REJECTED)],
-        ).pdu()
-        pdu = P.Framer().feed(receipt)[0]
-        proxy = self.proxy
-        proxy.deliver(proxy.accounts.get(esme.system_id), pdu, receipt, lambda status, resp: None)
-
-    def _check_multi(self, esme: EsmeSession, pdu: P.Pdu) -> MtVerdict | None:
-        try:
-            source = F.submit_multi_source(pdu.raw)
-            dests, count_at, end = F.submit_multi_dests(pdu.raw)
-        except MalformedPduError as exc:
-            return MtVerdict(status=exc.command_status)
-        blocked = [d for d in dests if d.address is not None and self._blocked(
-            esme.system_id, source.ton, source.addr, d.address.ton, d.address.addr)]
-        if not blocked:
-            return None
-        unsuccess: list[tuple[F.Address, int]] = []
-        for d in blocked:
-            assert d.address is not None
-            self._rejected.inc()
-            log.info("mt_refused_blocked", extra={"system_id": esme.system_id,
-                                                  "destination": redact(d.address.addr), "command": "submit_multi"})
-            unsuccess.append((d.address, self.o.block_status))
-        keep = [d for d in dests if d not in blocked]
-        if not keep:
-            return MtVerdict(status=0, body=F.submit_multi_resp_body(b"", unsuccess))
-        return MtVerdict(raw=F.submit_multi_without(pdu.raw, keep, count_at, end), extra=unsuccess)
 
     # --- MO ------------------------------------------------------------------------
     def on_mo(self, proxy: Proxy, link: CarrierLink, pdu: P.Pdu, sm: F.ShortMessage | F.DataSm) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aiosmpplib import NPI, TON, PhoneNumber, SubmitSm
+from aiosmpplib import SubmitSm
 
 from gateway.errors import StoreError
 from gateway.logs import redact
@@ -32,6 +32,7 @@ from gateway.proxy import OWN, AccountState, CarrierLink, Proxy
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
+from gateway.smpp.own import phone
 from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey, MoItem, PairState
 
 if TYPE_CHECKING:
@@ -279,13 +280,6 @@ class MoJob:
             self.p.metrics.store_errors.inc()
             log.error("reply_event_not_recorded", extra={"error": str(exc)})
 
-
-def phone(address: F.Address) -> PhoneNumber:
-    try:
-        ton, npi = TON(address.ton), NPI(address.npi)
-    except ValueError:
-        ton, npi = TON.UNKNOWN, NPI.UNKNOWN
-    return PhoneNumber(address.addr.decode("ascii", "ignore")[:20], ton, npi)
 
 
 def build_reply(policy: OptoutPolicy, business: F.Address, mobile: F.Address, text: str) -> list[bytes]:

@@ -93,7 +93,7 @@ class MtVerdict:
     status: int = 0  # non-zero: answer the application with this status, nothing forwarded
     body: bytes = b""  # response body when answering locally
     raw: bytes | None = None  # forward these bytes instead (submit_multi with blocked dests removed)
-    extra: object = None
+    extra: object = None  # with raw: kept in Pending; answered locally: a callable run after the answer
 
 
 class NullPolicy:
@@ -213,7 +213,7 @@ class Proxy:
             try:
                 scan = F.mt_scan(pdu.raw)
             except MalformedPduError as exc:  # we could not check the recipient: never forward it
-                esme.send(P.response_for(pdu, exc.command_status))
+                self.answer_locally(esme, P.response_for(pdu, exc.command_status))
                 return
             receipt = bool(scan[4] & 0x1F)
         else:
@@ -223,12 +223,13 @@ class Proxy:
         extra = None
         if verdict is not None:
             if verdict.status or verdict.raw is None:
-                esme.send(P.response_for(pdu, verdict.status, verdict.body))
+                after = verdict.extra if callable(verdict.extra) else None
+                self.answer_locally(esme, P.response_for(pdu, verdict.status, verdict.body), after)
                 return
             raw, extra = verdict.raw, verdict.extra
         link = self.pick_carrier()
         if isinstance(link, int):
-            esme.send(P.response_for(pdu, link))
+            self.answer_locally(esme, P.response_for(pdu, link))
             return
         esme.outstanding += 1
         self.stats.inflight["carrier"] += 1
@@ -238,11 +239,18 @@ class Proxy:
         """Forward a request that needs no policy check and asks for no receipt (cancel_sm...)."""
         link = self.pick_carrier()
         if isinstance(link, int):
-            esme.send(P.response_for(pdu, link))
+            self.answer_locally(esme, P.response_for(pdu, link))
             return
         esme.outstanding += 1
         self.stats.inflight["carrier"] += 1
         link.forward(pdu, Pending(esme, pdu.sequence_number, pdu.command_id, now))
+
+    def answer_locally(self, esme: EsmeSession, resp: bytes, after: Callable[[], None] | None = None) -> None:
+        """A request the gateway answers itself (refused) holds a window slot like a forwarded one
+        until its answer goes out, at the end of this loop iteration: a burst of refusals beyond
+        the window gets ESME_RTHROTTLED like any other. `after` runs once the answer is queued."""
+        esme.outstanding += 1
+        asyncio.get_running_loop().call_soon(_answered_locally, esme, resp, after)
 
     def mt_answered(self, pending: Pending, resp: P.Pdu, now: float) -> None:
         self.stats.inflight["carrier"] -= 1
@@ -395,3 +403,10 @@ class Proxy:
     def purge_routes(self, now: float) -> int:
         """Expired receipt routes: a bounded slice now, the rest over the next loop iterations."""
         return self.receipts.purge(now)
+
+
+def _answered_locally(esme: EsmeSession, resp: bytes, after: Callable[[], None] | None) -> None:
+    esme.outstanding -= 1
+    esme.send(resp)
+    if after is not None:
+        after()

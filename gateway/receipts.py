@@ -194,7 +194,7 @@ class ReceiptRouter:
         try:
             key = self.submitted_key(F.control_message_id(pdu.raw, pdu.command_id))
         except MalformedPduError as exc:
-            esme.send(P.response_for(pdu, exc.command_status))
+            self.proxy.answer_locally(esme, P.response_for(pdu, exc.command_status))
             return
         account = self.routes.get(key)
         if account is not None or self.proxy.route_store is None:
@@ -216,6 +216,6 @@ class ReceiptRouter:
     def _control_decided(self, esme: EsmeSession, pdu: P.Pdu, account: str | None, now: float) -> None:
         if account != esme.system_id:
             self.proxy.metrics.mt_rejected.labels("not_owner").inc()
-            esme.send(P.response_for(pdu, st.ESME_RINVMSGID))
+            self.proxy.answer_locally(esme, P.response_for(pdu, st.ESME_RINVMSGID))
             return
         self.proxy.to_carrier(esme, pdu, now)

@@ -65,36 +65,92 @@ def _national(digits: str, plan: NumberPlan) -> str:
     return plan.cc + digits
 
 
-def e164_digits(ton: int, addr: bytes | str, plan: NumberPlan) -> str | None:
-    """E.164 digits without '+', or None for alphanumeric, non-digit and short-code addresses."""
-    text = _address(addr)
-    if ton == TON_ALPHANUMERIC or not text:
-        return None
-    international = ton == TON_INTERNATIONAL or text[0] == "+"
-    text = text.lstrip("+")
-    if not (text.isascii() and text.isdigit()) or len(text) <= MAX_SHORT_CODE:
-        return None
-    if international:
-        digits = text
-    elif ton == TON_NATIONAL:
-        digits = _national(text, plan)
-    elif text.startswith("00"):
-        digits = text[2:]
-    elif len(text) in plan.national_lengths or (
+SEPARATORS = " -./()"  # what carriers strip from a dialled number
+_STRIP = str.maketrans("", "", SEPARATORS)
+
+
+def _international_prefix(digits: str, ton: int, plan: NumberPlan) -> str | None:
+    """The digits after an international (IDD) prefix: 00 everywhere, 011 in NANP and under TON 1
+    (no country code begins with 0, so there it cannot be anything else)."""
+    if digits.startswith("00"):
+        return digits[2:]
+    if digits.startswith("011") and (ton == TON_INTERNATIONAL or plan.cc == "1"):
+        return digits[3:]
+    return None
+
+
+def _to_e164(ton: int, digits: str, plus: bool, national_format: bool, plan: NumberPlan) -> str:
+    if plus:
+        return digits
+    after_idd = _international_prefix(digits, ton, plan)
+    if after_idd is not None:
+        return after_idd
+    if national_format or ton == TON_NATIONAL:  # "(415) 555-0123" is national whatever the TON says
+        return _national(digits, plan)
+    if ton == TON_INTERNATIONAL:
+        return digits
+    # unknown (0), alphanumeric with digits (5), network-specific, subscriber, abbreviated:
+    # national when the length says so, else international, as carriers read them
+    if len(digits) in plan.national_lengths or (
         plan.trunk_prefix
-        and text.startswith(plan.trunk_prefix)
-        and len(text) - len(plan.trunk_prefix) in plan.national_lengths
+        and digits.startswith(plan.trunk_prefix)
+        and len(digits) - len(plan.trunk_prefix) in plan.national_lengths
     ):
-        digits = _national(text, plan)
-    else:
-        digits = text
-    if len(digits) > MAX_E164 or len(digits) <= MAX_SHORT_CODE or digits[0] == "0":
-        return None
+        return _national(digits, plan)
     return digits
 
 
+def parse_number(ton: int, addr: bytes | str, plan: NumberPlan) -> tuple[str | None, bool]:
+    """(E.164 digits without '+' or None, whether the address looks like a number).
+
+    A carrier's reading: separators (space - . / parentheses) stripped, '+' or an international
+    prefix (00, 011) means international, "(0)" after '+cc' is dropped, parentheses mean a national
+    number, TON 5 with digits is a number like TON 0. Looks like a number: more than
+    MAX_SHORT_CODE digits in it, or bytes that are not ASCII. (None, True) is a number we cannot
+    normalise: refuse it, never forward it unchecked. (None, False): alphanumeric or short code.
+    """
+    text = _address(addr)
+    if text is None:
+        return None, True  # not ASCII: nothing a carrier may read as anything else can be checked
+    if not text.isascii():
+        return None, True
+    if text.startswith("+"):
+        text = text.replace("(0)", "", 1)
+    compact = text.translate(_STRIP)
+    plus = compact.startswith("+")
+    digits = compact[1:] if plus else compact
+    if not digits.isdigit():
+        return None, sum(c.isdigit() for c in text) > MAX_SHORT_CODE
+    if len(digits) <= MAX_SHORT_CODE:
+        return None, False
+    number = _to_e164(ton, digits, plus, "(" in text, plan)
+    if len(number) > MAX_E164 or len(number) <= MAX_SHORT_CODE or number[0] == "0":
+        return None, True
+    return number, True
+
+
+def e164_digits(ton: int, addr: bytes | str, plan: NumberPlan) -> str | None:
+    """E.164 digits without '+', or None for alphanumeric, short-code and unreadable addresses.
+
+    The one key MO (the mobile that texted) and MT (the destination) share: see parse_number.
+    """
+    return parse_number(ton, addr, plan)[0]
+
+
+def originator_text(addr: bytes) -> str:
+    """An originator that is no E.164 number, as the index keys it: a short code's digits
+    without separators ("12-345" is 12345), anything else as received."""
+    text = addr.decode("latin-1")
+    compact = text.strip().translate(_STRIP)
+    return compact if compact.isascii() and compact.isdigit() else text
+
+
+INVALID = -1  # mobile_key: looks like a number but cannot be normalised
+
+
 def mobile_key(ton: int, addr: bytes | str, default_cc: str | NumberPlan) -> int | None:
-    """The mobile's E.164 digits as an int (14155550123), or None when it has no pair key.
+    """The mobile's E.164 digits as an int (14155550123); None when it has no pair key
+    (alphanumeric, short code); INVALID when it looks like a number we cannot normalise.
 
     Hot path: pass a NumberPlan (or a calling code, cached) and no phonenumbers call happens.
     """
@@ -102,8 +158,10 @@ def mobile_key(ton: int, addr: bytes | str, default_cc: str | NumberPlan) -> int
             and addr[0] != 0x30:
         return int(addr)  # the common case: international digits, no parsing needed
     plan = default_cc if isinstance(default_cc, NumberPlan) else plan_for_cc(default_cc)
-    digits = e164_digits(ton, addr, plan)
-    return None if digits is None else int(digits)
+    digits, numeric = parse_number(ton, addr, plan)
+    if digits is not None:
+        return int(digits)
+    return INVALID if numeric else None
 
 
 def e164(ton: int, addr: bytes | str, region: str) -> str | None:
@@ -154,11 +212,12 @@ def is_toll_free(number: str, extra: set[str] | frozenset[str] = frozenset()) ->
 
 
 def can_receive_reply(ton: int, addr: bytes | str) -> bool:
-    """False for alphanumeric, non-digit and short-code addresses: no reply can reach them."""
+    """False for alphanumeric, non-digit and short-code addresses: no reply can reach them.
+    A number written with separators (`+1 415 555 0123`) is a number: the reply mirrors it."""
     text = _address(addr)
     if ton == TON_ALPHANUMERIC or not text:
         return False
-    digits = text.lstrip("+")
+    digits = text.translate(_STRIP).removeprefix("+")
     return digits.isascii() and digits.isdigit() and len(digits) > MAX_SHORT_CODE
 
 

@@ -11,7 +11,7 @@ from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 from tests.integration.client import RawClient, submit_sm
-from tests.integration.conftest import GatewayFactory
+from tests.integration.conftest import ACCOUNTS, GatewayFactory
 
 
 async def test_submit_sm_reaches_carrier_byte_identical(gateway: Gateway, sim: Simulator) -> None:
@@ -110,12 +110,13 @@ async def test_mo_without_receiver_gets_temporary_status(make_gateway: GatewayFa
     await client.close()
 
 
-async def test_receipt_goes_to_sending_account(gateway: Gateway, sim: Simulator) -> None:
+async def test_receipt_goes_to_sending_account(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    gateway = await make_gateway(accounts=[*ACCOUNTS, {"system_id": "third", "password": "pw3"}])
     sender = await RawClient.connect(gateway.smpp_port)
     await sender.bind("other", "pw2")
-    bystander = await RawClient.connect(gateway.smpp_port)
-    await bystander.bind("acme", "secret", P.BIND_RECEIVER)
-    resp = await sender.request(submit_sm(src="14155550100", registered_delivery=1))
+    bystander = await RawClient.connect(gateway.smpp_port)  # also on the default route
+    await bystander.bind("third", "pw3", P.BIND_RECEIVER)
+    resp = await sender.request(submit_sm(src="14155550177", registered_delivery=1))
     message_id = F.response_message_id(resp.raw)
     receipt = await sender.read(lambda p: p.command_id == P.DELIVER_SM)
     sender.respond(receipt)
@@ -141,7 +142,7 @@ async def test_sequence_numbers_are_remapped(gateway: Gateway, sim: Simulator) -
     b = await RawClient.connect(gateway.smpp_port)
     await a.bind()
     await b.bind("other", "pw2")
-    ra, rb = await asyncio.gather(a.request(submit_sm()), b.request(submit_sm()))
+    ra, rb = await asyncio.gather(a.request(submit_sm()), b.request(submit_sm(src="14155550177")))
     assert ra.command_status == rb.command_status == 0
     assert a.seq == b.seq  # both used the same sequence number...
     seqs = [struct.unpack("!I", p.raw[12:16])[0] for p in sim.received if p.command_id == P.SUBMIT_SM]

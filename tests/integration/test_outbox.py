@@ -58,7 +58,7 @@ async def test_receipt_after_restart_reaches_sender(make_gateway: GatewayFactory
     first = await make_gateway(routing=FAST)
     sender = await RawClient.connect(first.smpp_port)
     await sender.bind("other", "pw2")
-    resp = await sender.request(submit_sm(registered_delivery=1))
+    resp = await sender.request(submit_sm(src="14155550177", registered_delivery=1))
     message_id = F.response_message_id(resp.raw)
     await sender.close()
     await first.stop()  # flushes the route batch

@@ -1,9 +1,10 @@
 """Receipt routing against a scriptable SMSC: receipts that overtake their submit_sm_resp,
 message_id formats, and cancel_sm / query_sm / replace_sm only for the sender's own messages.
 
-Accounts (conftest): acme owns +14155550100, other has no numbers. Every message here is sent
-from acme's number, so a receipt that lost its route would go to acme: a bystander bound as
-acme sees any misrouted receipt.
+Accounts (conftest): acme owns +14155550100, other has no numbers. Messages here are sent by
+other from a number nobody owns, and the SMSC's receipts name acme's number as their
+destination, so a receipt that lost its route would go to acme: a bystander bound as acme sees
+any misrouted receipt.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from gateway.smpp import status as st
 from tests.integration.client import RawClient, submit_sm
 from tests.integration.conftest import GatewayFactory
 from tests.integration.rawsmsc import RawSmsc, deliver_sm, receipt, submit_sm_resp
+
+UNOWNED = "14155550199"  # other may send from it (tenant rules); a lost receipt would go to acme
 
 
 @pytest.fixture
@@ -54,7 +57,7 @@ def _is_receipt(pdu: P.Pdu) -> bool:
 async def _submit_and_answer(sender: RawClient, smsc: RawSmsc, resp_id: bytes, receipt_raw: bytes,
                              receipt_first: bool = False) -> None:
     """The sender submits; the SMSC answers with resp_id and sends receipt_raw (one write)."""
-    sender.send(submit_sm(registered_delivery=1, seq=7))
+    sender.send(submit_sm(src=UNOWNED, registered_delivery=1, seq=7))
     got = await smsc.read(lambda p: p.command_id == P.SUBMIT_SM)
     resp = submit_sm_resp(got.sequence_number, resp_id)
     smsc.write(receipt_raw + resp if receipt_first else resp + receipt_raw)
@@ -104,7 +107,7 @@ async def test_receipt_on_another_bind_before_resp_goes_to_submitter(make_gatewa
     await smsc.bound(2)
     await asyncio.wait_for(_until(lambda: len(gateway.proxy.carriers) == 2), 5)
     sender, bystander = await _clients(gateway)
-    sender.send(submit_sm(registered_delivery=1, seq=7))
+    sender.send(submit_sm(src=UNOWNED, registered_delivery=1, seq=7))
     got = await smsc.read(lambda p: p.command_id == P.SUBMIT_SM)
     other = 1 - smsc.session_of(got)
     smsc.write(receipt(903, b"m-3"), session=other)
@@ -142,7 +145,7 @@ async def test_held_receipt_released_when_older_requests_are_answered(make_gatew
 async def test_hold_is_bounded_when_the_carrier_never_answers(make_gateway: GatewayFactory, smsc: RawSmsc) -> None:
     gateway = await _gateway(make_gateway, smsc, routing={"receipt_hold": 0.2})
     sender, bystander = await _clients(gateway)
-    sender.send(submit_sm(registered_delivery=1, seq=7))
+    sender.send(submit_sm(src=UNOWNED, registered_delivery=1, seq=7))
     await smsc.read(lambda p: p.command_id == P.SUBMIT_SM)
     smsc.write(receipt(902, b"unknown"))  # the submit stays unanswered
     answer = await smsc.read(lambda p: p.command_id == P.DELIVER_SM_RESP and p.sequence_number == 902)

@@ -51,7 +51,10 @@ async def test_database_outage(make_gateway: GatewayFactory, sim: Simulator,
     assert await sim.inject_mo(MOBILE, LONG_CODE, "during") == st.ESME_RX_T_APPN
     blocked = await app.request(submit_sm(dst=MOBILE, src=LONG_CODE))
     assert blocked.command_status == st.ESME_RINVDSTADR  # lookups continue from memory
-    assert (await app.request(submit_sm(dst=MOBILE, src="14155550199"))).command_status == 0
+    other = await RawClient.connect(gateway.smpp_port)  # 14155550199 is nobody's: "other" may send from it
+    await other.bind("other", "pw2", P.BIND_TRANSMITTER)
+    assert (await other.request(submit_sm(dst=MOBILE, src="14155550199"))).command_status == 0
+    await other.close()
     async with asyncio.timeout(5):
         while (await http_get(gateway.http_port, "/readyz"))[0] != 503:
             await asyncio.sleep(0.05)
