@@ -227,23 +227,18 @@ class Proxy:
                 self.answer_locally(esme, P.response_for(pdu, verdict.status, verdict.body), after)
                 return
             raw, extra = verdict.raw, verdict.extra
-        link = self.pick_carrier()
-        if isinstance(link, int):
-            self.answer_locally(esme, P.response_for(pdu, link))
-            return
-        esme.outstanding += 1
-        self.stats.inflight["carrier"] += 1
-        link.forward(pdu, Pending(esme, pdu.sequence_number, cid, now, None, extra, receipt), raw)
+        self.to_carrier(esme, pdu, now, extra, receipt, raw)
 
-    def to_carrier(self, esme: EsmeSession, pdu: P.Pdu, now: float) -> None:
-        """Forward a request that needs no policy check and asks for no receipt (cancel_sm...)."""
+    def to_carrier(self, esme: EsmeSession, pdu: P.Pdu, now: float, extra: object = None,
+                   receipt: bool = False, raw: bytes | None = None) -> None:
+        """Forward a checked request (raw: rewritten bytes instead of pdu's) to a carrier with room."""
         link = self.pick_carrier()
         if isinstance(link, int):
             self.answer_locally(esme, P.response_for(pdu, link))
             return
         esme.outstanding += 1
         self.stats.inflight["carrier"] += 1
-        link.forward(pdu, Pending(esme, pdu.sequence_number, pdu.command_id, now))
+        link.forward(pdu, Pending(esme, pdu.sequence_number, pdu.command_id, now, None, extra, receipt), raw)
 
     def answer_locally(self, esme: EsmeSession, resp: bytes, after: Callable[[], None] | None = None) -> None:
         """A request the gateway answers itself (refused) holds a window slot like a forwarded one
