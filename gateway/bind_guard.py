@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -41,7 +42,11 @@ CREDENTIAL_FAILURES = frozenset({"unknown_system_id", "wrong_password", "ip_not_
 
 
 class PasswordCheck:
-    def __init__(self, accounts: list[Account], workers: int | None = None) -> None:
+    """max_wait: a verification still queued after this long is dropped (TimeoutError): its
+    connection is gone by then (session_init_timeout), so a flood cannot build an hour of backlog."""
+
+    def __init__(self, accounts: list[Account], max_wait: float, workers: int | None = None) -> None:
+        self.max_wait = max_wait
         self._key = os.urandom(32)
         self._ok: set[bytes] = set()
         self._inflight: dict[bytes, asyncio.Future[bool]] = {}
@@ -84,11 +89,22 @@ class PasswordCheck:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="bind-scrypt")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, credentials.verify, presented, stored)
+        deadline = time.monotonic() + self.max_wait
+        ok = await loop.run_in_executor(self._executor, _verify_until, deadline, presented, stored)
+        if ok is None:
+            raise TimeoutError("password verification waited too long")
+        return ok
 
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _verify_until(deadline: float, presented: bytes, stored: credentials.ScryptHash) -> bool | None:
+    """In a worker thread: None when the deadline passed while the job waited in the queue."""
+    if time.monotonic() > deadline:
+        return None
+    return credentials.verify(presented, stored)
 
 
 class BindGuard:
@@ -98,7 +114,7 @@ class BindGuard:
         self.caps = ConnectionCaps(limits.max_connections, limits.max_connections_per_ip)
         self.lockout = BindLockout(limits.lockout_threshold, limits.lockout_window, limits.lockout_duration,
                                    limits.exempt_networks())
-        self.passwords = PasswordCheck(proxy.settings.accounts)
+        self.passwords = PasswordCheck(proxy.settings.accounts, max_wait=limits.session_init_timeout)
         self._next_prune = 0.0
 
     # --- connections -------------------------------------------------------------
@@ -125,7 +141,11 @@ class BindGuard:
         try:
             state = self.proxy.accounts.get(bind.system_id)
             started = loop.time()
-            ok = await self.passwords.verify(state.config if state else None, bind.password)
+            try:
+                ok = await self.passwords.verify(state.config if state else None, bind.password)
+            except TimeoutError:  # queued behind a flood past session_init_timeout: deny, count nothing
+                counted = False
+                return st.ESME_RBINDFAIL, None, "verify_timeout"
             self.metrics.bind_verify_seconds.observe(loop.time() - started)
             status, account, reason = self.proxy.authenticate(bind, ip, ok)
             counted = reason in CREDENTIAL_FAILURES
