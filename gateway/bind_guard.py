@@ -57,6 +57,20 @@ class PasswordCheck:
             credentials.hash_password(os.urandom(8), hashed[0].n, hashed[0].r, hashed[0].p) if hashed else None
         )
 
+    def _cache_key(self, account: Account, presented: bytes, stored: credentials.ScryptHash) -> bytes:
+        material = b"\x00".join([account.system_id.encode(), presented, str(stored).encode()])
+        return hmac.new(self._key, material, hashlib.sha256).digest()
+
+    def costly(self, account: Account | None, password: str) -> bool:
+        """Would verify() start a scrypt of its own (neither remembered nor already under way)?"""
+        if account is None:
+            return self._dummy is not None
+        stored = account.stored_hash()
+        if stored is None:
+            return False
+        key = self._cache_key(account, password.encode("latin-1"), stored)
+        return key not in self._ok and key not in self._inflight
+
     async def verify(self, account: Account | None, password: str) -> bool:
         presented = password.encode("latin-1")  # the bytes the bind carried
         if account is None:
@@ -69,8 +83,7 @@ class PasswordCheck:
         if stored is None:
             assert account.password is not None
             return credentials.equal(presented, account.password.get_secret_value().encode("utf-8"))
-        key = hmac.new(self._key, b"\x00".join([account.system_id.encode(), presented, str(stored).encode()]),
-                       hashlib.sha256).digest()
+        key = self._cache_key(account, presented, stored)
         if key in self._ok:
             return True
         future = self._inflight.get(key)
@@ -134,15 +147,17 @@ class BindGuard:
     async def bind(self, bind: BindRequest, ip: str) -> tuple[int, AccountState | None, str]:
         """(status, account or None, reason for the metric). Raises only on our bug: the caller denies."""
         loop = asyncio.get_running_loop()
-        admission = self.lockout.admit(ip, loop.time())
+        state = self.proxy.accounts.get(bind.system_id)
+        config = state.config if state else None
+        costly = self.passwords.costly(config, bind.password)
+        admission = self.lockout.admit(ip, loop.time(), costly)
         if admission is not Admission.OK:
             return st.ESME_RBINDFAIL, None, admission.value
         counted = True  # an error on the way counts as a failure
         try:
-            state = self.proxy.accounts.get(bind.system_id)
             started = loop.time()
             try:
-                ok = await self.passwords.verify(state.config if state else None, bind.password)
+                ok = await self.passwords.verify(config, bind.password)
             except TimeoutError:  # queued behind a flood past session_init_timeout: deny, count nothing
                 counted = False
                 return st.ESME_RBINDFAIL, None, "verify_timeout"
@@ -151,7 +166,7 @@ class BindGuard:
             counted = reason in CREDENTIAL_FAILURES
             return status, account, reason
         finally:
-            if self.lockout.finish(ip, loop.time(), counted):
+            if self.lockout.finish(ip, loop.time(), counted, costly):
                 self.metrics.bind_lockouts.inc()
                 log.warning("bind_lockout", extra={"peer_ip": ip, "failures": self.lockout.threshold,
                                                    "window": self.lockout.window,

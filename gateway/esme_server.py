@@ -117,19 +117,25 @@ class EsmeConnection(Connection):
 
     async def _bind(self, pdu: P.Pdu, bind: F.BindRequest) -> None:
         try:
-            status, account, reason = await self.server.guard.bind(bind, self.ip)
-        except Exception:  # our bug: a check that errors denies
-            log.exception("bind_check_failed", extra=self.log_extra(system_id=bind.system_id))
-            status, account, reason = st.ESME_RBINDFAIL, None, "error"
-        if account is not None and (self.closed or self.state != BindState.OPEN):
-            status, account, reason = st.ESME_RBINDFAIL, None, "closed"  # gone or unbound meanwhile
-        if account is None:
-            self._bind_refused(pdu, status, reason, bind.system_id)
-        else:
-            self._bound(pdu, account)
-        self.binding = False
-        if self.transport is not None and not self.closed:
-            self.transport.resume_reading()
+            try:
+                status, account, reason = await self.server.guard.bind(bind, self.ip)
+            except Exception:  # our bug: a check that errors denies
+                log.exception("bind_check_failed", extra=self.log_extra(system_id=bind.system_id))
+                status, account, reason = st.ESME_RBINDFAIL, None, "error"
+            if account is not None and (self.closed or self.state != BindState.OPEN):
+                status, account, reason = st.ESME_RBINDFAIL, None, "closed"  # gone or unbound meanwhile
+            if account is None:
+                self._bind_refused(pdu, status, reason, bind.system_id)
+            else:
+                self._bound(pdu, account)
+        except Exception:  # our bug after the decision: answer and close rather than hang
+            log.exception("bind_failed", extra=self.log_extra(system_id=bind.system_id))
+            self.send(P.response_for(pdu, st.ESME_RSYSERR))
+            self.close()
+        finally:
+            self.binding = False
+            if self.transport is not None and not self.closed:
+                self.transport.resume_reading()
         self._replay()
 
     def _bind_refused(self, pdu: P.Pdu, status: int, reason: str, system_id: str) -> None:

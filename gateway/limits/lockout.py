@@ -44,24 +44,27 @@ class BindLockout:
         del self._locked[ip]
         return False
 
-    def admit(self, ip: str, now: float) -> Admission:
-        """May a bind from ip be verified now? OK registers it as pending until `finish`."""
+    def admit(self, ip: str, now: float, costly: bool = True) -> Admission:
+        """May a bind from ip be verified now? costly: it needs a password hash computed (not a
+        remembered or shared one); those are capped per address and pending until `finish`."""
         if self.is_exempt(ip):
             return Admission.OK
         if self.locked(ip, now):
             return Admission.LOCKED
-        if self._pending.get(ip, 0) >= self.threshold:
-            return Admission.BUSY
-        self._pending[ip] = self._pending.get(ip, 0) + 1
+        if costly:
+            if self._pending.get(ip, 0) >= self.threshold:
+                return Admission.BUSY
+            self._pending[ip] = self._pending.get(ip, 0) + 1
         return Admission.OK
 
-    def finish(self, ip: str, now: float, failed: bool) -> bool:
+    def finish(self, ip: str, now: float, failed: bool, costly: bool = True) -> bool:
         """The end of an admitted bind; True when this failure starts a lockout."""
-        pending = self._pending.get(ip, 0) - 1
-        if pending > 0:
-            self._pending[ip] = pending
-        else:
-            self._pending.pop(ip, None)
+        if costly:
+            pending = self._pending.get(ip, 0) - 1
+            if pending > 0:
+                self._pending[ip] = pending
+            else:
+                self._pending.pop(ip, None)
         return self.failed(ip, now) if failed else False
 
     def failed(self, ip: str, now: float) -> bool:

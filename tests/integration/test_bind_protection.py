@@ -243,3 +243,28 @@ async def test_carrier_password_file(make_gateway: GatewayFactory, sim: Simulato
     (tmp_path / "carrier").write_text("gwpw\n")
     gateway = await make_gateway(carrier={"password": "", "password_file": str(tmp_path / "carrier")})
     assert gateway.settings.carrier.password.get_secret_value() == "gwpw"  # and it bound (make_gateway waits)
+
+
+async def test_a_check_that_errors_denies_and_closes(make_gateway: GatewayFactory,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(presented: bytes, stored: credentials.ScryptHash) -> bool:
+        raise MemoryError("scrypt: memory limit exceeded")  # what OpenSSL can raise
+    monkeypatch.setattr(credentials, "verify", broken)
+    gateway = await make_gateway(accounts=[{"system_id": "acme", "password_hash": HASHED}],
+                                 esme={"lockout_threshold": 2})
+    assert await bind_status(gateway.smpp_port, "127.0.0.13", "acme", "s3cr3tPw") == (st.ESME_RBINDFAIL, True)
+    assert metric(gateway, "gateway_bind_failures_total", reason="error") == 1
+    await bind_status(gateway.smpp_port, "127.0.0.13", "acme", "s3cr3tPw")
+    assert metric(gateway, "gateway_bind_lockouts_total") == 1  # errors count as failures
+
+
+async def test_an_application_opening_all_its_binds_at_once_is_not_busy(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway(accounts=[{"system_id": "acme", "password_hash": HASHED}],
+                                 esme={"lockout_threshold": 2})
+    clients = [await connect(gateway.smpp_port, "127.0.0.14") for _ in range(8)]
+    for client in clients:  # all eight binds on the wire before the first scrypt ends: they share it
+        client.send(bind_pdu(P.BIND_TRANSCEIVER, "acme", "s3cr3tPw", seq=1))
+    answers = [await client.read(lambda p: p.command_id == P.BIND_TRANSCEIVER_RESP) for client in clients]
+    assert [p.command_status for p in answers] == [0] * 8
+    for client in clients:
+        await client.close()

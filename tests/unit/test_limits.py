@@ -111,3 +111,12 @@ def test_connection_caps() -> None:
     caps.release("a")
     assert caps.admit("c") is None
     assert caps.total == 3 and caps.open_from("a") == 1
+
+
+def test_cheap_verifications_are_not_capped() -> None:
+    lk = lockout()
+    for _ in range(3):
+        lk.admit("10.0.0.1", 0.0)
+    assert lk.admit("10.0.0.1", 0.0, costly=False) is Admission.OK  # remembered or shared: no scrypt
+    assert not lk.finish("10.0.0.1", 0.0, failed=False, costly=False)
+    assert lk.admit("10.0.0.1", 0.0) is Admission.BUSY
