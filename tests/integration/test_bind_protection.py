@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from typing import Any
 
 import pytest
@@ -84,7 +85,7 @@ def _smpplib_bind(port: int, password: str) -> int:
 
 async def test_hash_from_the_real_cli_binds_smpplib(make_gateway: GatewayFactory) -> None:
     proc = await asyncio.create_subprocess_exec(
-        "python", "-m", "gateway", "hash-password", stdin=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "gateway", "hash-password", stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(b"Pa55w\n"), 30)
     assert proc.returncode == 0, err
@@ -102,7 +103,7 @@ async def test_password_file_holds_a_password_or_a_hash(make_gateway: GatewayFac
                                            {"system_id": "other", "password_file": str(tmp_path / "other")}])
     assert (await bind_status(gateway.smpp_port, "127.0.0.1", "acme", "filepw"))[0] == 0
     assert (await bind_status(gateway.smpp_port, "127.0.0.1", "other", "s3cr3tPw"))[0] == 0
-    assert (await bind_status(gateway.smpp_port, "127.0.0.1", "acme", "filepw\n"[:7]))[0] == st.ESME_RINVPASWD
+    assert (await bind_status(gateway.smpp_port, "127.0.0.1", "acme", "filepw\n"))[0] == st.ESME_RINVPASWD  # stripped
 
 
 async def test_allow_list_refuses_other_addresses(make_gateway: GatewayFactory) -> None:
