@@ -50,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _common(sub.add_parser("run", help="run the proxy until SIGINT/SIGTERM"))
     _common(sub.add_parser("check-config", help="validate and print the effective configuration"))
+    sub.add_parser("hash-password", help="read a password on standard input, print its password_hash line")
     sim = sub.add_parser("simulate-carrier", help="bundled SMSC simulator")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=2776)
@@ -137,15 +138,20 @@ def main(argv: list[str] | None = None) -> int:
             from gateway.simulator import serve
 
             return _run_async(serve(args.host, args.port, args.http_port))
+        if args.command == "hash-password":
+            return _hash_password()
         settings = _load(args)
         if args.command in ADMIN_COMMANDS:
             return _admin(args, settings)
         if args.command == "check-config":
-            from gateway.config import effective
+            from gateway.config import config_warnings, effective
 
             print(effective(settings))
+            for line in config_warnings(settings):
+                print(f"config warning: {line}", file=sys.stderr)
             return 0
         logs.setup(settings.log_level)
+        _log_warnings(settings)
         if not settings.accounts:
             raise ConfigError("accounts: no application accounts configured (GATEWAY_ACCOUNTS)")
         from gateway.app import install_uvloop, run
@@ -163,6 +169,34 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(exc).splitlines():
             print(f"config error: {line}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def _hash_password() -> int:
+    """The password from standard input (a terminal: asked without echo), one trailing newline
+    stripped; one line out: the password_hash for an account."""
+    from gateway import credentials
+
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("password: ").encode("utf-8")
+    else:
+        password = credentials.strip_newline(sys.stdin.buffer.read())
+    if not 1 <= len(password) <= credentials.MAX_PASSWORD:
+        print(f"error: a password is 1 to {credentials.MAX_PASSWORD} bytes (SMPP 3.4); got {len(password)}",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    print(credentials.hash_password(password))
+    return 0
+
+
+def _log_warnings(settings: Any) -> None:
+    import logging
+
+    from gateway.config import config_warnings
+
+    for line in config_warnings(settings):
+        logging.getLogger("gateway.config").warning("config_warning", extra={"warning": line})
 
 
 def _admin(args: argparse.Namespace, settings: Any) -> int:

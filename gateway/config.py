@@ -5,6 +5,7 @@ Secrets are SecretStr and masked in every rendering of the configuration.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -20,7 +21,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gateway import credentials
 from gateway.errors import ConfigError
+from gateway.limits.networks import Network, parse_networks
 from gateway.policy.numbers import e164
 from gateway.policy.settings import OptoutSettings
 from gateway.store import check_database_url, mask_url
@@ -56,6 +59,8 @@ class Carrier(BaseModel):
         "exact", description="how receipts spell the submit_sm_resp message_id (gateway/smpp/message_id.py)"
     )
 
+    password_file: Path | None = Field(None, description="read the password from this file (a secret mount)")
+
     @field_validator("password")
     @classmethod
     def _password_len(cls, v: SecretStr) -> SecretStr:
@@ -63,12 +68,26 @@ class Carrier(BaseModel):
             raise ValueError("SMPP 3.4 passwords are at most 8 characters")
         return v
 
+    @model_validator(mode="after")
+    def _password_from_file(self) -> Carrier:
+        if self.password_file is not None:
+            if self.password.get_secret_value():
+                raise ValueError("carrier: give password or password_file, not both")
+            text = _read_secret(self.password_file)
+            if len(text) > 8:
+                raise ValueError(f"carrier: password_file {self.password_file}: SMPP 3.4 passwords are at most 8 characters")
+            self.password = SecretStr(text)
+        return self
+
 
 class Account(BaseModel):
     model_config = STRICT
 
     system_id: str = Field(min_length=1, max_length=15)
-    password: SecretStr
+    password: SecretStr | None = None
+    password_hash: SecretStr | None = Field(None, description="printed by `gateway hash-password`")
+    password_file: Path | None = Field(None, description="a file holding the password or its hash")
+    allowed_ips: list[str] | None = Field(None, description="addresses or CIDRs; none: any")
     numbers: list[str] = Field(default_factory=list)
     senders: list[str] = Field(default_factory=list, description="alphanumeric source_addr it may send from")
     max_binds: int = Field(10, ge=1, le=1000)
@@ -76,8 +95,8 @@ class Account(BaseModel):
 
     @field_validator("password")
     @classmethod
-    def _password_len(cls, v: SecretStr) -> SecretStr:
-        if not 1 <= len(v.get_secret_value()) <= 8:
+    def _password_len(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not 1 <= len(v.get_secret_value()) <= 8:
             raise ValueError("password must be 1 to 8 characters (SMPP 3.4)")
         return v
 
@@ -88,6 +107,47 @@ class Account(BaseModel):
             if not 1 <= len(sender) <= 11 or sender.lstrip("+").replace(" ", "").isdigit():
                 raise ValueError(f"sender {sender!r}: an alphanumeric name of 1-11 characters (numbers go in numbers)")
         return v
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash_format(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            credentials.parse_hash(v.get_secret_value())
+        return v
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _networks(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        if not v:
+            raise ValueError("an empty list lets nobody bind: leave allowed_ips out to allow any address")
+        return [str(n) for n in parse_networks(v)]
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> Account:
+        given = [self.password is not None, self.password_hash is not None, self.password_file is not None]
+        if sum(given) != 1:
+            raise ValueError(f"account {self.system_id!r}: give exactly one of password, password_hash, password_file")
+        if self.password_file is not None:
+            text = _read_secret(self.password_file)
+            if len(text) > credentials.MAX_PASSWORD:  # longer than any SMPP password: a hash
+                try:
+                    credentials.parse_hash(text)
+                except ValueError as exc:
+                    raise ValueError(f"account {self.system_id!r}: password_file {self.password_file}: {exc}") from None
+                self.password_hash = SecretStr(text)
+            elif text:
+                self.password = SecretStr(text)
+            else:
+                raise ValueError(f"account {self.system_id!r}: password_file {self.password_file} is empty")
+        return self
+
+    def stored_hash(self) -> credentials.ScryptHash | None:
+        return None if self.password_hash is None else credentials.parse_hash(self.password_hash.get_secret_value())
+
+    def networks(self) -> tuple[Network, ...] | None:
+        return None if self.allowed_ips is None else parse_networks(self.allowed_ips)
 
 
 class Esme(BaseModel):
@@ -100,6 +160,20 @@ class Esme(BaseModel):
     response_timeout: float = Field(10.0, gt=0, description="for deliver_sm we send to applications")
     max_pdu: int = Field(65536, ge=256, le=1 << 20)
     enquire_link_interval: float = Field(30.0, gt=0)
+    lockout_threshold: int = Field(5, ge=1, le=10_000, description="failed binds from one address ...")
+    lockout_window: float = Field(60.0, gt=0, description="... within this many seconds ...")
+    lockout_duration: float = Field(300.0, gt=0, description="... lock it out this long")
+    lockout_exempt: list[str] = Field(default_factory=list, description="CIDRs never locked out")
+    max_connections: int = Field(10_000, ge=1, description="open application connections, bound or not")
+    max_connections_per_ip: int = Field(200, ge=1, description="... from one source address")
+
+    @field_validator("lockout_exempt")
+    @classmethod
+    def _exempt(cls, v: list[str]) -> list[str]:
+        return [str(n) for n in parse_networks(v)]
+
+    def exempt_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.lockout_exempt)
 
 
 class Routing(BaseModel):
@@ -216,6 +290,46 @@ def unknown_env(environ: Mapping[str, str]) -> list[str]:
 
 def _is_section(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _read_secret(path: Path) -> str:
+    """A secret file's text (Docker and Kubernetes secrets), one trailing newline stripped."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return credentials.strip_newline(data).decode("utf-8")  # as a password written in the TOML file
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
+
+
+LOOPBACK_HOSTS = frozenset({"localhost", "ip6-localhost"})
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # 0.0.0.0, '::', '' and host names: reachable from elsewhere
+
+
+def config_warnings(settings: Settings) -> list[str]:
+    """Not errors, but worth a line: plaintext application passwords on a listener others can reach."""
+    hosts = [settings.listen.host] if getattr(settings.listen, "enabled", True) else []
+    tls = getattr(settings, "listen_tls", None)
+    if tls is not None and getattr(tls, "cert_file", None):
+        hosts.append(str(getattr(tls, "host", "")))
+    exposed = [h for h in hosts if not _is_loopback(h)]
+    if not exposed:
+        return []
+    return [
+        f"accounts: {a.system_id!r} has a plaintext password and the SMPP listener {exposed[0] or '*'} is not "
+        "loopback: store a password_hash instead (`gateway hash-password`)"
+        for a in settings.accounts if a.password is not None
+    ]
 
 
 def _number(raw: str, region: str, system_id: str) -> str:

@@ -6,9 +6,11 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from gateway.bind_guard import BindGuard
 from gateway.config import Esme
 from gateway.connection import Connection
 from gateway.errors import MalformedPduError
+from gateway.limits.networks import key as address_key
 from gateway.proxy import AccountState, OnStatus, Proxy
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
@@ -53,12 +55,28 @@ class EsmeConnection(Connection):
         self.out: dict[int, OutRequest] = {}
         self.opened_at = self.loop.time()
         self.enquire_sent: float | None = None
+        self.ip = ""
+        self.admitted = False  # counted in the connection caps
+        self.binding = False  # a bind under verification: later PDUs wait in `held`, in order
+        self.held: list[P.Pdu] = []
+        self.bind_task: asyncio.Task[None] | None = None
 
     def on_connected(self) -> None:
+        assert self.transport is not None
+        peer = self.transport.get_extra_info("peername")
+        self.ip = address_key(str(peer[0])) if peer else "?"
+        if not self.server.guard.admit_connection(self.ip):
+            log.debug("esme_connection_refused", extra=self.log_extra())  # counted; no line per attempt
+            self.abort()
+            return
+        self.admitted = True
         self.server.connections.add(self)
         log.info("esme_connected", extra=self.log_extra())
 
     def on_pdu(self, pdu: P.Pdu) -> None:
+        if self.binding:
+            self.held.append(pdu)
+            return
         cid = pdu.command_id
         if cid in FORWARDED and self.state in CAN_SUBMIT:
             if self.outstanding >= self.window:
@@ -90,17 +108,45 @@ class EsmeConnection(Connection):
         try:
             bind = F.parse_bind(pdu.raw)
         except MalformedPduError:
-            self.proxy.metrics.bind_failures.labels("malformed").inc()
-            self.send(P.response_for(pdu, st.ESME_RBINDFAIL))
-            self.close()
+            self._bind_refused(pdu, st.ESME_RBINDFAIL, "malformed", "")
             return
-        status, account = self.proxy.authenticate(bind)
-        if account is None:
-            self.proxy.metrics.bind_failures.labels(f"0x{status:02x}").inc()
-            log.info("bind_refused", extra=self.log_extra(system_id=bind.system_id, status=status))
-            self.send(P.response_for(pdu, status))
+        self.binding = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self.bind_task = self.loop.create_task(self._bind(pdu, bind), name="esme-bind")
+
+    async def _bind(self, pdu: P.Pdu, bind: F.BindRequest) -> None:
+        try:
+            try:
+                status, account, reason = await self.server.guard.bind(bind, self.ip)
+            except Exception:  # our bug: a check that errors denies
+                log.exception("bind_check_failed", extra=self.log_extra(system_id=bind.system_id))
+                status, account, reason = st.ESME_RBINDFAIL, None, "error"
+            if account is not None and (self.closed or self.state != BindState.OPEN):
+                status, account, reason = st.ESME_RBINDFAIL, None, "closed"  # gone or unbound meanwhile
+            if account is None:
+                self._bind_refused(pdu, status, reason, bind.system_id)
+            else:
+                self._bound(pdu, account)
+        except Exception:  # our bug after the decision: answer and close rather than hang
+            log.exception("bind_failed", extra=self.log_extra(system_id=bind.system_id))
+            self.send(P.response_for(pdu, st.ESME_RSYSERR))
             self.close()
-            return
+        finally:
+            self.binding = False
+            if self.transport is not None and not self.closed:
+                self.transport.resume_reading()
+        self._replay()
+
+    def _bind_refused(self, pdu: P.Pdu, status: int, reason: str, system_id: str) -> None:
+        """Answer, then close the socket: always, whatever the reason."""
+        self.proxy.metrics.bind_failures.labels(reason).inc()
+        if reason not in ("locked_out", "busy"):  # those are counted only: an attack must not flood the log
+            log.info("bind_refused", extra=self.log_extra(system_id=system_id, status=status, reason=reason))
+        self.send(P.response_for(pdu, status))
+        self.close()
+
+    def _bound(self, pdu: P.Pdu, account: AccountState) -> None:
         self.state = BIND_STATE_FOR[pdu.command_id]
         self.account = account
         self.system_id = account.config.system_id
@@ -108,6 +154,24 @@ class EsmeConnection(Connection):
         self.proxy.esme_bound(account, self)
         self.send(P.response_for(pdu, st.ESME_ROK, F.bind_resp_body(GATEWAY_SYSTEM_ID)))
         log.info("esme_bound", extra=self.log_extra(system_id=self.system_id, mode=self.state.name))
+
+    def _replay(self) -> None:
+        """PDUs that arrived while the bind was verified, in their order."""
+        held, self.held = self.held, []
+        for i, pdu in enumerate(held):
+            if self.binding:  # cannot happen (a second bind is answered at once), kept safe
+                self.held[:0] = held[i:]
+                return
+            try:
+                self.on_pdu(pdu)
+            except Exception:
+                log.exception("pdu_handler_failed", extra=self.log_extra(pdu=repr(pdu)))
+                if not pdu.is_response:
+                    self.send(P.response_for(pdu, self.error_status))
+
+    def resume_writing(self) -> None:
+        if not self.binding:  # reading stays paused until the bind is decided
+            super().resume_writing()
 
     def _on_response(self, pdu: P.Pdu) -> None:
         request = self.out.pop(pdu.sequence_number, None)
@@ -135,8 +199,12 @@ class EsmeConnection(Connection):
     # --- timers ------------------------------------------------------------------
     def tick(self, now: float) -> None:
         if self.state == BindState.OPEN and now - self.opened_at > self.limits.session_init_timeout:
-            log.info("session_init_timeout", extra=self.log_extra())
-            self.close()
+            # whatever it sent (an enquire_link keeps nothing alive); a close that did not finish: abort
+            if self.closed:
+                self.abort()
+            else:
+                log.info("session_init_timeout", extra=self.log_extra())
+                self.close()
             return
         if now - self.last_rx > self.limits.inactivity_timeout:
             log.info("inactivity_timeout", extra=self.log_extra(system_id=self.system_id))
@@ -178,6 +246,10 @@ class EsmeConnection(Connection):
         self.state = BindState.UNBOUND
 
     def on_closed(self) -> None:
+        if not self.admitted:
+            return
+        self.admitted = False
+        self.server.guard.release_connection(self.ip)
         self._unbound()
         self.server.connections.discard(self)
         for request in list(self.out.values()):
@@ -192,6 +264,7 @@ class EsmeServer:
         self.limits = limits
         self.connections: set[EsmeConnection] = set()
         self.server: asyncio.Server | None = None
+        self.guard = BindGuard(proxy, limits, proxy.metrics)
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
@@ -201,6 +274,7 @@ class EsmeServer:
     def tick(self, now: float) -> None:
         for conn in list(self.connections):
             conn.tick(now)
+        self.guard.tick(now)
 
     def stop_accepting(self) -> None:
         self.proxy.accepting = False
@@ -225,5 +299,6 @@ class EsmeServer:
             await asyncio.wait(waits, timeout=1.0)
         for conn in list(self.connections):
             conn.abort()
+        self.guard.close()
         if self.server is not None:
             await self.server.wait_closed()

@@ -105,6 +105,19 @@ class Metrics:
         self.registry.register(_StatsCollector(self.stats))
         r = self.registry
         self.bind_failures = Counter("gateway_bind_failures", "rejected application binds", ["reason"], registry=r)
+        self.bind_lockouts = Counter(
+            "gateway_bind_lockouts", "source addresses locked out after repeated failed binds", registry=r
+        )
+        self.bind_verify_seconds = Histogram(
+            "gateway_bind_verify_seconds", "password verification per bind (scrypt for a password_hash)",
+            registry=r, buckets=(0.0001, 0.001, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+        self.connections_refused = Counter(
+            "gateway_connections_refused", "application connections closed at once", ["reason"], registry=r
+        )
+        self.esme_connections = Gauge(
+            "gateway_esme_connections", "open application connections, bound or not", registry=r
+        )
         self.carrier_reconnects = Counter("gateway_carrier_reconnects", "carrier connection attempts", registry=r)
         self.carrier_timeouts = Counter("gateway_carrier_timeouts", "requests the carrier never answered", registry=r)
         self.optout_events = Counter(

@@ -8,7 +8,6 @@ sockets; sessions call it and it calls them back.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from gateway.config import Account, Settings
 from gateway.errors import MalformedPduError, StoreError, status_for
+from gateway.limits.networks import contains
 from gateway.metrics import Metrics
 from gateway.policy.numbers import e164
 from gateway.receipts import OWN, ReceiptRouter
@@ -145,19 +145,22 @@ class Proxy:
         self.routes = self.receipts.routes  # message_id key -> account (routemap.RouteMap)
 
     # --- binds ------------------------------------------------------------------
-    def authenticate(self, bind: F.BindRequest) -> tuple[int, AccountState | None]:
-        state = self.accounts.get(bind.system_id)
-        expected = state.config.password.get_secret_value() if state else "\x00" * 9
-        ok = hmac.compare_digest(bind.password.encode("latin-1"), expected.encode("utf-8"))
+    def authenticate(self, bind: F.BindRequest, ip: str, password_ok: bool) -> tuple[int, AccountState | None, str]:
+        """(status, account when bound, reason for gateway_bind_failures_total). The password was
+        verified beforehand (bind_guard, off the event loop); ip is the peer's address."""
         if not self.accepting:
-            return st.ESME_RBINDFAIL, None
+            return st.ESME_RBINDFAIL, None, "shutting_down"
+        state = self.accounts.get(bind.system_id)
         if state is None:
-            return st.ESME_RINVSYSID, None
-        if not ok:
-            return st.ESME_RINVPASWD, None
+            return st.ESME_RINVSYSID, None, "unknown_system_id"
+        networks = state.config.networks()
+        if networks is not None and not contains(networks, ip):  # whatever the password: no guessing from there
+            return st.ESME_RBINDFAIL, None, "ip_not_allowed"
+        if not password_ok:
+            return st.ESME_RINVPASWD, None, "wrong_password"
         if len(state.sessions) >= state.config.max_binds:
-            return st.ESME_RBINDFAIL, None
-        return st.ESME_ROK, state
+            return st.ESME_RBINDFAIL, None, "max_binds"
+        return st.ESME_ROK, state, ""
 
     def esme_bound(self, state: AccountState, session: EsmeSession) -> None:
         state.sessions.append(session)
