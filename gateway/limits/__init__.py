@@ -1,0 +1,1 @@
+"""Pure limits: token buckets, cluster shares (values and `now` in, verdicts out; no asyncio)."""
