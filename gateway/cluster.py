@@ -42,6 +42,7 @@ class ClusterShare:
         self.metrics = metrics
         self.on_share: Callable[[float], None] = _ignore  # fraction of every limit, 1.0 = whole
         self.task: asyncio.Task[None] | None = None
+        self.answered = 0  # heartbeats the store answered
         self._store: Store | None = None
 
     @property
@@ -66,6 +67,7 @@ class ClusterShare:
         assert self._store is not None
         async with asyncio.timeout(self.view.missing_after):  # later than that the others dropped us anyway
             beat = await self._store.heartbeat(self.instance_id, FORGET_AFTER)
+        self.answered += 1
         share = self.view.observe(beat.now, ((row.id, row.last_seen) for row in beat.instances))
         if share is not None:
             log.info("cluster_share", extra={"instances": self.view.live, "share": round(share, 6)})

@@ -74,3 +74,20 @@ def test_after_an_outage_a_join_counts_at_once() -> None:
     view.observe(0.0, [(ME, 0.0)])
     view.failed()
     assert view.observe(5.0, [(ME, 5.0), ("b", 4.9)]) == 0.5  # rising is never held back
+
+
+@pytest.mark.parametrize("cluster, problem", [
+    ({"heartbeat_interval": 0}, "cluster.heartbeat_interval"),
+    ({"heartbeat_interval": float("nan")}, "cluster.heartbeat_interval"),
+    ({"heartbeat_interval": -1}, "cluster.heartbeat_interval"),
+    ({"missing_heartbeats": 1}, "cluster.missing_heartbeats"),
+    ({"heartbeat": 1}, "cluster.heartbeat"),
+])
+def test_check_config_rejects_bad_cluster_settings(cluster: dict[str, float], problem: str) -> None:
+    from gateway.config import load_settings
+    from gateway.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, database_url="sqlite:///x.db", cluster=cluster)
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 1 and lines[0].startswith(problem + ":")
