@@ -60,7 +60,10 @@ class ClusterShare:
             self._publish(1.0)
             return
         self._store = store
-        await self._heartbeat()
+        try:
+            await self._heartbeat()
+        except TimeoutError:
+            raise StoreError(f"cluster heartbeat: no answer within {self.view.missing_after:g} s") from None
         self.task = asyncio.create_task(self._run(), name="cluster-heartbeat")
 
     async def _heartbeat(self) -> None:
