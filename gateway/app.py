@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from gateway.carrier import CarrierPool
+from gateway.cluster import ClusterShare
 from gateway.config import Settings
 from gateway.errors import StoreError
 from gateway.esme_server import EsmeServer
@@ -43,6 +44,7 @@ class Gateway:
         self._flusher_task: asyncio.Task[None] | None = None
         self.esme = EsmeServer(self.proxy, settings.esme)
         self.carrier = CarrierPool(self.proxy, settings.carrier)
+        self.cluster = ClusterShare(settings.cluster, self.metrics)  # on_share: the limits take the fraction
         self.http: asyncio.Server | None = None
         self.smpp_port = 0
         self.http_port = 0
@@ -53,6 +55,8 @@ class Gateway:
         s = self.settings
         if self.proxy.policy is None or isinstance(self.proxy.policy, NullPolicy):
             await self._open_store()
+        if self.store is not None:
+            await self.cluster.start(self.store)  # the share is known before the first bind
         self.carrier.start()
         self.smpp_port = await self.esme.start(s.listen.host, s.listen.port)
         self.http = await start_http(s.http.host, s.http.port, self._http)
@@ -177,6 +181,7 @@ class Gateway:
         log.info("gateway_stopping")
         self.esme.stop_accepting()
         await self.esme.unbind_all(self.settings.drain_timeout)
+        await self.cluster.stop()  # no more application traffic: the others take our share
         self.proxy.accepting_mo = False  # from here the carrier gets a temporary status and retries
         await self._answer_owed_mos(self.settings.drain_timeout)
         await self.carrier.stop(timeout=2.0)

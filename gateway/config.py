@@ -192,6 +192,17 @@ class Routing(BaseModel):
     )
 
 
+class Cluster(BaseModel):
+    """Gateways on one PostgreSQL store split every limit (gateway/cluster.py)."""
+
+    model_config = STRICT
+
+    heartbeat_interval: float = Field(1.0, gt=0, le=60, allow_inf_nan=False, description="seconds between heartbeats")
+    missing_heartbeats: int = Field(
+        3, ge=2, le=100, description="a gateway not seen for this many intervals no longer counts"
+    )
+
+
 class Http(BaseModel):
     model_config = STRICT
 
@@ -212,6 +223,7 @@ class Settings(BaseSettings):
     database_must_exist: bool = Field(False, description="a missing database stops the start (no empty block list)")
     esme: Esme = Field(default_factory=Esme)
     routing: Routing = Field(default_factory=Routing)
+    cluster: Cluster = Field(default_factory=Cluster)
     optout: OptoutSettings = Field(default_factory=OptoutSettings)
     drain_timeout: float = Field(5.0, ge=0)
     events_retention_days: int = Field(1826, ge=1, description="audit log retention (TCPA: five years)")

@@ -144,6 +144,15 @@ class Metrics:
         self.receipts_held = Counter(
             "gateway_receipts_held", "receipts parked for their route, by how the hold ended", ["outcome"], registry=r
         )
+        self.cluster_instances = Gauge(
+            "gateway_cluster_instances", "live gateways on the store (heartbeats), this one included", registry=r
+        )
+        self.cluster_share = Gauge("gateway_cluster_share", "fraction of every limit this gateway takes", registry=r)
+        self.cluster_heartbeat_failures = Counter(
+            "gateway_cluster_heartbeat_failures", "heartbeats the store did not answer (share frozen)", registry=r
+        )
+        self.cluster_instances.set(1)
+        self.cluster_share.set(1.0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

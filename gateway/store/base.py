@@ -109,12 +109,31 @@ class PairState:
         return next((kind for k, kind in self.kinds if k == key), None)
 
 
+@dataclass(frozen=True, slots=True)
+class InstanceRow:
+    """One running gateway's heartbeat row; times are seconds on the store's clock."""
+
+    id: str
+    started_at: float
+    last_seen: float
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """What one heartbeat read: the store's clock then, and every instance row (ours included)."""
+
+    now: float
+    instances: tuple[InstanceRow, ...]
+
+
 MoItem = tuple[AuditEvent, "BlockChange | None"]
 BlockGroup = tuple[str, str, str, Sequence[int]]  # (scope, counterpart, kind, mobiles)
 
 
 class Store(Protocol):
     """All methods raise gateway.errors.StoreError when the backend fails."""
+
+    shared: bool  # several gateways may run on it (PostgreSQL); False: one instance (SQLite)
 
     async def open(self) -> None:
         """Connect and apply migrations."""
@@ -282,6 +301,17 @@ class Store(Protocol):
         """Accounts with rows claimable at now, sorted (by any owner: an earlier row
         waiting for a retry or under a live lease holds the later ones back)."""
         ...
+
+    # -- cluster heartbeats (times on the store's clock, so gateways' clocks never matter) --
+
+    async def heartbeat(self, instance_id: str, forget_after: float = 3600.0) -> Heartbeat:
+        """Upsert instance_id's row (started_at set on the first one, last_seen = the store's
+        now), delete other rows not seen for forget_after, and return the store's now and
+        every row, in one transaction."""
+        ...
+
+    async def leave(self, instance_id: str) -> None:
+        """Delete instance_id's row (a clean stop: the others take its share at once)."""
 
 
 def event_key(event: AuditEvent) -> BlockKey | None:

@@ -23,6 +23,8 @@ from gateway.store.base import (
     Block,
     BlockChange,
     BlockKey,
+    Heartbeat,
+    InstanceRow,
     MoItem,
     OperatorMixin,
     PairState,
@@ -46,6 +48,16 @@ WHERE (blocks.number, blocks.counterpart, blocks.scope) = (i.number, i.counterpa
 _BULK_TIMEOUT = 3600.0  # import statements: minutes for millions of rows, not command_timeout
 _KEY_WHERE = "number = $1 AND counterpart = $2 AND scope = $3"
 _PAIR_LAST = schema.pair_last_sql(lambda i: f"${i}")
+# one statement: the store's clock read once, our row upserted, long-gone rows deleted, all rows read
+_HEARTBEAT = """WITH clock AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS now),
+me AS (INSERT INTO instances (id, started_at, last_seen) SELECT $1, now, now FROM clock
+       ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen
+       RETURNING id, started_at, last_seen),
+gone AS (DELETE FROM instances WHERE id <> $1 AND last_seen < (SELECT now FROM clock) - $2)
+SELECT id, started_at, last_seen FROM me
+UNION ALL
+SELECT id, started_at, last_seen FROM instances
+WHERE id <> $1 AND last_seen >= (SELECT now FROM clock) - $2"""
 _PAIR_KINDS = """SELECT b.number, b.counterpart, b.scope, b.kind FROM blocks b
 JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(number, counterpart, scope)
     USING (number, counterpart, scope)"""
@@ -72,6 +84,8 @@ async def _apply(conn: Any, change: BlockChange) -> tuple[bool, bool, str]:
 
 class PostgresStore(PgOutbox, OperatorMixin):
     """The Store protocol on PostgreSQL; ``schema`` isolates tables (tests, tenants)."""
+
+    shared = True
 
     # -- blocks -------------------------------------------------------------
 
@@ -251,3 +265,13 @@ class PostgresStore(PgOutbox, OperatorMixin):
 
     async def purge_receipt_routes(self, now: float) -> int:
         return await self._execute("DELETE FROM receipt_routes WHERE expires_at <= $1", now)
+
+    # -- cluster heartbeats ---------------------------------------------------
+
+    async def heartbeat(self, instance_id: str, forget_after: float = 3600.0) -> Heartbeat:
+        rows = await self._fetch(_HEARTBEAT, instance_id, forget_after)
+        instances = tuple(InstanceRow(str(r[0]), float(r[1]), float(r[2])) for r in rows)
+        return Heartbeat(instances[0].last_seen, instances)  # our row comes first
+
+    async def leave(self, instance_id: str) -> None:
+        await self._execute("DELETE FROM instances WHERE id = $1", instance_id)

@@ -32,6 +32,10 @@ _MIGRATION_3 = (  # redelivery check and pair versions: the latest events of one
     "ALTER TABLE events ADD COLUMN mo_fingerprint TEXT NOT NULL DEFAULT ''",
     "CREATE INDEX events_number ON events (number, id)",
 )
+_MIGRATION_4 = (  # cluster heartbeats: one row per running gateway (times on the store's clock)
+    """CREATE TABLE instances (
+    id TEXT PRIMARY KEY, started_at REAL NOT NULL, last_seen REAL NOT NULL)""",
+)
 
 
 def pair_last_sql(mark: Callable[[int], str]) -> str:
@@ -73,6 +77,7 @@ SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX outbox_expires ON outbox (expires_at)",
     ),
     _MIGRATION_3,
+    _MIGRATION_4,
 )
 
 POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -107,6 +112,7 @@ BEGIN RAISE EXCEPTION 'events are append-only'; END $$""",
         "CREATE INDEX outbox_expires ON outbox (expires_at)",
     ),
     tuple(statement.replace("TEXT", "text") for statement in _MIGRATION_3),
+    tuple(s.replace("TEXT", "text").replace("REAL", "double precision") for s in _MIGRATION_4),
 )
 
 OUTBOX_COLUMNS = "id, account, raw, enqueued_at, expires_at, attempts"

@@ -21,6 +21,8 @@ from gateway.store.base import (
     Block,
     BlockChange,
     BlockKey,
+    Heartbeat,
+    InstanceRow,
     MoItem,
     OperatorMixin,
     PairState,
@@ -128,8 +130,23 @@ def _import(conn: sqlite3.Connection, blocks: Iterable[Block], at: float) -> int
     return in_transaction(conn, work)
 
 
+def _heartbeat(conn: sqlite3.Connection, instance_id: str, now: float, forget_after: float) -> list[Any]:
+    def work() -> list[Any]:
+        conn.execute(
+            "INSERT INTO instances (id, started_at, last_seen) VALUES (?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
+            (instance_id, now, now),
+        )
+        conn.execute("DELETE FROM instances WHERE id <> ? AND last_seen < ?", (instance_id, now - forget_after))
+        return conn.execute("SELECT id, started_at, last_seen FROM instances").fetchall()
+
+    return in_transaction(conn, work)
+
+
 class SqliteStore(SqliteOutbox, OperatorMixin):
     """The Store protocol on one SQLite file (or ":memory:")."""
+
+    shared = False  # one gateway: the whole of every limit applies (the shell sends no heartbeats)
 
     # -- blocks -------------------------------------------------------------
 
@@ -234,3 +251,13 @@ class SqliteStore(SqliteOutbox, OperatorMixin):
 
     async def purge_receipt_routes(self, now: float) -> int:
         return await self._write("DELETE FROM receipt_routes WHERE expires_at <= ?", (now,))
+
+    # -- cluster heartbeats (kept for the protocol; one instance never needs them) --
+
+    async def heartbeat(self, instance_id: str, forget_after: float = 3600.0) -> Heartbeat:
+        now = time.time()
+        rows = await self._run(lambda c: _heartbeat(c, instance_id, now, forget_after))
+        return Heartbeat(now, tuple(InstanceRow(str(r[0]), float(r[1]), float(r[2])) for r in rows))
+
+    async def leave(self, instance_id: str) -> None:
+        await self._write("DELETE FROM instances WHERE id = ?", (instance_id,))
