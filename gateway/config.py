@@ -32,8 +32,41 @@ STRICT = ConfigDict(extra="forbid")  # a mistyped key is an error, never silentl
 class Listen(BaseModel):
     model_config = STRICT
 
+    enabled: bool = Field(True, description="false: no plaintext SMPP listener")
     host: str = "127.0.0.1"
     port: Port = Field(2775, ge=0, le=65535)
+
+
+TlsVersion = Literal["TLSv1.2", "TLSv1.3"]
+
+
+def _pair(cert: Path | None, key: Path | None, where: str) -> None:
+    if (cert is None) != (key is None):
+        raise ValueError(f"{where}: set both the certificate and the key file, or neither")
+
+
+class ListenTls(BaseModel):
+    """SMPP over TLS for application binds; on when cert_file and key_file are set."""
+
+    model_config = STRICT
+
+    host: str = "127.0.0.1"
+    port: Port = Field(3550, ge=0, le=65535)
+    cert_file: Path | None = Field(None, description="PEM certificate chain")
+    key_file: Path | None = Field(None, description="PEM private key")
+    client_ca_file: Path | None = Field(None, description="set: clients must present a certificate from this CA")
+    min_version: TlsVersion = "TLSv1.2"
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None and self.key_file is not None
+
+    @model_validator(mode="after")
+    def _files(self) -> ListenTls:
+        _pair(self.cert_file, self.key_file, "listen_tls")
+        if self.client_ca_file is not None and not self.enabled:
+            raise ValueError("listen_tls: client_ca_file needs cert_file and key_file")
+        return self
 
 
 class Carrier(BaseModel):
@@ -52,6 +85,12 @@ class Carrier(BaseModel):
     reconnect_min_interval: float = Field(1.0, gt=0)
     reconnect_max_interval: float = Field(60.0, gt=0)
     timeout_status: int = Field(0x14, ge=1, le=0xFFFFFFFF, description="to the application when the carrier never answers")
+    tls: bool = Field(False, description="connect to the carrier over TLS (never falls back to plaintext)")
+    tls_ca_file: Path | None = Field(None, description="CAs for the carrier's certificate; default the system's")
+    tls_server_name: str = Field("", description="checked against the certificate and sent as SNI; default host")
+    tls_cert_file: Path | None = Field(None, description="client certificate, for mutual TLS")
+    tls_key_file: Path | None = None
+    tls_verify: bool = Field(True, description="false: any carrier certificate is accepted (warned at start)")
 
     @field_validator("password")
     @classmethod
@@ -59,6 +98,20 @@ class Carrier(BaseModel):
         if len(v.get_secret_value()) > 8:
             raise ValueError("SMPP 3.4 passwords are at most 8 characters")
         return v
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> Carrier:
+        _pair(self.tls_cert_file, self.tls_key_file, "carrier")
+        if not self.tls:
+            stray = [name for name in ("tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name")
+                     if getattr(self, name)]
+            if stray or not self.tls_verify:
+                raise ValueError(f"carrier: {', '.join(stray) or 'tls_verify'} set but carrier.tls is false")
+        return self
+
+    @property
+    def server_name(self) -> str:
+        return self.tls_server_name or self.host
 
 
 class Account(BaseModel):
@@ -108,6 +161,19 @@ class Http(BaseModel):
 
     host: str = "127.0.0.1"
     port: Port = Field(9102, ge=0, le=65535)
+    metrics_token: SecretStr | None = Field(None, description="/metrics wants 'Authorization: Bearer <token>'")
+    metrics_token_file: Path | None = Field(None, description="the token from a file (re-read on SIGHUP)")
+    cert_file: Path | None = Field(None, description="set with key_file: the endpoint speaks HTTPS")
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_and_token(self) -> Http:
+        _pair(self.cert_file, self.key_file, "http")
+        if self.metrics_token is not None and self.metrics_token_file is not None:
+            raise ValueError("http: metrics_token and metrics_token_file are exclusive")
+        if self.metrics_token is not None and not self.metrics_token.get_secret_value().strip():
+            raise ValueError("http: metrics_token is empty")
+        return self
 
 
 class Settings(BaseSettings):
@@ -116,6 +182,7 @@ class Settings(BaseSettings):
     )
 
     listen: Listen = Field(default_factory=Listen)
+    listen_tls: ListenTls = Field(default_factory=ListenTls)
     carrier: Carrier = Field(default_factory=Carrier)
     accounts: list[Account] = Field(default_factory=list)
     http: Http = Field(default_factory=Http)
@@ -144,6 +211,8 @@ class Settings(BaseSettings):
                         f"accounts: number {number} belongs to both {owners[number]!r} and {account.system_id!r}"
                     )
                 owners[number] = account.system_id
+        if not self.listen.enabled and not self.listen_tls.enabled:
+            raise ValueError("listen.enabled is false and listen_tls has no cert_file/key_file: no SMPP listener")
         if not self.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError("database_url must be sqlite:///PATH or postgresql://...")
         return self
