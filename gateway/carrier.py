@@ -205,7 +205,8 @@ class CarrierPool:
                     self.connections.remove(conn)
             return None
         if status == -1:  # closed before bind_resp
-            self._failed(n, conn.lost_error or ConnectionError("closed before bind_resp"))
+            hint = " (over TLS: was our client certificate refused?)" if self.tls is not None else ""
+            self._failed(n, conn.lost_error or ConnectionError(f"closed before bind_resp{hint}"))
             conn.abort()
             self.connections.remove(conn)
             return None
