@@ -23,7 +23,7 @@ from gateway.store import describe_database, open_store, require_existing, resol
 from gateway.store.base import Store
 from gateway.store.index import BlockIndex
 from gateway.sync import IndexSync
-from gateway.tls import ClientFiles, ClientTls, ServerFiles, ServerTls
+from gateway.tls import TlsSet
 
 log = logging.getLogger(__name__)
 TICK_INTERVAL = 0.25
@@ -248,30 +248,6 @@ async def run(settings: Settings, **kw: Any) -> int:
     asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
     await gateway.stop()
     return 0
-
-
-class TlsSet:
-    """The TLS of each leg that has it: the SMPP listener, the HTTP endpoint, the carrier."""
-
-    def __init__(self, s: Settings) -> None:
-        lt = s.listen_tls
-        self.listen: ServerTls | None = None
-        self.http: ServerTls | None = None
-        self.carrier: ClientTls | None = None
-        if lt.cert_file is not None and lt.key_file is not None:
-            self.listen = ServerTls(ServerFiles("listen_tls", lt.cert_file, lt.key_file, lt.client_ca_file,
-                                                lt.min_version))
-        if s.http.cert_file is not None and s.http.key_file is not None:
-            self.http = ServerTls(ServerFiles("http", s.http.cert_file, s.http.key_file))
-        c = s.carrier
-        if c.tls:
-            self.carrier = ClientTls(ClientFiles(c.tls_ca_file, c.tls_cert_file, c.tls_key_file, c.tls_verify),
-                                     c.server_name)
-
-    def register(self, reloader: Reloader) -> None:
-        for name, part in (("listen_tls", self.listen), ("http", self.http), ("carrier", self.carrier)):
-            if part is not None:
-                reloader.add(f"{name} TLS files", part.reload)
 
 
 def metrics_token(s: Settings) -> BearerToken:

@@ -9,10 +9,11 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.config import ConfigDict
+from pydantic.functional_validators import BeforeValidator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -40,6 +41,14 @@ class Listen(BaseModel):
 TlsVersion = Literal["TLSv1.2", "TLSv1.3"]
 
 
+def _empty_is_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+# a file path; "" (e.g. GATEWAY_LISTEN_TLS__CERT_FILE= over a TOML file that sets one) means unset
+FilePath = Annotated[Path | None, BeforeValidator(_empty_is_none)]
+
+
 def _pair(cert: Path | None, key: Path | None, where: str) -> None:
     if (cert is None) != (key is None):
         raise ValueError(f"{where}: set both the certificate and the key file, or neither")
@@ -52,9 +61,9 @@ class ListenTls(BaseModel):
 
     host: str = "127.0.0.1"
     port: Port = Field(3550, ge=0, le=65535)
-    cert_file: Path | None = Field(None, description="PEM certificate chain")
-    key_file: Path | None = Field(None, description="PEM private key")
-    client_ca_file: Path | None = Field(None, description="set: clients must present a certificate from this CA")
+    cert_file: FilePath = Field(None, description="PEM certificate chain")
+    key_file: FilePath = Field(None, description="PEM private key")
+    client_ca_file: FilePath = Field(None, description="set: clients must present a certificate from this CA")
     min_version: TlsVersion = "TLSv1.2"
 
     @property
@@ -86,10 +95,10 @@ class Carrier(BaseModel):
     reconnect_max_interval: float = Field(60.0, gt=0)
     timeout_status: int = Field(0x14, ge=1, le=0xFFFFFFFF, description="to the application when the carrier never answers")
     tls: bool = Field(False, description="connect to the carrier over TLS (never falls back to plaintext)")
-    tls_ca_file: Path | None = Field(None, description="CAs for the carrier's certificate; default the system's")
-    tls_server_name: str = Field("", description="checked against the certificate and sent as SNI; default host")
-    tls_cert_file: Path | None = Field(None, description="client certificate, for mutual TLS")
-    tls_key_file: Path | None = None
+    tls_ca_file: FilePath = Field(None, description="CAs for the carrier's certificate; default the system's")
+    tls_server_name: str = Field("", max_length=253, description="checked against the certificate and sent as SNI; default host")
+    tls_cert_file: FilePath = Field(None, description="client certificate, for mutual TLS")
+    tls_key_file: FilePath = None
     tls_verify: bool = Field(True, description="false: any carrier certificate is accepted (warned at start)")
 
     @field_validator("password")
@@ -162,9 +171,9 @@ class Http(BaseModel):
     host: str = "127.0.0.1"
     port: Port = Field(9102, ge=0, le=65535)
     metrics_token: SecretStr | None = Field(None, description="/metrics wants 'Authorization: Bearer <token>'")
-    metrics_token_file: Path | None = Field(None, description="the token from a file (re-read on SIGHUP)")
-    cert_file: Path | None = Field(None, description="set with key_file: the endpoint speaks HTTPS")
-    key_file: Path | None = None
+    metrics_token_file: FilePath = Field(None, description="the token from a file (re-read on SIGHUP)")
+    cert_file: FilePath = Field(None, description="set with key_file: the endpoint speaks HTTPS")
+    key_file: FilePath = None
 
     @model_validator(mode="after")
     def _tls_and_token(self) -> Http:

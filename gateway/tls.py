@@ -4,6 +4,7 @@ Listeners (SMPP over TLS, the HTTP endpoint) get a `ServerTls`: the context hand
 asyncio once, whose SNI callback moves every new handshake onto the newest context, so
 a certificate reload needs no new listening socket and never touches a session already
 up. The carrier leg gets a fresh `ssl.SSLContext` from `ClientTls.context` per connect.
+`TlsSet` builds all of them from the settings (a file that does not load: ConfigError).
 
 Both: TLS 1.2 minimum, the Mozilla "intermediate" cipher list for TLS 1.2 (TLS 1.3
 suites are OpenSSL's defaults, which that list also names), no compression, no
@@ -16,9 +17,13 @@ import logging
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
+    from gateway.reload import Reloader
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +147,30 @@ class ClientTls:
     def reload(self) -> None:
         self.context = build_client_context(self.files)
         log.info("tls_reloaded", extra={"listener": "carrier"})
+
+
+class TlsSet:
+    """The TLS of each leg that has it: the SMPP listener, the HTTP endpoint, the carrier."""
+
+    def __init__(self, s: Settings) -> None:
+        lt = s.listen_tls
+        self.listen: ServerTls | None = None
+        self.http: ServerTls | None = None
+        self.carrier: ClientTls | None = None
+        if lt.cert_file is not None and lt.key_file is not None:
+            self.listen = ServerTls(ServerFiles("listen_tls", lt.cert_file, lt.key_file, lt.client_ca_file,
+                                                lt.min_version))
+        if s.http.cert_file is not None and s.http.key_file is not None:
+            self.http = ServerTls(ServerFiles("http", s.http.cert_file, s.http.key_file))
+        c = s.carrier
+        if c.tls:
+            self.carrier = ClientTls(ClientFiles(c.tls_ca_file, c.tls_cert_file, c.tls_key_file, c.tls_verify),
+                                     c.server_name)
+
+    def register(self, reloader: Reloader) -> None:
+        for name, part in (("listen_tls", self.listen), ("http", self.http), ("carrier", self.carrier)):
+            if part is not None:
+                reloader.add(f"{name} TLS files", part.reload)
 
 
 def describe(transport: Any) -> dict[str, Any]:

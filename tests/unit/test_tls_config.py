@@ -112,3 +112,24 @@ def test_contexts_are_hardened(tmp_path: Path) -> None:
     assert unverified.verify_mode == ssl.CERT_NONE and not unverified.check_hostname
     tls13 = build_server_context(ServerFiles("t", files.cert, files.key, min_version="TLSv1.3"))
     assert tls13.minimum_version == ssl.TLSVersion.TLSv1_3
+
+
+def test_empty_value_unsets_a_file() -> None:
+    s = load_settings(None, listen_tls={"cert_file": "", "key_file": " "}, http={"metrics_token_file": ""})
+    assert s.listen_tls.cert_file is None and not s.listen_tls.enabled and s.http.metrics_token_file is None
+
+
+def test_compose_environment_over_the_example_toml(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """deploy/compose.yaml runs the example TOML in plaintext against the simulator: still valid."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    compose = (root / "deploy/compose.yaml").read_text()
+    block = compose.split("environment:", 1)[1].split("depends_on", 1)[0]
+    for name, value in re.findall(r"^\s+(GATEWAY_\w+): (.*)$", block, re.M):
+        monkeypatch.setenv(name, re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value.strip()).strip('"'))
+    assert main(["check-config", "--config", str(root / "deploy/gateway.example.toml")]) == 0, \
+        capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert '"tls": false' in out and '"cert_file": null' in out
