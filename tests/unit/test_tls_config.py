@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 from pathlib import Path
 
@@ -122,12 +123,10 @@ def test_empty_value_unsets_a_file() -> None:
 def test_compose_environment_over_the_example_toml(monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """deploy/compose.yaml runs the example TOML in plaintext against the simulator: still valid."""
-    import re
-
     root = Path(__file__).resolve().parents[2]
     compose = (root / "deploy/compose.yaml").read_text()
     block = compose.split("environment:", 1)[1].split("depends_on", 1)[0]
-    for name, value in re.findall(r"^\s+(GATEWAY_\w+): (.*)$", block, re.M):
+    for name, value in re.findall(r"^\s+(GATEWAY_\w+): (.*)$", block, re.MULTILINE):
         monkeypatch.setenv(name, re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value.strip()).strip('"'))
     assert main(["check-config", "--config", str(root / "deploy/gateway.example.toml")]) == 0, \
         capsys.readouterr().err
