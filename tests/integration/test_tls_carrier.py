@@ -140,3 +140,25 @@ async def test_carrier_mutual_tls_and_client_certificate_reload(make_gateway: Ga
     await until(lambda: gateway.carrier.last_error is not None)
     assert "client certificate refused" in str(gateway.carrier.last_error)
     assert len(gateway.proxy.carriers) == 1  # the old session still carries traffic
+
+
+async def test_carrier_handshake_that_never_completes_is_timed_out(make_gateway: GatewayFactory) -> None:
+    """A carrier that accepts TCP and never answers the ClientHello: the attempt ends at bind_timeout,
+    and the next one is TLS again."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        gateway = await make_gateway(wait_bound=False, carrier={"port": port, "tls": True, "bind_timeout": 0.3})
+        await until(lambda: len(accepted) >= 2 and gateway.carrier.last_error is not None)
+        assert "carrier connection failed" in str(gateway.carrier.last_error)
+        assert not gateway.proxy.carriers
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
