@@ -14,9 +14,11 @@ from tests.integration.pki import Pki
 
 
 async def get(port: int, path: str, token: str | None = None,
-              tls: ssl.SSLContext | None = None) -> tuple[int, str]:
+              tls: ssl.SSLContext | None = None, seen: list[bytes] | None = None) -> tuple[int, str]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls,
                                                    server_hostname="localhost" if tls else None)
+    if seen is not None:
+        seen.append(writer.get_extra_info("ssl_object").getpeercert(binary_form=True))
     auth = f"Authorization: Bearer {token}\r\n" if token is not None else ""
     writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n".encode())
     data = await asyncio.wait_for(reader.read(), 5)
@@ -62,9 +64,11 @@ async def test_https_endpoint_and_reload(make_gateway: GatewayFactory, sim: Simu
     gateway = await make_gateway(http={"cert_file": str(files.cert), "key_file": str(files.key),
                                        "metrics_token": "tok"})
     ctx = pki.client_context()
-    assert (await get(gateway.http_port, "/metrics", "tok", tls=ctx))[0] == 200
+    seen: list[bytes] = []
+    assert (await get(gateway.http_port, "/metrics", "tok", tls=ctx, seen=seen))[0] == 200
     with pytest.raises((ValueError, ConnectionError, IndexError, ssl.SSLError)):
         await get(gateway.http_port, "/healthz")  # plaintext HTTP to the HTTPS port gets no answer
     files.write(pki.ca.issue_cert("localhost", "127.0.0.1", common_name="renewed"))
     assert gateway.reload()
-    assert (await get(gateway.http_port, "/readyz", tls=ctx))[0] == 200
+    assert (await get(gateway.http_port, "/readyz", tls=ctx, seen=seen))[0] == 200
+    assert seen[0] != seen[1]  # the renewed certificate
