@@ -217,6 +217,9 @@ async def test_sighup_swaps_the_certificate_for_new_handshakes_only(
     assert gateway.metrics.config_reloads.labels("ok")._value.get() == 1
     new = await tls_connect(port, pki.client_context())
     assert peer_certificate(new) != first_cert
+    by_address = await tls_connect(port, pki.client_context(), server_hostname="127.0.0.1")  # sends no SNI
+    assert peer_certificate(by_address) == peer_certificate(new)
+    await by_address.close()
     assert (await new.bind()).command_status == st.ESME_ROK
     assert (await old.request(P.encode(P.ENQUIRE_LINK, 0, 1))).command_status == st.ESME_ROK
     assert (await old.request(submit_sm())).command_status == st.ESME_ROK
