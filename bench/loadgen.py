@@ -230,11 +230,20 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
+def tls_args(args: argparse.Namespace) -> dict[str, object]:
+    """--tls-ca: SMPP over TLS, the server's certificate checked against that CA for 'localhost'."""
+    if not args.tls_ca:
+        return {}
+    import ssl
+
+    return {"ssl": ssl.create_default_context(cafile=args.tls_ca), "server_hostname": "localhost"}
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
     loop = asyncio.get_running_loop()
     gen = Gen(args)
     for i in range(args.binds):
-        _, b = await loop.create_connection(functools.partial(Bind, gen, i), args.host, args.port)
+        _, b = await loop.create_connection(functools.partial(Bind, gen, i), args.host, args.port, **tls_args(args))
         gen.binds.append(b)
     statuses = await asyncio.wait_for(asyncio.gather(*(b.bound for b in gen.binds)), 10)
     if any(statuses):
@@ -304,6 +313,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--registered-delivery", type=int, default=0)
     p.add_argument("--blocked-every", type=int, default=0, help="every Nth submit_sm to --blocked-dest")
     p.add_argument("--blocked-dest", default="14155559999")
+    p.add_argument("--tls-ca", help="connect over TLS, trusting this CA file")
     return p
 
 

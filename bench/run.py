@@ -5,6 +5,8 @@ the sink) and one load generator per scenario (bench.loadgen). Scenarios:
 
   direct   loadgen -> sink, binds x window, as fast as the window allows
   gateway  loadgen -> gateway -> sink, same load; the ratio to direct
+  tls      like gateway with both legs on SMPP over TLS (loadgen -TLS-> gateway -TLS-> sink):
+           msg/s and p99 beside the plaintext 'gateway' figure of the same run (target ≥ 0.6×)
   paced    loadgen -> gateway -> sink at --rate msg/s total: p50/p99 latency
   blocks   like gateway with --blocks N (default 1,000,000) loaded into its SQLite DB and
            every 100th submit_sm to a blocked recipient: refused vs ok, index load, RSS
@@ -40,7 +42,7 @@ from bench import profiling
 from bench.procs import Child, Children, free_port
 
 PY = sys.executable
-SCENARIOS = ("direct", "gateway", "paced", "blocks", "mo", "index", "propagation", "crash", "routes")
+SCENARIOS = ("direct", "gateway", "tls", "paced", "blocks", "mo", "index", "propagation", "crash", "routes")
 TARGET_RATE = 50_000  # submit_sm/s through the gateway, 4 binds x window 100 (issue 2)
 TARGET_P99_MS = 2.0  # at 10,000 msg/s paced
 BLOCKED_EVERY = 100
@@ -237,6 +239,9 @@ def verdicts(results: list[Result]) -> list[str]:
         ok = pc.load["p99_ms"] < TARGET_P99_MS and pc.load["rate"] >= 0.97 * pc.rate
         out.append(f"target p99 < {TARGET_P99_MS} ms at {pc.rate:,.0f} msg/s paced: "
                    f"{'PASS' if ok else 'FAIL'} (p99 {pc.load['p99_ms']:.3f} ms at {pc.load['rate']:,.0f} msg/s)")
+    from bench.tls_scenario import verdict
+
+    out += verdict(by)
     for r in results:
         for note in r.notes:
             out.append(f"{r.scenario}: {note}")
@@ -271,6 +276,10 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Result], list[str
                     results.append(run_load(kids, args, "paced", gw.smpp_port, sink, gw.child, rate=args.rate))
             finally:
                 notes.append(stop_gateway(gw))
+        if "tls" in args.scenarios:
+            from bench.tls_scenario import run_tls
+
+            run_tls(kids, args, workdir, results, notes)
         blocks_db = None
         if "blocks" in args.scenarios:
             more, stops, blocks_db = O.run_blocks(kids, args, sink, sink_port, workdir, results, baseline_rss)

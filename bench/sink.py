@@ -82,10 +82,18 @@ class SinkProtocol(asyncio.Protocol):
             transport.close()
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, cert: str | None = None, key: str | None = None) -> None:
     loop = asyncio.get_running_loop()
     ids = Counter()
-    server = await loop.create_server(lambda: SinkProtocol(ids), host, port, reuse_address=True, backlog=256)
+    tls = None
+    if cert and key:  # the same hardened context the gateway builds for its listener
+        from pathlib import Path
+
+        from gateway.tls import ServerFiles, build_server_context
+
+        tls = build_server_context(ServerFiles("sink", Path(cert), Path(key)))
+    server = await loop.create_server(lambda: SinkProtocol(ids), host, port, reuse_address=True, backlog=256,
+                                      ssl=tls)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -98,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.sink")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--tls-cert", help="with --tls-key: SMPP over TLS")
+    p.add_argument("--tls-key")
     args = p.parse_args(argv)
     try:
         import uvloop
@@ -105,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         print("bench.sink: uvloop not installed, using asyncio", file=sys.stderr)
-    asyncio.run(serve(args.host, args.port))
+    asyncio.run(serve(args.host, args.port, args.tls_cert, args.tls_key))
     return 0
 
 

@@ -12,17 +12,19 @@ from typing import Any
 from gateway.carrier import CarrierPool
 from gateway.cluster import ClusterShare
 from gateway.config import Settings
-from gateway.errors import StoreError
+from gateway.errors import ConfigError, StoreError
 from gateway.esme_server import EsmeServer
-from gateway.httpd import Response, start_http
+from gateway.httpd import BearerToken, Response, start_http
 from gateway.metrics import Metrics
 from gateway.optout import OptoutPolicy
 from gateway.outbox import Outbox
 from gateway.proxy import NullPolicy, Policy, Proxy
+from gateway.reload import Reloader
 from gateway.store import describe_database, open_store, require_existing, resolve_database_url
 from gateway.store.base import Store
 from gateway.store.index import BlockIndex
 from gateway.sync import IndexSync
+from gateway.tls import TlsSet
 
 log = logging.getLogger(__name__)
 TICK_INTERVAL = 0.25
@@ -42,11 +44,17 @@ class Gateway:
         self.outbox: Outbox | None = None
         self._housekeeping_task: asyncio.Task[None] | None = None
         self._flusher_task: asyncio.Task[None] | None = None
+        self.tls = TlsSet(settings)  # ConfigError when a file does not load: before anything starts
+        self.metrics_token = metrics_token(settings)
+        self.reloader = Reloader(self.metrics)
+        self.tls.register(self.reloader)
+        self.reloader.add("http.metrics_token_file", self.metrics_token.reload)
         self.esme = EsmeServer(self.proxy, settings.esme)
-        self.carrier = CarrierPool(self.proxy, settings.carrier)
+        self.carrier = CarrierPool(self.proxy, settings.carrier, self.tls.carrier)
         self.cluster = ClusterShare(settings.cluster, self.metrics)  # on_share: the limits take the fraction
         self.http: asyncio.Server | None = None
         self.smpp_port = 0
+        self.smpp_tls_port = 0
         self.http_port = 0
         self._tick_task: asyncio.Task[None] | None = None
         self.stopped = asyncio.Event()
@@ -57,14 +65,26 @@ class Gateway:
             await self._open_store()
         if self.store is not None:
             await self.cluster.start(self.store)  # the share is known before the first bind
+        if s.carrier.tls and not s.carrier.tls_verify:
+            log.warning("carrier_tls_unverified", extra={"carrier": s.carrier.host,
+                                                         "reason": "carrier.tls_verify is false"})
         self.carrier.start()
-        self.smpp_port = await self.esme.start(s.listen.host, s.listen.port)
-        self.http = await start_http(s.http.host, s.http.port, self._http)
+        if s.listen.enabled:
+            self.smpp_port = await self.esme.start(s.listen.host, s.listen.port)
+        if self.tls.listen is not None:
+            self.smpp_tls_port = await self.esme.start(s.listen_tls.host, s.listen_tls.port, self.tls.listen)
+        http_tls = self.tls.http.context if self.tls.http is not None else None
+        self.http = await start_http(s.http.host, s.http.port, self._http, self.metrics_token, http_tls)
         self.http_port = int(self.http.sockets[0].getsockname()[1])
         self._tick_task = asyncio.create_task(self._ticker(), name="tick")
         gc.collect()
         gc.freeze()  # phonenumbers metadata and the block index never need scanning again
-        log.info("gateway_started", extra={"smpp_port": self.smpp_port, "http_port": self.http_port})
+        log.info("gateway_started", extra={"smpp_port": self.smpp_port, "smpp_tls_port": self.smpp_tls_port,
+                                           "http_port": self.http_port})
+
+    def reload(self) -> bool:
+        """SIGHUP: new handshakes use the re-read files; sessions already up are untouched."""
+        return self.reloader.reload()
 
     async def _open_store(self) -> None:
         """Open the store, load every block into the in-memory index, plug the opt-out engine in."""
@@ -170,7 +190,8 @@ class Gateway:
                 return 200, "text/plain", b"ready\n"
             reasons = []
             if not self.proxy.carriers:
-                reasons.append("no carrier session bound")
+                why = self.carrier.last_error
+                reasons.append(f"no carrier session bound ({why})" if why else "no carrier session bound")
             if not self.store_ready:
                 reasons.append("store unavailable")
             return 503, "text/plain", ("; ".join(reasons) + "\n").encode()
@@ -220,12 +241,33 @@ async def wait_for_signal() -> None:
     await stop.wait()
 
 
+def handle_sighup(gateway: Gateway) -> None:
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, gateway.reload)
+
+
 async def run(settings: Settings, **kw: Any) -> int:
     gateway = Gateway(settings, **kw)
     await gateway.start()
+    handle_sighup(gateway)
     await wait_for_signal()
+    asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
     await gateway.stop()
     return 0
+
+
+def metrics_token(s: Settings) -> BearerToken:
+    """The /metrics bearer token (none configured: /metrics is open, as on loopback)."""
+    token = s.http.metrics_token.get_secret_value().strip() if s.http.metrics_token is not None else None
+    try:
+        return BearerToken(token, s.http.metrics_token_file, frozenset({"/metrics"}))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"http.metrics_token_file: {exc}") from None
+
+
+def check_files(s: Settings) -> None:
+    """check-config: every certificate, key and token file loads (ConfigError says which does not)."""
+    TlsSet(s)
+    metrics_token(s)
 
 
 def install_uvloop() -> None:

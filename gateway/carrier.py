@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
+from typing import Any
 
 from aiosmpplib import BindTransceiver
 
@@ -19,6 +21,7 @@ from gateway.proxy import Pending, Proxy
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 from gateway.smpp.session import Sequencer
+from gateway.tls import ClientTls, describe, failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,11 @@ class CarrierConnection(Connection):
         self.bind_seq = 0
         self.bound_future: asyncio.Future[int] = self.loop.create_future()
         self.enquire_sent: float | None = None
+        self.lost_error: Exception | None = None  # e.g. a TLS alert that arrived after the handshake
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost_error = exc
+        super().connection_lost(exc)
 
     def pause_writing(self) -> None:
         """The carrier reads slowly: keep reading its answers (the window bounds what we send)."""
@@ -147,9 +155,11 @@ class CarrierConnection(Connection):
 class CarrierPool:
     """Keeps `sessions` transceiver binds up, reconnecting with exponential backoff and jitter."""
 
-    def __init__(self, proxy: Proxy, config: Carrier) -> None:
+    def __init__(self, proxy: Proxy, config: Carrier, tls: ClientTls | None = None) -> None:
         self.proxy = proxy
         self.config = config
+        self.tls = tls
+        self.last_error: str | None = None  # why the last attempt did not bind (for /readyz)
         self.connections: list[CarrierConnection] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.stopping = False
@@ -184,23 +194,45 @@ class CarrierPool:
 
         try:
             async with asyncio.timeout(cfg.bind_timeout):
-                _, conn = await loop.create_connection(factory, cfg.host, cfg.port)
+                _, conn = await loop.create_connection(factory, cfg.host, cfg.port, **self._tls_args())
                 self.connections.append(conn)
                 status = await asyncio.shield(conn.bound_future)
         except (OSError, TimeoutError) as exc:
-            log.warning("carrier_connect_failed", extra={"session": n, "error": str(exc) or type(exc).__name__})
+            self._failed(n, exc)
             for conn in made:
                 conn.abort()
                 if conn in self.connections:
                     self.connections.remove(conn)
             return None
+        if status == -1:  # closed before bind_resp
+            hint = " (over TLS: was our client certificate refused?)" if self.tls is not None else ""
+            self._failed(n, conn.lost_error or ConnectionError(f"closed before bind_resp{hint}"))
+            conn.abort()
+            self.connections.remove(conn)
+            return None
         if status != st.ESME_ROK:
             log.error("carrier_bind_refused", extra={"session": n, "status": status})
+            self.last_error = f"carrier refused the bind: status 0x{status & 0xFFFFFFFF:08x}"
             conn.close()
             self.connections.remove(conn)
             return None
-        log.info("carrier_bound", extra={"session": n, "peer": conn.peer})
+        self.last_error = None
+        log.info("carrier_bound", extra={"session": n, "peer": conn.peer, **describe(conn.transport)})
         return conn
+
+    def _tls_args(self) -> dict[str, Any]:
+        """TLS or nothing: a failed handshake is retried as TLS, never downgraded."""
+        if self.tls is None:
+            return {}
+        return {"ssl": self.tls.context, "server_hostname": self.tls.server_name,
+                "ssl_handshake_timeout": self.config.bind_timeout}
+
+    def _failed(self, n: int, exc: BaseException) -> None:
+        self.last_error = failure_reason(exc)
+        if isinstance(exc, ssl.SSLError):
+            kind = "certificate" if isinstance(exc, ssl.SSLCertVerificationError) else "handshake"
+            self.proxy.metrics.carrier_tls_failures.labels(kind).inc()
+        log.warning("carrier_connect_failed", extra={"session": n, "error": self.last_error})
 
     def tick(self, now: float) -> None:
         for conn in self.connections:

@@ -56,6 +56,8 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=2776)
     sim.add_argument("--http-port", type=int, default=2780)
     sim.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sim.add_argument("--tls-cert-file", help="with --tls-key-file: SMPP over TLS")
+    sim.add_argument("--tls-key-file")
     _admin_parsers(sub)
     return p
 
@@ -137,15 +139,18 @@ def main(argv: list[str] | None = None) -> int:
             logs.setup(args.log_level)
             from gateway.simulator import serve
 
-            return _run_async(serve(args.host, args.port, args.http_port))
+            return _run_async(serve(args.host, args.port, args.http_port,
+                                    tls_cert_file=args.tls_cert_file, tls_key_file=args.tls_key_file))
         if args.command == "hash-password":
             return _hash_password()
         settings = _load(args)
         if args.command in ADMIN_COMMANDS:
             return _admin(args, settings)
         if args.command == "check-config":
+            from gateway.app import check_files
             from gateway.config import config_warnings, effective
 
+            check_files(settings)  # certificates, keys, token file: ConfigError names the one that fails
             print(effective(settings))
             for line in config_warnings(settings):
                 print(f"config warning: {line}", file=sys.stderr)

@@ -10,10 +10,11 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.config import ConfigDict
+from pydantic.functional_validators import BeforeValidator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -35,8 +36,49 @@ STRICT = ConfigDict(extra="forbid")  # a mistyped key is an error, never silentl
 class Listen(BaseModel):
     model_config = STRICT
 
+    enabled: bool = Field(True, description="false: no plaintext SMPP listener")
     host: str = "127.0.0.1"
     port: Port = Field(2775, ge=0, le=65535)
+
+
+TlsVersion = Literal["TLSv1.2", "TLSv1.3"]
+
+
+def _empty_is_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+# a file path; "" (e.g. GATEWAY_LISTEN_TLS__CERT_FILE= over a TOML file that sets one) means unset
+FilePath = Annotated[Path | None, BeforeValidator(_empty_is_none)]
+
+
+def _pair(cert: Path | None, key: Path | None, where: str) -> None:
+    if (cert is None) != (key is None):
+        raise ValueError(f"{where}: set both the certificate and the key file, or neither")
+
+
+class ListenTls(BaseModel):
+    """SMPP over TLS for application binds; on when cert_file and key_file are set."""
+
+    model_config = STRICT
+
+    host: str = "127.0.0.1"
+    port: Port = Field(3550, ge=0, le=65535)
+    cert_file: FilePath = Field(None, description="PEM certificate chain")
+    key_file: FilePath = Field(None, description="PEM private key")
+    client_ca_file: FilePath = Field(None, description="set: clients must present a certificate from this CA")
+    min_version: TlsVersion = "TLSv1.2"
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None and self.key_file is not None
+
+    @model_validator(mode="after")
+    def _files(self) -> ListenTls:
+        _pair(self.cert_file, self.key_file, "listen_tls")
+        if self.client_ca_file is not None and not self.enabled:
+            raise ValueError("listen_tls: client_ca_file needs cert_file and key_file")
+        return self
 
 
 class Carrier(BaseModel):
@@ -58,8 +100,13 @@ class Carrier(BaseModel):
     message_id_format: Literal["exact", "hex", "decimal"] = Field(
         "exact", description="how receipts spell the submit_sm_resp message_id (gateway/smpp/message_id.py)"
     )
-
     password_file: Path | None = Field(None, description="read the password from this file (a secret mount)")
+    tls: bool = Field(False, description="connect to the carrier over TLS (never falls back to plaintext)")
+    tls_ca_file: FilePath = Field(None, description="CAs for the carrier's certificate; default the system's")
+    tls_server_name: str = Field("", max_length=253, description="checked against the certificate and sent as SNI; default host")
+    tls_cert_file: FilePath = Field(None, description="client certificate, for mutual TLS")
+    tls_key_file: FilePath = None
+    tls_verify: bool = Field(True, description="false: any carrier certificate is accepted (warned at start)")
 
     @field_validator("password")
     @classmethod
@@ -78,6 +125,20 @@ class Carrier(BaseModel):
                 raise ValueError(f"carrier: password_file {self.password_file}: SMPP 3.4 passwords are at most 8 characters")
             self.password = SecretStr(text)
         return self
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> Carrier:
+        _pair(self.tls_cert_file, self.tls_key_file, "carrier")
+        if not self.tls:
+            stray = [name for name in ("tls_ca_file", "tls_cert_file", "tls_key_file", "tls_server_name")
+                     if getattr(self, name)]
+            if stray or not self.tls_verify:
+                raise ValueError(f"carrier: {', '.join(stray) or 'tls_verify'} set but carrier.tls is false")
+        return self
+
+    @property
+    def server_name(self) -> str:
+        return self.tls_server_name or self.host
 
 
 class Account(BaseModel):
@@ -208,6 +269,19 @@ class Http(BaseModel):
 
     host: str = "127.0.0.1"
     port: Port = Field(9102, ge=0, le=65535)
+    metrics_token: SecretStr | None = Field(None, description="/metrics wants 'Authorization: Bearer <token>'")
+    metrics_token_file: FilePath = Field(None, description="the token from a file (re-read on SIGHUP)")
+    cert_file: FilePath = Field(None, description="set with key_file: the endpoint speaks HTTPS")
+    key_file: FilePath = None
+
+    @model_validator(mode="after")
+    def _tls_and_token(self) -> Http:
+        _pair(self.cert_file, self.key_file, "http")
+        if self.metrics_token is not None and self.metrics_token_file is not None:
+            raise ValueError("http: metrics_token and metrics_token_file are exclusive")
+        if self.metrics_token is not None and not self.metrics_token.get_secret_value().strip():
+            raise ValueError("http: metrics_token is empty")
+        return self
 
 
 class Settings(BaseSettings):
@@ -216,6 +290,7 @@ class Settings(BaseSettings):
     )
 
     listen: Listen = Field(default_factory=Listen)
+    listen_tls: ListenTls = Field(default_factory=ListenTls)
     carrier: Carrier = Field(default_factory=Carrier)
     accounts: list[Account] = Field(default_factory=list)
     http: Http = Field(default_factory=Http)
@@ -245,6 +320,8 @@ class Settings(BaseSettings):
                         f"accounts: number {number} belongs to both {owners[number]!r} and {account.system_id!r}"
                     )
                 owners[number] = account.system_id
+        if not self.listen.enabled and not self.listen_tls.enabled:
+            raise ValueError("listen.enabled is false and listen_tls has no cert_file/key_file: no SMPP listener")
         if not self.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError("database_url must be sqlite:///PATH or postgresql://...")
         return self

@@ -25,6 +25,7 @@ from gateway.smpp.session import (
     Sequencer,
     esme_request_status,
 )
+from gateway.tls import ServerTls, describe
 
 log = logging.getLogger(__name__)
 GATEWAY_SYSTEM_ID = "gateway"
@@ -153,7 +154,8 @@ class EsmeConnection(Connection):
         self.window = account.config.window
         self.proxy.esme_bound(account, self)
         self.send(P.response_for(pdu, st.ESME_ROK, F.bind_resp_body(GATEWAY_SYSTEM_ID)))
-        log.info("esme_bound", extra=self.log_extra(system_id=self.system_id, mode=self.state.name))
+        log.info("esme_bound", extra=self.log_extra(system_id=self.system_id, mode=self.state.name,
+                                                    **describe(self.transport)))
 
     def _replay(self) -> None:
         """PDUs that arrived while the bind was verified, in their order."""
@@ -263,13 +265,21 @@ class EsmeServer:
         self.proxy = proxy
         self.limits = limits
         self.connections: set[EsmeConnection] = set()
-        self.server: asyncio.Server | None = None
+        self.servers: list[asyncio.Server] = []
         self.guard = BindGuard(proxy, limits, proxy.metrics)
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, tls: ServerTls | None = None) -> int:
+        """One listener (plaintext, or SMPP over TLS whose handshake must end within
+        session_init_timeout); the port it got."""
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: EsmeConnection(self), host, port, reuse_address=True)
-        return int(self.server.sockets[0].getsockname()[1])
+        if tls is None:
+            server = await loop.create_server(lambda: EsmeConnection(self), host, port, reuse_address=True)
+        else:
+            server = await loop.create_server(lambda: EsmeConnection(self), host, port, reuse_address=True,
+                                              ssl=tls.context,
+                                              ssl_handshake_timeout=self.limits.session_init_timeout)
+        self.servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
 
     def tick(self, now: float) -> None:
         for conn in list(self.connections):
@@ -278,8 +288,8 @@ class EsmeServer:
 
     def stop_accepting(self) -> None:
         self.proxy.accepting = False
-        if self.server is not None:
-            self.server.close()
+        for server in self.servers:
+            server.close()
 
     def inflight(self) -> int:
         return sum(c.outstanding + len(c.out) for c in self.connections)
@@ -300,5 +310,5 @@ class EsmeServer:
         for conn in list(self.connections):
             conn.abort()
         self.guard.close()
-        if self.server is not None:
-            await self.server.wait_closed()
+        for server in self.servers:
+            await server.wait_closed()

@@ -8,9 +8,12 @@ takes (method, path, body) and returns (status, content type, body) or raises Ht
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +23,14 @@ WRITE_TIMEOUT = 5.0
 MAX_BODY = 64 * 1024
 REASONS = {
     200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    401: "Unauthorized",
     411: "Length Required", 413: "Payload Too Large", 500: "Internal Server Error", 502: "Bad Gateway",
     503: "Service Unavailable", 504: "Gateway Timeout",
 }
 
 Response = tuple[int, str, bytes]  # status, content type, body
 Handler = Callable[[str, str, bytes], Awaitable[Response]]  # method, path (no query), body
+Guard = Callable[[str, dict[str, str]], Response | None]  # path, headers -> a refusal, or None to go on
 
 
 class HttpError(Exception):
@@ -46,7 +51,42 @@ def allow(method: str, allowed: str) -> None:
         raise HttpError(405, f"use {allowed}")
 
 
+class BearerToken:
+    """`Authorization: Bearer <token>` for some paths; the token from the settings or a file
+    (re-read by `reload()`), compared in constant time. No token configured: everything passes."""
+
+    def __init__(self, token: str | None, token_file: Path | None, paths: frozenset[str]) -> None:
+        self.token_file = token_file
+        self.paths = paths
+        self.token = token.encode() if token is not None else self._read()
+
+    def _read(self) -> bytes | None:
+        if self.token_file is None:
+            return None
+        text = self.token_file.read_text().strip()  # OSError: the caller keeps the old token
+        if not text:
+            raise ValueError(f"{self.token_file}: empty token file")
+        return text.encode()
+
+    def reload(self) -> None:
+        if self.token_file is not None:
+            self.token = self._read()
+
+    def __call__(self, path: str, headers: dict[str, str]) -> Response | None:
+        if self.token is None or path not in self.paths:
+            return None
+        scheme, _, credential = headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), self.token):
+            return None
+        return json_response(401, {"error": "bearer token required"})
+
+
 async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes]:
+    method, path, _, body = await read_request_headers(reader)
+    return method, path, body
+
+
+async def read_request_headers(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes]:
     async with asyncio.timeout(HEAD_TIMEOUT):
         head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -62,7 +102,7 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes]:
             headers[name.strip().lower()] = value.strip()
     method = parts[0]
     body = await _read_body(reader, headers, required=method in ("POST", "PUT"))
-    return method, parts[1].split("?", 1)[0], body
+    return method, parts[1].split("?", 1)[0], headers, body
 
 
 async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], required: bool) -> bytes:
@@ -82,10 +122,13 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], requ
         return await reader.readexactly(length)
 
 
-async def serve(handler: Handler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def serve(handler: Handler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                guard: Guard | None = None) -> None:
     """Serve one request on this connection, then close it."""
     try:
-        response = await handler(*await read_request(reader))
+        method, path, headers, body = await read_request_headers(reader)
+        refused = guard(path, headers) if guard is not None else None
+        response = refused or await handler(method, path, body)
     except HttpError as exc:
         response = json_response(exc.status, {"error": exc.reason})
     except TimeoutError:
@@ -124,6 +167,8 @@ async def _reply(writer: asyncio.StreamWriter, response: Response) -> None:
         raise
 
 
-async def start_http(host: str, port: int, handler: Handler) -> asyncio.Server:
-    return await asyncio.start_server(lambda r, w: serve(handler, r, w), host, port,
-                                      reuse_address=True, limit=MAX_BODY)
+async def start_http(host: str, port: int, handler: Handler, guard: Guard | None = None,
+                     tls: ssl.SSLContext | None = None) -> asyncio.Server:
+    return await asyncio.start_server(lambda r, w: serve(handler, r, w, guard), host, port,
+                                      reuse_address=True, limit=MAX_BODY, ssl=tls,
+                                      ssl_handshake_timeout=HEAD_TIMEOUT if tls is not None else None)

@@ -119,6 +119,10 @@ class Metrics:
             "gateway_esme_connections", "open application connections, bound or not", registry=r
         )
         self.carrier_reconnects = Counter("gateway_carrier_reconnects", "carrier connection attempts", registry=r)
+        self.carrier_tls_failures = Counter(
+            "gateway_carrier_tls_failures", "carrier TLS handshakes that failed", ["reason"], registry=r
+        )
+        self.config_reloads = Counter("gateway_config_reloads", "SIGHUP reloads", ["result"], registry=r)
         self.carrier_timeouts = Counter("gateway_carrier_timeouts", "requests the carrier never answered", registry=r)
         self.optout_events = Counter(
             "gateway_optout_events", "opt-out engine events", ["op", "number_type"], registry=r

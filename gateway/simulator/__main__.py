@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--system-id", default=None, help="require this system_id to bind")
     parser.add_argument("--password", default=None)
     parser.add_argument("--receipt-delay", type=float, default=0.0)
+    parser.add_argument("--tls-cert-file", help="with --tls-key-file: SMPP over TLS")
+    parser.add_argument("--tls-key-file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
@@ -28,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
                 system_id=args.system_id,
                 password=args.password,
                 receipt_delay=args.receipt_delay,
+                tls_cert_file=args.tls_cert_file,
+                tls_key_file=args.tls_key_file,
             )
         )
     except KeyboardInterrupt:

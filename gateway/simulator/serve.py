@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import json
 import signal
+from pathlib import Path
 
 from gateway.simulator.smsc import Simulator
+from gateway.tls import ServerFiles, build_server_context
 
 EXAMPLE_MO = {"from": "15551230000", "to": "15550001111", "text": "STOP"}
 
@@ -31,13 +33,18 @@ async def serve(
     password: str | None = None,
     receipt_delay: float = 0.0,
     handle_sigterm: bool = True,
+    tls_cert_file: str | None = None,
+    tls_key_file: str | None = None,
 ) -> None:
     """Run a Simulator until this task is cancelled, or SIGTERM (when enabled) returns normally.
 
     asyncio.run() turns Ctrl-C into cancellation of the main task (then KeyboardInterrupt);
     either way the `finally` unbinds and closes every session before we leave.
     """
-    sim = Simulator(host, port, http_port, system_id, password, receipt_delay)
+    tls = None
+    if tls_cert_file and tls_key_file:
+        tls = build_server_context(ServerFiles("simulator", Path(tls_cert_file), Path(tls_key_file)))
+    sim = Simulator(host, port, http_port, system_id, password, receipt_delay, tls=tls)
     await sim.start()
     loop = asyncio.get_running_loop()
     terminated = asyncio.Event()

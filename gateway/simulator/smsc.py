@@ -12,6 +12,7 @@ import hmac
 import itertools
 import logging
 import secrets
+import ssl
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -71,8 +72,10 @@ class Simulator:
         *,
         keep_records: bool = True,
         smsc_system_id: str = "simulator",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        self.tls = tls  # set: SMPP over TLS (a test may swap it before a restart)
         self._smpp_port_config = smpp_port
         self._http_port_config = http_port
         self.system_id = system_id
@@ -104,7 +107,8 @@ class Simulator:
     async def start(self) -> None:
         self._stopping = False
         self._smpp_server = await asyncio.start_server(
-            self._accept_smpp, self.host, self._smpp_port_config
+            self._accept_smpp, self.host, self._smpp_port_config, ssl=self.tls,
+            ssl_handshake_timeout=10.0 if self.tls is not None else None,
         )
         if self._http_port_config is not None:
             handler = routes(self)

@@ -58,7 +58,7 @@ async def test_flags_beat_env_beat_toml(tmp_path: Path) -> None:
     code, out, _ = await _gateway("check-config", "--http-port", "3004", env=env)
     config = json.loads(out)
     assert code == 0
-    assert config["listen"] == {"host": "0.0.0.0", "port": 3003}
+    assert config["listen"] == {"enabled": True, "host": "0.0.0.0", "port": 3003}
     assert config["http"]["port"] == 3004
 
 

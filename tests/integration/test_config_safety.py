@@ -13,6 +13,7 @@ import pytest
 
 from gateway.store import migrate
 from tests.integration.conftest import GatewayFactory
+from tests.integration.pki import Pki
 from tests.pg import drop_schema, pg_dsn_or_skip, unique_schema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,7 +162,22 @@ async def test_state_directory_is_the_default_under_systemd(tmp_path: Path) -> N
     assert json.loads(out)["database_url"] == "sqlite:////srv/gw.db"
 
 
-async def test_example_toml_is_valid_and_fails_closed() -> None:
-    code, out, err = await _gateway("check-config", "--config", str(ROOT / "deploy/gateway.example.toml"), env=_env())
+async def test_example_toml_is_valid_and_fails_closed(tmp_path: Path) -> None:
+    example = str(ROOT / "deploy/gateway.example.toml")
+    code, _, err = await _gateway("check-config", "--config", example, env=_env())
+    assert code == 2 and "/etc/gateway/tls/" in err  # its certificate files are not on this machine
+    pki = Pki(tmp_path)
+    files = pki.issue("gw")
+    (tmp_path / "token").write_text("scrape-token\n")
+    present = _env(
+        GATEWAY_LISTEN_TLS__CERT_FILE=str(files.cert), GATEWAY_LISTEN_TLS__KEY_FILE=str(files.key),
+        GATEWAY_LISTEN_TLS__CLIENT_CA_FILE=str(pki.ca_file),
+        GATEWAY_HTTP__CERT_FILE=str(files.cert), GATEWAY_HTTP__KEY_FILE=str(files.key),
+        GATEWAY_HTTP__METRICS_TOKEN_FILE=str(tmp_path / "token"),
+        GATEWAY_CARRIER__TLS_CA_FILE=str(pki.ca_file),
+        GATEWAY_CARRIER__TLS_CERT_FILE=str(files.cert), GATEWAY_CARRIER__TLS_KEY_FILE=str(files.key))
+    code, out, err = await _gateway("check-config", "--config", example, env=present)
     assert code == 0, err
-    assert json.loads(out)["database_must_exist"] is True
+    config = json.loads(out)
+    assert config["database_must_exist"] is True
+    assert config["carrier"]["tls"] is True and config["carrier"]["tls_verify"] is True
