@@ -144,7 +144,7 @@ class BindGuard:
         self.metrics.esme_connections.set(self.caps.total)
 
     # --- binds -------------------------------------------------------------------
-    async def bind(self, bind: BindRequest, ip: str) -> tuple[int, AccountState | None, str]:
+    async def bind(self, bind: BindRequest, ip: str, tls: bool = False) -> tuple[int, AccountState | None, str]:
         """(status, account or None, reason for the metric). Raises only on our bug: the caller denies."""
         loop = asyncio.get_running_loop()
         state = self.proxy.accounts.get(bind.system_id)
@@ -162,7 +162,7 @@ class BindGuard:
                 counted = False
                 return st.ESME_RBINDFAIL, None, "verify_timeout"
             self.metrics.bind_verify_seconds.observe(loop.time() - started)
-            status, account, reason = self.proxy.authenticate(bind, ip, ok)
+            status, account, reason = self.proxy.authenticate(bind, ip, ok, tls)
             counted = reason in CREDENTIAL_FAILURES
             return status, account, reason
         finally:

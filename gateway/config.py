@@ -149,6 +149,7 @@ class Account(BaseModel):
     password_hash: SecretStr | None = Field(None, description="printed by `gateway hash-password`")
     password_file: Path | None = Field(None, description="a file holding the password or its hash")
     allowed_ips: list[str] | None = Field(None, description="addresses or CIDRs; none: any")
+    require_tls: bool = Field(False, description="binds only over the TLS listener")
     numbers: list[str] = Field(default_factory=list)
     senders: list[str] = Field(default_factory=list, description="alphanumeric source_addr it may send from")
     max_binds: int = Field(10, ge=1, le=1000)

@@ -57,6 +57,7 @@ class EsmeConnection(Connection):
         self.opened_at = self.loop.time()
         self.enquire_sent: float | None = None
         self.ip = ""
+        self.tls = False  # came in on the TLS listener (an account's require_tls)
         self.admitted = False  # counted in the connection caps
         self.binding = False  # a bind under verification: later PDUs wait in `held`, in order
         self.held: list[P.Pdu] = []
@@ -66,6 +67,7 @@ class EsmeConnection(Connection):
         assert self.transport is not None
         peer = self.transport.get_extra_info("peername")
         self.ip = address_key(str(peer[0])) if peer else "?"
+        self.tls = self.transport.get_extra_info("ssl_object") is not None
         if not self.server.guard.admit_connection(self.ip):
             log.debug("esme_connection_refused", extra=self.log_extra())  # counted; no line per attempt
             self.abort()
@@ -119,7 +121,7 @@ class EsmeConnection(Connection):
     async def _bind(self, pdu: P.Pdu, bind: F.BindRequest) -> None:
         try:
             try:
-                status, account, reason = await self.server.guard.bind(bind, self.ip)
+                status, account, reason = await self.server.guard.bind(bind, self.ip, self.tls)
             except Exception:  # our bug: a check that errors denies
                 log.exception("bind_check_failed", extra=self.log_extra(system_id=bind.system_id))
                 status, account, reason = st.ESME_RBINDFAIL, None, "error"

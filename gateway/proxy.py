@@ -145,9 +145,11 @@ class Proxy:
         self.routes = self.receipts.routes  # message_id key -> account (routemap.RouteMap)
 
     # --- binds ------------------------------------------------------------------
-    def authenticate(self, bind: F.BindRequest, ip: str, password_ok: bool) -> tuple[int, AccountState | None, str]:
+    def authenticate(self, bind: F.BindRequest, ip: str, password_ok: bool,
+                     tls: bool = False) -> tuple[int, AccountState | None, str]:
         """(status, account when bound, reason for gateway_bind_failures_total). The password was
-        verified beforehand (bind_guard, off the event loop); ip is the peer's address."""
+        verified beforehand (bind_guard, off the event loop); ip is the peer's address, tls whether
+        the session came in on the TLS listener."""
         if not self.accepting:
             return st.ESME_RBINDFAIL, None, "shutting_down"
         state = self.accounts.get(bind.system_id)
@@ -156,6 +158,8 @@ class Proxy:
         networks = state.config.networks()
         if networks is not None and not contains(networks, ip):  # whatever the password: no guessing from there
             return st.ESME_RBINDFAIL, None, "ip_not_allowed"
+        if state.config.require_tls and not tls:
+            return st.ESME_RBINDFAIL, None, "tls_required"
         if not password_ok:
             return st.ESME_RINVPASWD, None, "wrong_password"
         if len(state.sessions) >= state.config.max_binds:

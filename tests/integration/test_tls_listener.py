@@ -232,3 +232,19 @@ async def test_sighup_swaps_the_certificate_for_new_handshakes_only(
     assert peer_certificate(third) == second_cert
     for client in (old, new, third):
         await client.close()
+
+
+async def test_require_tls_refuses_a_plaintext_bind(make_gateway: GatewayFactory, sim: Simulator,
+                                                    pki: Pki) -> None:
+    server = pki.issue("gateway")
+    accounts = [{"system_id": "acme", "password": "secret", "numbers": ["+14155550100"], "require_tls": True}]
+    gateway = await make_gateway(listen_tls=listen_tls(server), accounts=accounts)
+    plain = await RawClient.connect(gateway.smpp_port)
+    refused = await plain.bind("acme", "secret")
+    assert refused.command_status == st.ESME_RBINDFAIL  # the right password, the wrong listener
+    assert await plain.closed()
+    assert gateway.metrics.registry.get_sample_value(
+        "gateway_bind_failures_total", {"reason": "tls_required"}) == 1
+    secure = await tls_connect(gateway.smpp_tls_port, pki.client_context())
+    await bind_and_submit(secure, sim)
+    await secure.close()
