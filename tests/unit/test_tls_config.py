@@ -127,7 +127,7 @@ def test_compose_environment_over_the_example_toml(monkeypatch: pytest.MonkeyPat
     compose = (root / "deploy/compose.yaml").read_text()
     block = compose.split("environment:", 1)[1].split("depends_on", 1)[0]
     for name, value in re.findall(r"^\s+(GATEWAY_\w+): (.*)$", block, re.MULTILINE):
-        monkeypatch.setenv(name, re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value.strip()).strip('"'))
+        monkeypatch.setenv(name, re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value.strip()).strip("'\""))
     assert main(["check-config", "--config", str(root / "deploy/gateway.example.toml")]) == 0, \
         capsys.readouterr().err
     out = capsys.readouterr().out
