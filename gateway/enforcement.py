@@ -2,7 +2,8 @@
 
 - Source: tenants send only from what they own (policy.senders); ESME_RINVSRCADR otherwise.
 - Destination: keyed as a carrier reads it (policy.numbers.parse_number). A block refuses it
-  (optout.block_status); an address that looks like a number but cannot be normalised is
+  (optout.block_status); an ambiguous one (TON 0, 3-6, digits read as national by their length)
+  is refused when its international reading is blocked too (numbers.international_reading); an address that looks like a number but cannot be normalised is
   refused with ESME_RINVDSTADR, never forwarded unchecked.
 - Refusals are counted per reason (gateway_mt_rejected_total) and logged as one INFO line per
   account per LOG_INTERVAL; each refusal only at DEBUG.
@@ -25,7 +26,7 @@ from aiosmpplib.state import OptionalParam
 
 from gateway.errors import MalformedPduError
 from gateway.logs import redact
-from gateway.policy.numbers import INVALID, mobile_key, parse_number
+from gateway.policy.numbers import INVALID, TON_INTERNATIONAL, international_reading, mobile_key, parse_number
 from gateway.policy.senders import SenderRules
 from gateway.proxy import TEMPORARY, EsmeSession, MtVerdict, OnStatus
 from gateway.smpp import fields as F
@@ -91,9 +92,15 @@ class MtEnforcer:
             return None
         if mobile == INVALID:
             return self._refuse(esme, pdu, "invalid_destination", st.ESME_RINVDSTADR, dst_addr)
-        if not self.p.index.is_blocked(mobile, origin, esme.system_id):
+        if not self.p.index.is_blocked(mobile, origin, esme.system_id) and (
+                dst_ton == TON_INTERNATIONAL or not self._other_blocked(dst_ton, dst_addr, origin, esme.system_id)):
             return None
         return self._refuse_blocked(esme, pdu, dst_addr)
+
+    def _other_blocked(self, ton: int, addr: bytes, origin: str, system_id: str) -> bool:
+        """An ambiguous destination (TON 0, 3-6 without '+'): its international reading blocked too?"""
+        other = international_reading(ton, addr, self.p.plan)
+        return other is not None and self.p.index.is_blocked(other, origin, system_id)
 
     def source(self, system_id: str, ton: int, addr: bytes) -> Source:
         """The originator as the index keys it, or (None, reason); cached: applications use few."""
@@ -120,7 +127,9 @@ class MtEnforcer:
             return None
         if mobile == INVALID:
             return "invalid_destination"
-        return "blocked" if self.p.index.is_blocked(mobile, origin, system_id) else None
+        blocked = self.p.index.is_blocked(mobile, origin, system_id) or self._other_blocked(
+            dst.ton, dst.addr, origin, system_id)
+        return "blocked" if blocked else None
 
     def _check_multi(self, esme: EsmeSession, pdu: P.Pdu) -> MtVerdict | None:
         try:
