@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 LOG_INTERVAL = 10.0  # seconds between a refusing account's INFO summaries
 MAX_SOURCES = 100_000
 MESSAGE_STATE_REJECTED = 8
-REASONS = ("blocked", "invalid_destination", "invalid_source", "sender_not_allowed")
+REASONS = ("blocked", "invalid_destination", "invalid_source", "sender_not_allowed", "distribution_list")
 Source = tuple[str | None, str | None]  # (originator as the index keys it, refusal reason)
 
 
@@ -131,6 +131,20 @@ class MtEnforcer:
             dst.ton, dst.addr, origin, system_id)
         return "blocked" if blocked else None
 
+    def _refused_dest(self, system_id: str, origin: str, d: F.MultiDest) -> tuple[str, F.Address, int] | None:
+        """(reason, address for unsuccess_sme, status) of a refused submit_multi destination, else None.
+        A distribution list (dest_flag 2) is expanded by the carrier, out of our sight: refused with
+        ESME_RINVDESTFLAG unless optout.distribution_lists = "forward"; unsuccess_sme names it
+        with TON/NPI 0 and its dl_name."""
+        if d.address is None:
+            if self.o.distribution_lists == "forward":
+                return None
+            return "distribution_list", F.Address(0, 0, d.dl_name), st.ESME_RINVDESTFLAG
+        reason = self._refusal(system_id, origin, d.address)
+        if reason is None:
+            return None
+        return reason, d.address, self.o.block_status if reason == "blocked" else st.ESME_RINVDSTADR
+
     def _check_multi(self, esme: EsmeSession, pdu: P.Pdu) -> MtVerdict | None:
         try:
             source = F.submit_multi_source(pdu.raw)
@@ -144,14 +158,14 @@ class MtEnforcer:
         unsuccess: list[tuple[F.Address, int]] = []
         counts: dict[str, int] = {}
         for d in dests:  # one pass: no list membership tests
-            reason = None if d.address is None else self._refusal(esme.system_id, origin, d.address)
-            if reason is None:
+            refused = self._refused_dest(esme.system_id, origin, d)
+            if refused is None:
                 keep.append(d)
                 continue
-            assert d.address is not None
-            unsuccess.append((d.address, self.o.block_status if reason == "blocked" else st.ESME_RINVDSTADR))
+            reason, address, status = refused
+            unsuccess.append((address, status))
             counts[reason] = counts.get(reason, 0) + 1
-            self._detail(esme, reason, "submit_multi", d.address.addr)
+            self._detail(esme, reason, "submit_multi", address.addr)
         if not unsuccess:
             return None
         for reason, n in counts.items():
