@@ -26,7 +26,13 @@ from aiosmpplib.state import OptionalParam
 
 from gateway.errors import MalformedPduError
 from gateway.logs import redact
-from gateway.policy.numbers import INVALID, TON_INTERNATIONAL, international_reading, mobile_key, parse_number
+from gateway.policy.numbers import (
+    INVALID,
+    TON_INTERNATIONAL,
+    international_reading,
+    mobile_key,
+    parse_number,
+)
 from gateway.policy.senders import SenderRules
 from gateway.proxy import TEMPORARY, EsmeSession, MtVerdict, OnStatus
 from gateway.smpp import fields as F
@@ -158,11 +164,11 @@ class MtEnforcer:
         unsuccess: list[tuple[F.Address, int]] = []
         counts: dict[str, int] = {}
         for d in dests:  # one pass: no list membership tests
-            refused = self._refused_dest(esme.system_id, origin, d)
-            if refused is None:
+            verdict = self._refused_dest(esme.system_id, origin, d)
+            if verdict is None:
                 keep.append(d)
                 continue
-            reason, address, status = refused
+            reason, address, status = verdict
             unsuccess.append((address, status))
             counts[reason] = counts.get(reason, 0) + 1
             self._detail(esme, reason, "submit_multi", address.addr)
