@@ -54,7 +54,7 @@ class MoInput:
     is_segment: bool
     mobile: str
     business: str
-    state: AccountState | None  # the account it goes to (chosen once: the block key and the delivery agree)
+    state: AccountState | None  # the account it goes to: the number's owner, else a default route
     toll_free: bool
     can_reply: bool
     keys: dict[str, BlockKey]  # scope -> key

@@ -18,7 +18,7 @@ from gateway.errors import MalformedPduError, StoreError, status_for
 from gateway.limits.networks import contains
 from gateway.metrics import Metrics
 from gateway.own_queue import OwnQueue, OwnRequest
-from gateway.policy.numbers import e164
+from gateway.policy.numbers import e164, originator_text
 from gateway.receipts import OWN, ReceiptRouter
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
@@ -376,7 +376,7 @@ class Proxy:
 
     def account_for(self, destination: F.Address) -> AccountState | None:
         """The account owning the number the mobile texted, else the default route."""
-        key = e164(destination.ton, destination.addr, self.region) or destination.text
+        key = e164(destination.ton, destination.addr, self.region) or originator_text(destination.addr)
         owner = self.number_owner.get(key) if key else None
         if owner is not None:
             return self.accounts[owner]

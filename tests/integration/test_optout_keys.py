@@ -100,3 +100,16 @@ async def test_short_code_block_holds_with_a_plus(gateway: Gateway, sim: Simulat
     assert (await app.request(submit_sm(MOBILE, 1, "+012345", 1))).command_status == 0
     await app.close()
 
+
+
+@pytest.mark.parametrize("text", ["hello", "STOP"])
+async def test_mo_to_an_owned_short_code_spelled_with_a_plus_goes_to_its_owner(
+        make_gateway: GatewayFactory, sim: Simulator, text: str) -> None:
+    accounts = [*ACCOUNTS, {"system_id": "sc", "password": "pw4", "numbers": ["12345"]}]
+    gateway = await make_gateway(accounts=accounts)
+    owner, other = await bound(gateway, "sc", "pw4"), await bound(gateway, "other", "pw2")
+    assert await sim.inject_mo(MOBILE, "+12345", text, dest_ton=1) == 0
+    await owner.wait(lambda: len(owner.delivered) == 1)
+    assert not other.delivered
+    await owner.close()
+    await other.close()
