@@ -3,8 +3,10 @@
 - Source: tenants send only from what they own (policy.senders); ESME_RINVSRCADR otherwise.
 - Destination: keyed as a carrier reads it (policy.numbers.parse_number). A block refuses it
   (optout.block_status); an ambiguous one (TON 0, 3-6, digits read as national by their length)
-  is refused when its international reading is blocked too (numbers.international_reading); an address that looks like a number but cannot be normalised is
-  refused with ESME_RINVDSTADR, never forwarded unchecked.
+  also when its international reading is blocked (numbers.international_reading). An address
+  that looks like a number but cannot be normalised is refused with ESME_RINVDSTADR, never
+  forwarded unchecked. submit_multi distribution lists: refused unless optout.distribution_lists
+  is "forward".
 - Refusals are counted per reason (gateway_mt_rejected_total) and logged as one INFO line per
   account per LOG_INTERVAL; each refusal only at DEBUG.
 - block_mode "receipt": the REJECTD receipt goes to a bound receiver of the account, else into
