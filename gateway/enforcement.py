@@ -2,8 +2,11 @@
 
 - Source: tenants send only from what they own (policy.senders); ESME_RINVSRCADR otherwise.
 - Destination: keyed as a carrier reads it (policy.numbers.parse_number). A block refuses it
-  (optout.block_status); an address that looks like a number but cannot be normalised is
-  refused with ESME_RINVDSTADR, never forwarded unchecked.
+  (optout.block_status); an ambiguous one (TON 0, 3-6, digits read as national by their length)
+  also when its international reading is blocked (numbers.international_reading). An address
+  that looks like a number but cannot be normalised is refused with ESME_RINVDSTADR, never
+  forwarded unchecked. submit_multi distribution lists: refused unless optout.distribution_lists
+  is "forward".
 - Refusals are counted per reason (gateway_mt_rejected_total) and logged as one INFO line per
   account per LOG_INTERVAL; each refusal only at DEBUG.
 - block_mode "receipt": the REJECTD receipt goes to a bound receiver of the account, else into
@@ -25,7 +28,13 @@ from aiosmpplib.state import OptionalParam
 
 from gateway.errors import MalformedPduError
 from gateway.logs import redact
-from gateway.policy.numbers import INVALID, mobile_key, parse_number
+from gateway.policy.numbers import (
+    INVALID,
+    TON_INTERNATIONAL,
+    international_reading,
+    mobile_key,
+    parse_number,
+)
 from gateway.policy.senders import SenderRules
 from gateway.proxy import TEMPORARY, EsmeSession, MtVerdict, OnStatus
 from gateway.smpp import fields as F
@@ -40,7 +49,7 @@ log = logging.getLogger(__name__)
 LOG_INTERVAL = 10.0  # seconds between a refusing account's INFO summaries
 MAX_SOURCES = 100_000
 MESSAGE_STATE_REJECTED = 8
-REASONS = ("blocked", "invalid_destination", "invalid_source", "sender_not_allowed")
+REASONS = ("blocked", "invalid_destination", "invalid_source", "sender_not_allowed", "distribution_list")
 Source = tuple[str | None, str | None]  # (originator as the index keys it, refusal reason)
 
 
@@ -91,9 +100,15 @@ class MtEnforcer:
             return None
         if mobile == INVALID:
             return self._refuse(esme, pdu, "invalid_destination", st.ESME_RINVDSTADR, dst_addr)
-        if not self.p.index.is_blocked(mobile, origin, esme.system_id):
+        if not self.p.index.is_blocked(mobile, origin, esme.system_id) and (
+                dst_ton == TON_INTERNATIONAL or not self._other_blocked(dst_ton, dst_addr, origin, esme.system_id)):
             return None
         return self._refuse_blocked(esme, pdu, dst_addr)
+
+    def _other_blocked(self, ton: int, addr: bytes, origin: str, system_id: str) -> bool:
+        """An ambiguous destination (TON 0, 3-6 without '+'): its international reading blocked too?"""
+        other = international_reading(ton, addr, self.p.plan)
+        return other is not None and self.p.index.is_blocked(other, origin, system_id)
 
     def source(self, system_id: str, ton: int, addr: bytes) -> Source:
         """The originator as the index keys it, or (None, reason); cached: applications use few."""
@@ -120,7 +135,23 @@ class MtEnforcer:
             return None
         if mobile == INVALID:
             return "invalid_destination"
-        return "blocked" if self.p.index.is_blocked(mobile, origin, system_id) else None
+        blocked = self.p.index.is_blocked(mobile, origin, system_id) or self._other_blocked(
+            dst.ton, dst.addr, origin, system_id)
+        return "blocked" if blocked else None
+
+    def _refused_dest(self, system_id: str, origin: str, d: F.MultiDest) -> tuple[str, F.Address, int] | None:
+        """(reason, address for unsuccess_sme, status) of a refused submit_multi destination, else None.
+        A distribution list (dest_flag 2) is expanded by the carrier, out of our sight: refused with
+        ESME_RINVDESTFLAG unless optout.distribution_lists = "forward"; unsuccess_sme names it
+        with TON/NPI 0 and its dl_name."""
+        if d.address is None:
+            if self.o.distribution_lists == "forward":
+                return None
+            return "distribution_list", F.Address(0, 0, d.dl_name), st.ESME_RINVDESTFLAG
+        reason = self._refusal(system_id, origin, d.address)
+        if reason is None:
+            return None
+        return reason, d.address, self.o.block_status if reason == "blocked" else st.ESME_RINVDSTADR
 
     def _check_multi(self, esme: EsmeSession, pdu: P.Pdu) -> MtVerdict | None:
         try:
@@ -135,14 +166,14 @@ class MtEnforcer:
         unsuccess: list[tuple[F.Address, int]] = []
         counts: dict[str, int] = {}
         for d in dests:  # one pass: no list membership tests
-            reason = None if d.address is None else self._refusal(esme.system_id, origin, d.address)
-            if reason is None:
+            verdict = self._refused_dest(esme.system_id, origin, d)
+            if verdict is None:
                 keep.append(d)
                 continue
-            assert d.address is not None
-            unsuccess.append((d.address, self.o.block_status if reason == "blocked" else st.ESME_RINVDSTADR))
+            reason, address, status = verdict
+            unsuccess.append((address, status))
             counts[reason] = counts.get(reason, 0) + 1
-            self._detail(esme, reason, "submit_multi", d.address.addr)
+            self._detail(esme, reason, "submit_multi", address.addr)
         if not unsuccess:
             return None
         for reason, n in counts.items():

@@ -31,6 +31,7 @@ from gateway.policy.numbers import (
     e164_digits,
     is_toll_free,
     originator_text,
+    parse_number,
     plan_for_region,
 )
 from gateway.policy.settings import OptoutSettings
@@ -108,8 +109,11 @@ class OptoutPolicy:
         if not digits or business is None:
             return None
         mobile = "+" + digits
-        state = proxy.account_for(sm.destination)  # chosen once: the block key and the delivery agree
-        account = state.config.system_id if state else ""
+        # scope account: the block belongs to the account owning the number; a number nobody owns
+        # keys as itself (scope number), so every account sending from it is refused
+        owner = proxy.number_owner.get(business)
+        state = proxy.accounts[owner] if owner is not None else proxy.account_for(sm.destination)
+        account = owner or ""
         toll_free = business.startswith("+") and is_toll_free(business, self.toll_free_extra)
         return MoInput(link, pdu, sm, decoded.text, decoded.is_segment, mobile, business, state, toll_free,
                        can_receive_reply(sm.source.ton, sm.source.addr), self._keys(mobile, business, account),
@@ -128,10 +132,13 @@ class OptoutPolicy:
         return decision, ctx, targets
 
     def _business(self, address: F.Address) -> str | None:
-        """The number the mobile texted: E.164, or a short code's digits (the same key MT uses)."""
-        if not address.addr.isdigit() and not (address.addr[:1] == b"+" and address.addr[1:].isdigit()):
+        """The number the mobile texted, keyed by the very function MT source_addr goes through
+        (_originator): E.164, or a short code's digits; None when it is no number we can read."""
+        digits, numeric = parse_number(address.ton, address.addr, self.plan)
+        if digits is None and numeric:
             return None
-        return self._originator(address.ton, address.addr)
+        key = self._originator(address.ton, address.addr)
+        return key if key[:1] == "+" or key.isdigit() else None
 
     def _keys(self, mobile: str | None, business: str | None, account: str) -> dict[str, BlockKey]:
         """Every key that can block this pair, by scope; the configured scope's may be missing

@@ -54,7 +54,7 @@ class MoInput:
     is_segment: bool
     mobile: str
     business: str
-    state: AccountState | None  # the account it goes to (chosen once: the block key and the delivery agree)
+    state: AccountState | None  # the account it goes to: the number's owner, else a default route
     toll_free: bool
     can_reply: bool
     keys: dict[str, BlockKey]  # scope -> key
@@ -248,9 +248,10 @@ class MoJob:
         for raw in build_reply(self.p, self.mo.sm.destination, self.mo.sm.source, text):
             pdu = P.Framer().feed(raw)[0]
             sent = self.proxy.send_own(pdu, now, self._reply_answered(op, text))
-            if not sent:
-                self.p.metrics.autoreplies.labels(op, "no_carrier").inc()
-                log.warning("autoreply_not_sent", extra={"op": op, "reason": "no carrier bound"})
+            if not sent:  # waiting for window room is "sent" (own_queue); this is no carrier or a full queue
+                reason = "no_carrier" if not self.proxy.carriers else "queue_full"
+                self.p.metrics.autoreplies.labels(op, reason).inc()
+                log.warning("autoreply_not_sent", extra={"op": op, "reason": reason})
                 return
 
     def _reply_answered(self, op: str, text: str) -> Callable[[P.Pdu | None], None]:

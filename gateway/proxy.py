@@ -17,7 +17,8 @@ from gateway.config import Account, Settings
 from gateway.errors import MalformedPduError, StoreError, status_for
 from gateway.limits.networks import contains
 from gateway.metrics import Metrics
-from gateway.policy.numbers import e164
+from gateway.own_queue import OwnQueue, OwnRequest
+from gateway.policy.numbers import e164, originator_text
 from gateway.receipts import OWN, ReceiptRouter
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
@@ -143,6 +144,8 @@ class Proxy:
         self.tasks: set[asyncio.Task[None]] = set()
         self.receipts = ReceiptRouter(self, settings)
         self.routes = self.receipts.routes  # message_id key -> account (routemap.RouteMap)
+        self._own_waiting: OwnQueue[CarrierLink] = OwnQueue(settings.carrier.response_timeout)
+        self._own_timer: asyncio.TimerHandle | None = None
 
     # --- binds ------------------------------------------------------------------
     def authenticate(self, bind: F.BindRequest, ip: str, password_ok: bool,
@@ -182,6 +185,8 @@ class Proxy:
         self.carriers.append(link)
         self.stats.carrier_bound = len(self.carriers)
         self.carrier_ready.set()
+        if self._own_waiting:
+            self._drain_own()
 
     def carrier_gone(self, link: CarrierLink) -> None:
         if link in self.carriers:
@@ -256,6 +261,8 @@ class Proxy:
 
     def mt_answered(self, pending: Pending, resp: P.Pdu, now: float) -> None:
         self.stats.inflight["carrier"] -= 1
+        if self._own_waiting:  # the freed slot goes to the gateway's own replies first
+            self._drain_own(now)
         if self.receipts.parked:  # a receipt may be waiting for this answer
             self.receipts.answered()
         if pending.on_response is not None:
@@ -287,6 +294,8 @@ class Proxy:
     def mt_failed(self, pending: Pending, status: int) -> None:
         """The carrier never answered (timeout or link lost): answer with a temporary status."""
         self.stats.inflight["carrier"] -= 1
+        if self._own_waiting:
+            self._drain_own()
         if self.receipts.parked:
             self.receipts.answered()
         if pending.on_response is not None:
@@ -299,13 +308,36 @@ class Proxy:
         esme.send(P.encode(pending.command_id | P.RESPONSE_BIT, status, pending.origin_seq))
 
     def send_own(self, raw_pdu: P.Pdu, now: float, on_response: Callable[[P.Pdu | None], None]) -> bool:
-        """Send a PDU the gateway built itself (an auto-reply). False when no carrier can take it."""
+        """Send a PDU the gateway built itself (an auto-reply); with every carrier window full it
+        waits in order for room (own_queue). False when no carrier is bound or the wait queue is full."""
         link = self.pick_carrier()
-        if isinstance(link, int):
-            return False
+        waiting = self._own_waiting
+        if isinstance(link, int) or waiting:
+            if not self.carriers or not waiting.put(raw_pdu, now, on_response):
+                return False
+            if self._own_timer is None:
+                self._own_timer = asyncio.get_running_loop().call_later(waiting.timeout, self._own_expiry)
+            self._drain_own(now)
+            return True
         self.stats.inflight["carrier"] += 1
         link.forward(raw_pdu, Pending(None, 0, raw_pdu.command_id, now, on_response))
         return True
+
+    def _drain_own(self, now: float | None = None) -> None:
+        """Waiting own replies to carriers with room, oldest first; expired ones answered None."""
+        def send(link: CarrierLink, req: OwnRequest) -> None:
+            self.stats.inflight["carrier"] += 1
+            link.forward(req.pdu, Pending(None, 0, req.pdu.command_id, at, req.on_response))
+
+        at = asyncio.get_running_loop().time() if now is None else now
+        self._own_waiting.drain(self.pick_carrier, send, at)
+
+    def _own_expiry(self) -> None:
+        """Replies that waited their deadline with no room ever freeing (no carrier left) give up."""
+        self._own_timer = None
+        self._drain_own()
+        if self._own_waiting:
+            self._own_timer = asyncio.get_running_loop().call_later(self._own_waiting.timeout, self._own_expiry)
 
     # --- MO and receipts: carrier -> application ---------------------------------
     def on_carrier_request(self, link: CarrierLink, pdu: P.Pdu, now: float) -> None:
@@ -348,7 +380,7 @@ class Proxy:
 
     def account_for(self, destination: F.Address) -> AccountState | None:
         """The account owning the number the mobile texted, else the default route."""
-        key = e164(destination.ton, destination.addr, self.region) or destination.text
+        key = e164(destination.ton, destination.addr, self.region) or originator_text(destination.addr)
         owner = self.number_owner.get(key) if key else None
         if owner is not None:
             return self.accounts[owner]

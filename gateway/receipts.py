@@ -65,6 +65,8 @@ class ReceiptRouter:
 
     # --- the route map ------------------------------------------------------------
     def remember(self, message_id: bytes, account: str, now: float) -> None:
+        if not M.valid(message_id):  # a receipt could never name it
+            return
         key = message_id if self.exact else self.submitted_key(message_id)
         self.routes.add(key, account, now)
         proxy = self.proxy
@@ -92,7 +94,7 @@ class ReceiptRouter:
     # --- receipts -----------------------------------------------------------------
     def route(self, link: CarrierLink, pdu: P.Pdu, sm: Sm, now: float) -> None:
         ref = F.receipt_reference(sm)
-        if ref is None:
+        if ref is None or not M.valid(ref[0]):  # no id, or one no carrier assigned: the fallback
             self._send(link, pdu, sm, None)
             return
         key = self.text_key(ref[0]) if ref[1] else self.submitted_key(ref[0])

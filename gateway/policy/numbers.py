@@ -129,6 +129,23 @@ def parse_number(ton: int, addr: bytes | str, plan: NumberPlan) -> tuple[str | N
     return number, True
 
 
+def international_reading(ton: int, addr: bytes | str, plan: NumberPlan) -> int | None:
+    """The other key of an ambiguous destination: for a TON other than international (1) and
+    national (2), digits with no '+', no international prefix and no parentheses that parse_number
+    read as national by their length ("6581234567" TON 0 is +16581234567) may also be an
+    international number (+6581234567); that reading as an int when it differs, else None.
+    MT refuses when either reading is blocked; MO keys by parse_number's reading alone."""
+    if ton == TON_INTERNATIONAL or ton == TON_NATIONAL:
+        return None
+    text = _address(addr)
+    if text is None or not text.isascii() or "(" in text:
+        return None
+    digits = text.translate(_STRIP)
+    if not digits.isdigit() or len(digits) <= MAX_SHORT_CODE or len(digits) > MAX_E164 or digits[0] == "0":
+        return None
+    return None if _to_e164(ton, digits, False, False, plan) == digits else int(digits)
+
+
 def e164_digits(ton: int, addr: bytes | str, plan: NumberPlan) -> str | None:
     """E.164 digits without '+', or None for alphanumeric, short-code and unreadable addresses.
 
@@ -139,10 +156,13 @@ def e164_digits(ton: int, addr: bytes | str, plan: NumberPlan) -> str | None:
 
 def originator_text(addr: bytes) -> str:
     """An originator that is no E.164 number, as the index keys it: a short code's digits
-    without separators ("12-345" is 12345), anything else as received."""
+    without separators and without a leading '+' ("12-345" and "+12345" are 12345: no country
+    code makes a number that short), anything else as received. Leading zeros stay: "012345"
+    is another short code (carriers route short codes by their exact digits, whatever the TON)."""
     text = addr.decode("latin-1")
     compact = text.strip().translate(_STRIP)
-    return compact if compact.isascii() and compact.isdigit() else text
+    digits = compact[1:] if compact[:1] == "+" else compact
+    return digits if digits.isascii() and digits.isdigit() else text
 
 
 INVALID = -1  # mobile_key: looks like a number but cannot be normalised

@@ -238,6 +238,10 @@ class OptoutSettings(BaseModel):
     dedup_max_entries: int = Field(default=1_000_000, ge=1)  # unused since the check is in the store; kept for old files
     block_status: int = 0x0B
     block_mode: Literal["status", "receipt"] = "status"
+    distribution_lists: Literal["refuse", "forward"] = Field(
+        default="refuse", description="submit_multi dest_flag 2: the carrier expands them, the gateway cannot check "
+        "their members; forward is a compliance risk"
+    )
     rejected_receipt_queue_max: int = Field(
         default=1000, ge=0, description="block_mode receipt: rejected receipts queued per account while none is bound"
     )

@@ -12,6 +12,10 @@ Both sides are brought to one key before they are compared:
 For `hex` and `decimal` a number's key is its value in decimal digits (case and leading zeros do not
 count); an id that is not a number in that base keys as its lower-case text without leading zeros,
 behind a `~` so it never equals a number's key.
+
+An id longer than MAX_MESSAGE_ID octets (SMPP 3.4's message_id is at most 65 octets) is no id a
+carrier assigned: it is never read as a number (no int() of thousands of digits) and the receipt
+router treats it as unknown (`valid`).
 """
 
 from __future__ import annotations
@@ -22,9 +26,17 @@ FORMATS = ("exact", "hex", "decimal")
 _HEX = b"0123456789abcdef"
 
 Keyer = Callable[[bytes], bytes]
+MAX_MESSAGE_ID = 65
+
+
+def valid(message_id: bytes) -> bool:
+    """Short enough to be an id a carrier assigned."""
+    return len(message_id) <= MAX_MESSAGE_ID
 
 
 def _number_key(message_id: bytes, base: int) -> bytes | None:
+    if len(message_id) > MAX_MESSAGE_ID:
+        return None
     digits = message_id.lower().lstrip(b"0")
     if not digits:
         return b"0" if message_id else None

@@ -268,3 +268,38 @@ async def test_short_code_block_holds_for_any_spelling(gateway: Gateway, sim: Si
     for src in ("12345", "12-345", "12 345"):
         assert (await app.request(submit_sm(MOBILE, 1, src, 3))).command_status == st.ESME_RINVDSTADR, src
     await app.close()
+
+
+# --- distribution lists (dest_flag 2) ----------------------------------------------------------
+def submit_multi_with_list(dl_name: bytes, sme: str | None = "14155550124") -> bytes:
+    dests = [b"\x02" + dl_name + b"\x00"] + ([b"\x01" + _addr(1, sme)] if sme else [])
+    body = (b"\x00" + _addr(1, LONG_CODE) + bytes([len(dests)]) + b"".join(dests)
+            + b"\x00\x00\x00" + b"\x00\x00" + b"\x00\x00\x00\x00" + b"\x02hi")
+    return P.encode(P.SUBMIT_MULTI, 0, 1, body)
+
+
+async def test_distribution_lists_are_refused_by_default(gateway: Gateway, sim: Simulator) -> None:
+    app = await bound(gateway)
+    resp = await app.request(submit_multi_with_list(b"customers"))
+    assert resp.command_status == 0
+    _, unsuccess = F.parse_submit_multi_resp(resp.raw)
+    assert [(a.addr, s) for a, s in unsuccess] == [(b"customers", 0x40)]  # ESME_RINVDESTFLAG
+    forwarded = await sim.wait_for(lambda p: p.command_id == P.SUBMIT_MULTI)
+    dests, _, _ = F.submit_multi_dests(forwarded.raw)
+    assert [(d.flag, d.address.text if d.address else None) for d in dests] == [(1, "14155550124")]
+    before = len(mts_at_carrier(sim))
+    only = await app.request(submit_multi_with_list(b"customers", None))
+    assert only.command_status == 0x40 and len(mts_at_carrier(sim)) == before
+    from tests.integration.test_http import http_get
+    assert rejected((await http_get(gateway.http_port, "/metrics"))[1])["distribution_list"] == 2
+    await app.close()
+
+
+async def test_distribution_lists_forwarded_when_configured(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    gateway = await make_gateway(optout={"distribution_lists": "forward"})
+    app = await bound(gateway)
+    raw = submit_multi_with_list(b"customers")
+    assert (await app.request(raw)).command_status == 0
+    forwarded = await sim.wait_for(lambda p: p.command_id == P.SUBMIT_MULTI)
+    assert forwarded.raw[16:] == raw[16:]  # untouched
+    await app.close()

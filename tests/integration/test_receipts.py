@@ -10,6 +10,7 @@ any misrouted receipt.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -181,6 +182,22 @@ async def test_exact_format_does_not_fold_case(make_gateway: GatewayFactory, sms
     await smsc.read(lambda p: p.command_id == P.DELIVER_SM_RESP and p.sequence_number == 911)
     assert [p for p in bystander.delivered if _is_receipt(p)]  # another message: not the sender's
     assert not sender.queue
+    await sender.close()
+    await bystander.close()
+
+
+@pytest.mark.parametrize("fmt, rid", [("hex", b"f" * 5000), ("decimal", b"9" * 5000), ("exact", b"f" * 66)])
+async def test_oversized_receipt_id_is_an_unknown_id(make_gateway: GatewayFactory, smsc: RawSmsc, fmt: str,
+                                                     rid: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    """Longer than SMPP's 65 octets: no id a carrier assigned, routed like a receipt without one
+    (the number's owner), answered 0, no traceback."""
+    gateway = await _gateway(make_gateway, smsc, carrier={"message_id_format": fmt})
+    sender, bystander = await _clients(gateway)
+    smsc.write(receipt(920, b"1", tlv_id=rid))
+    answer = await smsc.read(lambda p: p.command_id == P.DELIVER_SM_RESP and p.sequence_number == 920)
+    assert answer.command_status == 0
+    assert [p for p in bystander.delivered if _is_receipt(p)]
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     await sender.close()
     await bystander.close()
 

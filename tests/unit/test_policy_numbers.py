@@ -225,3 +225,16 @@ def test_mo_and_mt_keys_are_one_function(ton: int, text: str, region: str) -> No
     digits = e164_digits(ton, text.encode(), plan)  # the MO's mobile
     key = mobile_key(ton, text.encode(), plan)  # the MT's destination, fast path included
     assert key == (int(digits) if digits is not None else key if key in (None, INVALID) else -2)
+
+
+def test_international_reading_of_ambiguous_destinations() -> None:
+    from gateway.policy.numbers import international_reading, originator_text
+    us = plan_for_region("US")
+    assert international_reading(0, b"6581234567", us) == 6581234567  # national reading: +16581234567
+    assert international_reading(0, b"65 8123 4567", us) == 6581234567
+    assert international_reading(3, b"6581234567", us) == 6581234567
+    for ton, addr in ((1, b"6581234567"), (2, b"6581234567"), (0, b"+6581234567"), (0, b"14155550123"),
+                      (0, b"(658) 123-4567"), (0, b"0016581234567"), (0, b"12345"), (0, b"ACME")):
+        assert international_reading(ton, addr, us) is None, (ton, addr)
+    assert originator_text(b"+12345") == originator_text(b"12 345") == "12345"
+    assert originator_text(b"012345") == "012345"  # leading zeros: another short code

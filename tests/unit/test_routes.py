@@ -66,3 +66,11 @@ def test_route_map_drops_oldest_when_full() -> None:
     for i in range(5):
         routes.add(b"%d" % i, "acme", now=float(i))
     assert len(routes) == 3 and routes.get(b"0") is None and routes.get(b"1") is None and routes.get(b"4") == "acme"
+
+
+@pytest.mark.parametrize("fmt", M.FORMATS)
+def test_oversized_ids_never_become_numbers(fmt: str) -> None:
+    for rid in (b"f" * 5000, b"9" * 5000):
+        assert not M.valid(rid)
+        assert M.submitted_keyer(fmt)(rid) and M.text_keyer(fmt)(rid)  # no ValueError from int()
+    assert M.valid(b"9" * M.MAX_MESSAGE_ID)
