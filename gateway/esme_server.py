@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from gateway.config import Esme
 from gateway.connection import Connection
 from gateway.errors import MalformedPduError
+from gateway.limits.bucket import TokenBucket
 from gateway.proxy import AccountState, OnStatus, Proxy
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
@@ -49,6 +50,7 @@ class EsmeConnection(Connection):
         self.system_id = ""
         self.window = 0
         self.outstanding = 0
+        self.bucket: TokenBucket | None = None  # the account's max_tps (Proxy.esme_bound)
         self.seq = Sequencer()
         self.out: dict[int, OutRequest] = {}
         self.opened_at = self.loop.time()

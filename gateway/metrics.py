@@ -131,6 +131,13 @@ class Metrics:
         self.receipts_held = Counter(
             "gateway_receipts_held", "receipts parked for their route, by how the hold ended", ["outcome"], registry=r
         )
+        self.limit_rate = Gauge(
+            "gateway_limit_rate", "effective rate of each limit (per second; this gateway's share)", ["limit"],
+            registry=r,
+        )
+        self.carrier_throttled = Counter(
+            "gateway_carrier_throttled", "carrier answers that asked us to slow down, by status", ["status"], registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

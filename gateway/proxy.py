@@ -19,11 +19,14 @@ from gateway.errors import MalformedPduError, StoreError, status_for
 from gateway.metrics import Metrics
 from gateway.policy.numbers import e164
 from gateway.receipts import OWN, ReceiptRouter
+from gateway.shaping import OwnWaiting, Shaper, Waiting
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
+from gateway.smpp.segments import mt_segments
 
 if TYPE_CHECKING:
+    from gateway.limits.bucket import TokenBucket
     from gateway.outbox import Outbox
     from gateway.store.base import Store
 
@@ -41,6 +44,7 @@ class EsmeSession(Protocol):
     system_id: str
     outstanding: int
     closed: bool
+    bucket: TokenBucket | None  # the account's max_tps, shared by its binds (set by Proxy.esme_bound)
 
     def send(self, data: bytes) -> None: ...
 
@@ -143,6 +147,12 @@ class Proxy:
         self.tasks: set[asyncio.Task[None]] = set()
         self.receipts = ReceiptRouter(self, settings)
         self.routes = self.receipts.routes  # message_id key -> account (routemap.RouteMap)
+        self.shaper = Shaper(self, metrics)  # account and carrier rates (gateway/shaping.py)
+        self.pacer = self.shaper.pacer  # None: no carrier max_tps
+
+    def apply_share(self, fraction: float, now: float | None = None) -> None:
+        """Cluster shares: this gateway takes `fraction` of every account and carrier limit."""
+        self.shaper.set_share(fraction, asyncio.get_running_loop().time() if now is None else now)
 
     # --- binds ------------------------------------------------------------------
     def authenticate(self, bind: F.BindRequest) -> tuple[int, AccountState | None]:
@@ -160,6 +170,7 @@ class Proxy:
         return st.ESME_ROK, state
 
     def esme_bound(self, state: AccountState, session: EsmeSession) -> None:
+        session.bucket = self.shaper.bucket_for(state.config.system_id)
         state.sessions.append(session)
         self.stats.esme_sessions[state.config.system_id] = len(state.sessions)
         if self.outbox is not None and session.can_receive():
@@ -208,6 +219,11 @@ class Proxy:
         if cid in CONTROL:  # cancel_sm, query_sm, replace_sm: only for the sender's own messages
             self.receipts.forward_control(esme, pdu, now)
             return
+        bucket = esme.bucket
+        if bucket is not None and not bucket.take(now, mt_segments(pdu.raw)):  # refusals draw too
+            self.shaper.throttled.inc()
+            self.answer_locally(esme, P.response_for(pdu, st.ESME_RTHROTTLED))
+            return
         scan: F.MtScan | None = None
         if cid == P.SUBMIT_SM or cid == P.DATA_SM:
             try:
@@ -231,7 +247,16 @@ class Proxy:
 
     def to_carrier(self, esme: EsmeSession, pdu: P.Pdu, now: float, extra: object = None,
                    receipt: bool = False, raw: bytes | None = None) -> None:
-        """Forward a checked request (raw: rewritten bytes instead of pdu's) to a carrier with room."""
+        """Forward a checked request (raw: rewritten bytes instead of pdu's) at the carrier rate."""
+        pacer = self.pacer
+        if pacer is not None and (pacer.queue or pacer.own or not pacer.bucket.take(now)):
+            pacer.wait(Waiting(esme, pdu, now, extra, receipt, raw))
+            return
+        self.send_mt(esme, pdu, now, extra, receipt, raw)
+
+    def send_mt(self, esme: EsmeSession, pdu: P.Pdu, now: float, extra: object = None,
+                receipt: bool = False, raw: bytes | None = None) -> None:
+        """Forward to a carrier with room now, else answer with the status pick_carrier gives."""
         link = self.pick_carrier()
         if isinstance(link, int):
             self.answer_locally(esme, P.response_for(pdu, link))
@@ -292,7 +317,18 @@ class Proxy:
         esme.send(P.encode(pending.command_id | P.RESPONSE_BIT, status, pending.origin_seq))
 
     def send_own(self, raw_pdu: P.Pdu, now: float, on_response: Callable[[P.Pdu | None], None]) -> bool:
-        """Send a PDU the gateway built itself (an auto-reply). False when no carrier can take it."""
+        """Send a PDU the gateway built itself (an auto-reply). False when no carrier can take it.
+        Beyond the carrier rate it waits ahead of every application request."""
+        pacer = self.pacer
+        if pacer is not None:
+            if not self.carriers:
+                return False
+            if pacer.own or not pacer.bucket.take(now):
+                pacer.wait_own(OwnWaiting(raw_pdu, now, on_response))
+                return True
+        return self.send_own_now(raw_pdu, now, on_response)
+
+    def send_own_now(self, raw_pdu: P.Pdu, now: float, on_response: Callable[[P.Pdu | None], None]) -> bool:
         link = self.pick_carrier()
         if isinstance(link, int):
             return False
