@@ -180,6 +180,8 @@ class Gateway:
         self.proxy.accepting_mo = False  # from here the carrier gets a temporary status and retries
         await self._answer_owed_mos(self.settings.drain_timeout)
         await self.carrier.stop(timeout=2.0)
+        if self.proxy.pacer is not None:  # what still waits for the carrier rate gets its answer
+            self.proxy.pacer.close()
         for task in (self._tick_task, self._housekeeping_task, self._flusher_task):
             if task is not None:
                 task.cancel()

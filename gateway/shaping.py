@@ -104,16 +104,21 @@ class Pacer:
             item.esme.send(P.response_for(item.pdu, st.ESME_RTHROTTLED))
 
     def _arm(self, now: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        """One timer at the next token or the next expiry, whichever is first (kept when due by then)."""
+        timer = self._timer
         if not (self.own or self.queue):
+            if timer is not None:
+                timer.cancel()
+                self._timer = None
             return
         at = now + self.bucket.delay(now)
         if self.queue:
             at = min(at, self.queue[0].at + self.max_queue_delay)
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_at(max(at, now), self._fire)
+        if timer is not None:
+            if timer.when() <= at:
+                return
+            timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(at, self._fire)
 
     def _fire(self) -> None:
         self._timer = None
