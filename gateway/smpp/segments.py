@@ -30,9 +30,16 @@ def count(data_coding: int, octets: int) -> int:
     return 1 if octets <= single else -(-octets // part)
 
 
+# a PDU shorter than this cannot carry more than 140 octets of text (data_sm: 16 header + 14
+# body octets at least, with the message_payload TLV header; submit_sm needs 17): one segment
+ONE_SEGMENT_BELOW = 16 + 14 + OCTET_SINGLE + 1
+
+
 def mt_segments(raw: bytes) -> int:
     """Segments of a submit_sm, data_sm or submit_multi (see the module docstring)."""
     try:
+        if len(raw) < ONE_SEGMENT_BELOW and raw[7] != 0x21:  # submit_multi: once per destination
+            return 1
         command = int.from_bytes(raw[4:8], "big")
         if command == SUBMIT_MULTI:
             dests, _, end = submit_multi_dests(raw)

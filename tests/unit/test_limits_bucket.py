@@ -131,6 +131,9 @@ def test_mt_segments_reads_the_bytes() -> None:
     assert mt_segments(data_sm(100)) == 1
     assert mt_segments(data_sm(1000)) == 7
     assert mt_segments(data_sm(1000, data_coding=8)) == 8
+    assert mt_segments(data_sm(140, data_coding=8)) == 1
+    assert mt_segments(data_sm(141, data_coding=8)) == 2  # the shortest PDU that can hold two
+    assert mt_segments(submit_multi(2, b"")) == 2  # short, but once per destination
     assert mt_segments(submit_multi(3, b"hi")) == 3
     assert mt_segments(submit_multi(2, b"x" * 200)) == 4
 
