@@ -20,6 +20,7 @@ Gateway CPU per message is utime+stime from /proc/<pid>/stat across the measured
 BENCH_ARGS="--binds 8 --window 50 --duration 10" make bench
 BENCH_ARGS="--scale 10000000" make bench       (index figures at 1M and 10M)
 BENCH_ARGS="--scenarios direct,gateway,paced" make bench   (the core proxy only)
+BENCH_ARGS="--scenarios direct,gateway --limits" make bench   (with shaping on but not binding)
 """
 
 from __future__ import annotations
