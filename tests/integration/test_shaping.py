@@ -219,6 +219,26 @@ async def test_after_the_pause_the_link_resumes_gradually(make_gateway: GatewayF
     await app.close()
 
 
+# --- cluster shares (issue 10 item 4 calls this) ----------------------------------------------
+async def test_apply_share_scales_every_limit(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    gateway = await make_gateway(accounts=[{**ACCOUNTS[0], "max_tps": 20, "window": 200}, ACCOUNTS[1]],
+                                 carrier={"max_tps": 1000})
+    gateway.proxy.apply_share(0.5)
+    body = (await http_get(gateway.http_port, "/metrics"))[1]
+    assert 'gateway_limit_rate{limit="account:acme"} 10.0' in body
+    assert 'gateway_limit_rate{limit="carrier"} 500.0' in body
+    app = await bound(gateway)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    answers = await burst(app, [submit_sm(f"1415555{i:04d}") for i in range(40)])
+    ok = sum(1 for a in answers if a.command_status == 0)
+    assert 10 <= ok <= 10 + 10 * (loop.time() - started)  # half the rate, half the burst
+    gateway.proxy.apply_share(1.0)
+    body = (await http_get(gateway.http_port, "/metrics"))[1]
+    assert 'gateway_limit_rate{limit="account:acme"} 20.0' in body
+    await app.close()
+
+
 # --- bad input -----------------------------------------------------------------------------------
 POSITIVE, AT_LEAST_1, LONGER = "a positive number", "at least 1", "longer than response_timeout"
 
