@@ -22,6 +22,7 @@ Gateway CPU per message is utime+stime from /proc/<pid>/stat across the measured
 BENCH_ARGS="--binds 8 --window 50 --duration 10" make bench
 BENCH_ARGS="--scale 10000000" make bench       (index figures at 1M and 10M)
 BENCH_ARGS="--scenarios direct,gateway,paced" make bench   (the core proxy only)
+BENCH_ARGS="--scenarios direct,gateway --limits" make bench   (with shaping on but not binding)
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--carrier-window", type=int, default=1000, help="gateway window per carrier bind")
     p.add_argument("--bind", choices=["transmitter", "transceiver"], default="transmitter")
     p.add_argument("--registered-delivery", type=int, default=0, help="1: every submit_sm asks for a receipt")
+    p.add_argument("--limits", action="store_true",
+                   help="configure account and carrier max_tps far above the load (shaping on, not binding)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS),
                    help=f"comma-separated, from {','.join(SCENARIOS)} (default all)")
     p.add_argument("--routes", type=int, default=2_000_000, help="receipt routes in the 'routes' scenario")
@@ -126,10 +129,13 @@ def gateway_env(args: argparse.Namespace, sink_port: int, db_path: Path, smpp: i
         "GATEWAY_CARRIER__SESSIONS": str(args.carrier_sessions),
         "GATEWAY_CARRIER__WINDOW": str(args.carrier_window),
         "GATEWAY_ACCOUNTS": json.dumps(
-            [{"system_id": "bench", "password": "bench", "window": args.window, "max_binds": 64}]),
+            [{"system_id": "bench", "password": "bench", "window": args.window, "max_binds": 64,
+              **({"max_tps": 1e9} if args.limits else {})}]),
         "GATEWAY_DATABASE_URL": f"sqlite:///{db_path}",
         "GATEWAY_LOG_LEVEL": "WARNING",
     })
+    if args.limits:
+        env["GATEWAY_CARRIER__MAX_TPS"] = "1e9"
     return env
 
 

@@ -51,7 +51,8 @@ class Gateway:
         self.reloader.add("http.metrics_token_file", self.metrics_token.reload)
         self.esme = EsmeServer(self.proxy, settings.esme)
         self.carrier = CarrierPool(self.proxy, settings.carrier, self.tls.carrier)
-        self.cluster = ClusterShare(settings.cluster, self.metrics)  # on_share: the limits take the fraction
+        self.cluster = ClusterShare(settings.cluster, self.metrics)
+        self.cluster.on_share = self.proxy.apply_share  # every account and carrier limit takes its share
         self.http: asyncio.Server | None = None
         self.smpp_port = 0
         self.smpp_tls_port = 0
@@ -206,6 +207,8 @@ class Gateway:
         self.proxy.accepting_mo = False  # from here the carrier gets a temporary status and retries
         await self._answer_owed_mos(self.settings.drain_timeout)
         await self.carrier.stop(timeout=2.0)
+        if self.proxy.pacer is not None:  # what still waits for the carrier rate gets its answer
+            self.proxy.pacer.close()
         for task in (self._tick_task, self._housekeeping_task, self._flusher_task):
             if task is not None:
                 task.cancel()

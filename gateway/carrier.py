@@ -24,6 +24,7 @@ from gateway.smpp.session import Sequencer
 from gateway.tls import ClientTls, describe, failure_reason
 
 log = logging.getLogger(__name__)
+THROTTLE_STATUSES = frozenset({st.ESME_RTHROTTLED, st.ESME_RMSGQFUL})  # the carrier asks us to slow down
 
 
 class CarrierConnection(Connection):
@@ -35,7 +36,9 @@ class CarrierConnection(Connection):
         self.pool = pool
         self.proxy = pool.proxy
         self.config = pool.config
-        self.window = pool.config.window
+        self.window = pool.config.window  # 0 while paused by a carrier throttle, then grows back (throttled)
+        self.full_window = pool.config.window
+        self.throttle_pause = pool.config.throttle_pause
         self.timeout = pool.config.response_timeout
         self.seq = Sequencer()
         self.pending: dict[int, Pending] = {}
@@ -73,6 +76,12 @@ class CarrierConnection(Connection):
         if cid & P.RESPONSE_BIT:
             pending = self.pending.pop(pdu.sequence_number, None)
             if pending is not None:
+                status = pdu.command_status
+                if status:
+                    if status in THROTTLE_STATUSES:
+                        self.throttled(status)
+                elif self.window < self.full_window:  # resuming after a throttle: one more per answer
+                    self.window += 1
                 self.proxy.mt_answered(pending, pdu, self.loop.time())
             elif cid == P.ENQUIRE_LINK_RESP:
                 self.enquire_sent = None
@@ -110,6 +119,21 @@ class CarrierConnection(Connection):
         self.pending[seq] = pending
         data = raw if raw is not None else pdu.raw
         self.send(data[:12] + P.SEQ.pack(seq) + data[16:])
+
+    def throttled(self, status: int) -> None:
+        """The carrier answered 0x58 / 0x14 (the answer itself goes to the application unchanged):
+        send nothing more on this bind for carrier.throttle_pause, then resume with a window of
+        one that grows by one per successful answer (doubling per round trip) to the full window."""
+        self.proxy.metrics.carrier_throttled.labels(f"0x{status:02x}").inc()
+        if self.throttle_pause <= 0 or self.window == 0:
+            return  # slowing disabled, or already paused
+        self.window = 0
+        log.warning("carrier_throttled", extra=self.log_extra(status=status, pause=self.throttle_pause))
+        self.loop.call_later(self.throttle_pause, self._resume)
+
+    def _resume(self) -> None:
+        if not self.closed and self.window == 0:
+            self.window = 1
 
     def tick(self, now: float) -> None:
         if self.enquire_sent is not None and now - self.enquire_sent > self.timeout:

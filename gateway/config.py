@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -107,6 +108,31 @@ class Carrier(BaseModel):
     tls_cert_file: FilePath = Field(None, description="client certificate, for mutual TLS")
     tls_key_file: FilePath = None
     tls_verify: bool = Field(True, description="false: any carrier certificate is accepted (warned at start)")
+    max_tps: float | None = Field(None, description="submits per second to the carrier over all binds (none: unlimited)")
+    burst: float | None = Field(None, description="submits beyond the even pace (default max_tps / 10, at least 1)")
+    max_queue_delay: float = Field(5.0, description="a request waiting longer for the carrier rate gets 0x58")
+    throttle_pause: float = Field(1.0, ge=0, le=300, description="a carrier 0x58/0x14 pauses that bind this long")
+
+    _max_tps = field_validator("max_tps")(lambda v: _check_tps(v))
+    _burst = field_validator("burst")(lambda v: _check_burst(v))
+
+    @model_validator(mode="after")
+    def _queue_delay(self) -> Carrier:
+        if "max_queue_delay" not in self.model_fields_set:  # the default never exceeds the timeout
+            self.max_queue_delay = min(self.max_queue_delay, self.response_timeout)
+        if not (math.isfinite(self.max_queue_delay) and self.max_queue_delay > 0):
+            raise ValueError(f"max_queue_delay must be a positive number of seconds, not {self.max_queue_delay!r}")
+        if self.max_queue_delay > self.response_timeout:
+            raise ValueError(f"max_queue_delay ({self.max_queue_delay:g} s) is longer than response_timeout "
+                             f"({self.response_timeout:g} s): the application would give up first")
+        return self
+
+    @property
+    def effective_burst(self) -> float:
+        """The carrier bucket's burst: as configured, else a tenth of max_tps, at least 1."""
+        if self.burst is not None:
+            return self.burst
+        return max(1.0, (self.max_tps or 0) / 10)
 
     @field_validator("password")
     @classmethod
@@ -154,6 +180,18 @@ class Account(BaseModel):
     senders: list[str] = Field(default_factory=list, description="alphanumeric source_addr it may send from")
     max_binds: int = Field(10, ge=1, le=1000)
     window: int = Field(100, ge=1, le=10_000)
+    max_tps: float | None = Field(None, description="MT segments per second over all its binds (none: unlimited)")
+    burst: float | None = Field(None, description="segments beyond the rate at once (default one second's worth)")
+
+    _max_tps = field_validator("max_tps")(lambda v: _check_tps(v))
+    _burst = field_validator("burst")(lambda v: _check_burst(v))
+
+    @property
+    def effective_burst(self) -> float:
+        """The account bucket's burst: as configured, else one second's worth, at least 1."""
+        if self.burst is not None:
+            return self.burst
+        return max(1.0, self.max_tps or 0)
 
     @field_validator("password")
     @classmethod
@@ -349,6 +387,18 @@ class Settings(BaseSettings):
         if _TOML_FILE is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=_TOML_FILE))
         return tuple(sources)
+
+
+def _check_tps(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ValueError(f"max_tps must be a positive number of messages per second, not {value!r}")
+    return value
+
+
+def _check_burst(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value >= 1):
+        raise ValueError(f"burst must be at least 1 message, not {value!r}")
+    return value
 
 
 _TOML_FILE: Path | None = None

@@ -10,6 +10,7 @@ from gateway.bind_guard import BindGuard
 from gateway.config import Esme
 from gateway.connection import Connection
 from gateway.errors import MalformedPduError
+from gateway.limits.bucket import TokenBucket
 from gateway.limits.networks import key as address_key
 from gateway.proxy import AccountState, OnStatus, Proxy
 from gateway.smpp import fields as F
@@ -52,6 +53,7 @@ class EsmeConnection(Connection):
         self.system_id = ""
         self.window = 0
         self.outstanding = 0
+        self.bucket: TokenBucket | None = None  # the account's max_tps (Proxy.esme_bound)
         self.seq = Sequencer()
         self.out: dict[int, OutRequest] = {}
         self.opened_at = self.loop.time()

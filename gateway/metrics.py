@@ -157,6 +157,13 @@ class Metrics:
         )
         self.cluster_instances.set(1)
         self.cluster_share.set(1.0)
+        self.limit_rate = Gauge(
+            "gateway_limit_rate", "effective rate of each limit (per second; this gateway's share)", ["limit"],
+            registry=r,
+        )
+        self.carrier_throttled = Counter(
+            "gateway_carrier_throttled", "carrier answers that asked us to slow down, by status", ["status"], registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -20,11 +20,14 @@ from gateway.metrics import Metrics
 from gateway.own_queue import OwnQueue, OwnRequest
 from gateway.policy.numbers import e164, originator_text
 from gateway.receipts import OWN, ReceiptRouter
+from gateway.shaping import OwnWaiting, Shaper, Waiting
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
+from gateway.smpp.segments import mt_segments
 
 if TYPE_CHECKING:
+    from gateway.limits.bucket import TokenBucket
     from gateway.outbox import Outbox
     from gateway.store.base import Store
 
@@ -42,6 +45,7 @@ class EsmeSession(Protocol):
     system_id: str
     outstanding: int
     closed: bool
+    bucket: TokenBucket | None  # the account's max_tps, shared by its binds (set by Proxy.esme_bound)
 
     def send(self, data: bytes) -> None: ...
 
@@ -146,6 +150,12 @@ class Proxy:
         self.routes = self.receipts.routes  # message_id key -> account (routemap.RouteMap)
         self._own_waiting: OwnQueue[CarrierLink] = OwnQueue(settings.carrier.response_timeout)
         self._own_timer: asyncio.TimerHandle | None = None
+        self.shaper = Shaper(self, metrics)  # account and carrier rates (gateway/shaping.py)
+        self.pacer = self.shaper.pacer  # None: no carrier max_tps
+
+    def apply_share(self, fraction: float, now: float | None = None) -> None:
+        """Cluster shares: this gateway takes `fraction` of every account and carrier limit."""
+        self.shaper.set_share(fraction, asyncio.get_running_loop().time() if now is None else now)
 
     # --- binds ------------------------------------------------------------------
     def authenticate(self, bind: F.BindRequest, ip: str, password_ok: bool,
@@ -170,6 +180,7 @@ class Proxy:
         return st.ESME_ROK, state, ""
 
     def esme_bound(self, state: AccountState, session: EsmeSession) -> None:
+        session.bucket = self.shaper.bucket_for(state.config.system_id)
         state.sessions.append(session)
         self.stats.esme_sessions[state.config.system_id] = len(state.sessions)
         if self.outbox is not None and session.can_receive():
@@ -220,6 +231,11 @@ class Proxy:
         if cid in CONTROL:  # cancel_sm, query_sm, replace_sm: only for the sender's own messages
             self.receipts.forward_control(esme, pdu, now)
             return
+        bucket = esme.bucket
+        if bucket is not None and not bucket.take(now, mt_segments(pdu.raw)):  # refusals draw too
+            self.shaper.throttled.inc()
+            self.answer_locally(esme, P.response_for(pdu, st.ESME_RTHROTTLED))
+            return
         scan: F.MtScan | None = None
         if cid == P.SUBMIT_SM or cid == P.DATA_SM:
             try:
@@ -231,19 +247,47 @@ class Proxy:
         else:
             receipt = cid == P.SUBMIT_MULTI
         verdict = self.policy.check_mt(esme, pdu, scan)
-        raw = None
-        extra = None
-        if verdict is not None:
-            if verdict.status or verdict.raw is None:
-                after = verdict.extra if callable(verdict.extra) else None
-                self.answer_locally(esme, P.response_for(pdu, verdict.status, verdict.body), after)
-                return
-            raw, extra = verdict.raw, verdict.extra
-        self.to_carrier(esme, pdu, now, extra, receipt, raw)
+        if verdict is None:
+            self.to_carrier(esme, pdu, now, None, receipt)
+        elif not self._answered(esme, pdu, verdict):
+            self.to_carrier(esme, pdu, now, verdict.extra, receipt, verdict.raw)
+
+    def _answered(self, esme: EsmeSession, pdu: P.Pdu, verdict: MtVerdict) -> bool:
+        """A verdict that answers the request here (refused, or accepted without the carrier)."""
+        if not (verdict.status or verdict.raw is None):
+            return False
+        after = verdict.extra if callable(verdict.extra) else None
+        self.answer_locally(esme, P.response_for(pdu, verdict.status, verdict.body), after)
+        return True
 
     def to_carrier(self, esme: EsmeSession, pdu: P.Pdu, now: float, extra: object = None,
                    receipt: bool = False, raw: bytes | None = None) -> None:
-        """Forward a checked request (raw: rewritten bytes instead of pdu's) to a carrier with room."""
+        """Forward a checked request (raw: rewritten bytes instead of pdu's) at the carrier rate."""
+        pacer = self.pacer
+        if pacer is not None and (pacer.queue or pacer.own or not pacer.bucket.take(now)):
+            pacer.wait(Waiting(esme, pdu, now, extra, receipt, raw))
+            return
+        link = self.pick_carrier()  # send_mt's body, inline: one call less per message
+        if isinstance(link, int):
+            self.answer_locally(esme, P.response_for(pdu, link))
+            return
+        esme.outstanding += 1
+        self.stats.inflight["carrier"] += 1
+        link.forward(pdu, Pending(esme, pdu.sequence_number, pdu.command_id, now, None, extra, receipt), raw)
+
+    def send_released(self, item: Waiting, now: float) -> None:
+        """A request the carrier pacer held: checked again first, since a STOP may have landed
+        while it waited (submit_sm and data_sm; a submit_multi keeps the check it had)."""
+        pdu = item.pdu
+        if item.raw is None and (pdu.command_id == P.SUBMIT_SM or pdu.command_id == P.DATA_SM):
+            verdict = self.policy.check_mt(item.esme, pdu, F.mt_scan(pdu.raw))
+            if verdict is not None and self._answered(item.esme, pdu, verdict):
+                return
+        self.send_mt(item.esme, pdu, now, item.extra, item.receipt, item.raw)
+
+    def send_mt(self, esme: EsmeSession, pdu: P.Pdu, now: float, extra: object = None,
+                receipt: bool = False, raw: bytes | None = None) -> None:
+        """Forward to a carrier with room now, else answer with the status pick_carrier gives."""
         link = self.pick_carrier()
         if isinstance(link, int):
             self.answer_locally(esme, P.response_for(pdu, link))
@@ -308,8 +352,19 @@ class Proxy:
         esme.send(P.encode(pending.command_id | P.RESPONSE_BIT, status, pending.origin_seq))
 
     def send_own(self, raw_pdu: P.Pdu, now: float, on_response: Callable[[P.Pdu | None], None]) -> bool:
-        """Send a PDU the gateway built itself (an auto-reply); with every carrier window full it
-        waits in order for room (own_queue). False when no carrier is bound or the wait queue is full."""
+        """Send a PDU the gateway built itself (an auto-reply). Beyond the carrier rate it waits ahead
+        of every application request (shaping); with every carrier window full it waits in order for
+        room (own_queue). False when no carrier is bound or the wait queue is full."""
+        pacer = self.pacer
+        if pacer is not None:
+            if not self.carriers:
+                return False
+            if pacer.own or not pacer.bucket.take(now):
+                pacer.wait_own(OwnWaiting(raw_pdu, now, on_response))
+                return True
+        return self.send_own_now(raw_pdu, now, on_response)
+
+    def send_own_now(self, raw_pdu: P.Pdu, now: float, on_response: Callable[[P.Pdu | None], None]) -> bool:
         link = self.pick_carrier()
         waiting = self._own_waiting
         if isinstance(link, int) or waiting:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
 
 from gateway.httpd import MAX_BODY, serve
+from gateway.limits.bucket import TokenBucket
 from gateway.simulator.codec import (
     decode_text,
     deliver_sm_body,
@@ -86,6 +87,10 @@ class Simulator:
         # knobs for tests
         self.respond = True
         self.submit_status = st.ESME_ROK
+        self.max_tps: float | None = None  # set: submissions beyond this rate get 0x58 ESME_RTHROTTLED
+        self.throttle_burst = 1.0  # ... beyond this many at once
+        self._throttle: TokenBucket | None = None
+        self.arrivals: list[float] = []  # loop.time() each submission arrived, in `submissions` order
         # records
         self.received: list[Pdu] = []
         self.deliver_results: list[tuple[bytes, int]] = []
@@ -302,6 +307,13 @@ class Simulator:
             session.send(response_for(pdu, st.ESME_ROK))
             return
         message, destinations = parse_submission(pdu)
+        now = asyncio.get_running_loop().time()
+        if self.keep_records:
+            self.arrivals.append(now)
+        if self._throttled(now):
+            session.send(response_for(pdu, st.ESME_RTHROTTLED))
+            self._remember(Submission(pdu, message, destinations, None, st.ESME_RTHROTTLED))
+            return
         if not self.respond:
             self._remember(Submission(pdu, message, destinations, None, None))
             return
@@ -320,6 +332,18 @@ class Simulator:
         self._remember(submission)
         if message.registered_delivery & REGISTERED_DELIVERY_MASK == 1:
             self._schedule_receipts(session, submission)
+
+    def _throttled(self, now: float) -> bool:
+        """max_tps set: True for a submission beyond the rate (the bucket follows knob changes)."""
+        if self.max_tps is None:
+            self._throttle = None
+            return False
+        bucket = self._throttle
+        if bucket is None:
+            bucket = self._throttle = TokenBucket(self.max_tps, self.throttle_burst, now)
+        elif (bucket.rate, bucket.burst) != (self.max_tps, self.throttle_burst):
+            bucket.set_rate(self.max_tps, self.throttle_burst, now)
+        return not bucket.take(now)
 
     def _remember(self, submission: Submission) -> None:
         if self.keep_records:
