@@ -18,8 +18,11 @@ import pytest
 from gateway.app import Gateway
 from gateway.config import load_settings
 from gateway.simulator import Simulator
+from gateway.smpp import status as st
 from tests.integration.conftest import ACCOUNTS
 from tests.integration.test_http import http_get
+from tests.integration.test_mt_enforcement import bound, submit_sm
+from tests.integration.test_shaping import burst
 from tests.pg import drop_schema, pg_dsn_or_skip, unique_schema
 from tests.tcpproxy import TcpProxy
 
@@ -65,16 +68,22 @@ async def gateways(sim: Simulator, tmp_path: Path) -> AsyncIterator[Started]:
     """start(url) -> (gateway, the shares its on_share hook received); stopped at the end."""
     started: list[Gateway] = []
 
-    async def start(url: str) -> tuple[Gateway, list[float]]:
+    async def start(url: str, accounts: list[dict[str, Any]] = ACCOUNTS) -> tuple[Gateway, list[float]]:
         settings = load_settings(
             None, listen={"host": "127.0.0.1", "port": 0}, http={"host": "127.0.0.1", "port": 0},
             carrier={"host": "127.0.0.1", "port": sim.smpp_port, "system_id": "gw", "password": "gwpw"},
-            accounts=ACCOUNTS, database_url=url, drain_timeout=0.5,
+            accounts=accounts, database_url=url, drain_timeout=0.5,
             cluster={"heartbeat_interval": INTERVAL, "missing_heartbeats": MISSING},
         )
         gateway = Gateway(settings)
         shares: list[float] = []
-        gateway.cluster.on_share = shares.append  # what the limits are wired to
+        limits = gateway.cluster.on_share  # app wires it to every limit: keep that, and record
+
+        def record(share: float) -> None:
+            shares.append(share)
+            limits(share)
+
+        gateway.cluster.on_share = record
         await gateway.start()
         started.append(gateway)
         return gateway, shares
@@ -110,6 +119,27 @@ async def test_two_gateways_take_half_and_the_survivor_of_a_clean_stop_takes_all
     await until(lambda: a_shares[-1] == 1.0)
     assert await metric(a, "gateway_cluster_share") == 1.0
     assert await metric(a, "gateway_cluster_instances") == 1.0
+
+
+async def test_two_gateways_split_an_account_limit_and_the_survivor_takes_it_whole(
+        gateways: Started, pg: Pg) -> None:
+    accounts = [{**ACCOUNTS[0], "max_tps": 20}, ACCOUNTS[1]]  # burst: one second's worth
+    a, a_shares = await gateways(pg.direct_url, accounts)
+    b, _ = await gateways(pg.direct_url, accounts)
+    await until(lambda: a_shares[-1] == 0.5)
+    for gateway in (a, b):
+        assert await metric(gateway, 'gateway_limit_rate{limit="account:acme"}') == 10.0
+    app = await bound(a)
+    started = asyncio.get_running_loop().time()
+    answers = await burst(app, [submit_sm(f"1415556{i:04d}") for i in range(100)])
+    elapsed = asyncio.get_running_loop().time() - started
+    ok = sum(1 for p in answers if p.command_status == 0)
+    assert 10 <= ok <= 10 + 10 * elapsed + 1  # this gateway's half: burst 10, 10/s
+    assert all(p.command_status in (0, st.ESME_RTHROTTLED) for p in answers)
+    await app.close()
+    await b.stop()
+    await until(lambda: a_shares[-1] == 1.0)
+    assert await metric(a, 'gateway_limit_rate{limit="account:acme"}') == 20.0
 
 
 async def test_a_gateway_that_stops_heartbeating_drops_out(gateways: Started, pg: Pg) -> None:
