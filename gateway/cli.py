@@ -49,7 +49,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gateway", description="SMPP opt-out compliance gateway")
     sub = p.add_subparsers(dest="command", required=True)
     _common(sub.add_parser("run", help="run the proxy until SIGINT/SIGTERM"))
-    _common(sub.add_parser("check-config", help="validate and print the effective configuration"))
+    check = sub.add_parser("check-config", help="validate and print the effective configuration")
+    _common(check)
+    check.add_argument("--strict", action="store_true", help="warnings are errors (exit 2), for CI")
     sub.add_parser("hash-password", help="read a password on standard input, print its password_hash line")
     sim = sub.add_parser("simulate-carrier", help="bundled SMSC simulator")
     sim.add_argument("--host", default="127.0.0.1")
@@ -151,8 +153,13 @@ def main(argv: list[str] | None = None) -> int:
             from gateway.config import config_warnings, effective
 
             check_files(settings)  # certificates, keys, token file: ConfigError names the one that fails
+            warnings = config_warnings(settings)
+            if args.strict and warnings:
+                for line in warnings:
+                    print(f"config error: {line}", file=sys.stderr)
+                return EXIT_CONFIG
             print(effective(settings))
-            for line in config_warnings(settings):
+            for line in warnings:
                 print(f"config warning: {line}", file=sys.stderr)
             return 0
         logs.setup(settings.log_level)

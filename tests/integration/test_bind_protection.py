@@ -234,7 +234,7 @@ async def test_check_config_warns_about_plaintext_passwords_off_loopback(host: s
     accounts = json.dumps([{"system_id": "plain", "password": "pw"}, {"system_id": "hashed", "password_hash": HASHED}])
     code, out, err = await _gateway("check-config", env=_env(GATEWAY_ACCOUNTS=accounts, GATEWAY_LISTEN__HOST=host))
     assert code == 0
-    warnings = [line for line in err.splitlines() if line.startswith("config warning:")]
+    warnings = [line for line in err.splitlines() if line.startswith("config warning: accounts:")]
     assert len(warnings) == (1 if warned else 0)
     assert not warned or "'plain' has a plaintext password" in warnings[0]
     assert HASHED not in out and "s3cr3tPw" not in out  # the hash is masked too

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from gateway.simulator import Simulator
 from gateway.smpp import pdu as P
@@ -126,3 +127,18 @@ async def test_run_refuses_a_newer_schema(tmp_path: Path) -> None:
                GATEWAY_DATABASE_URL=f"sqlite:///{db}", GATEWAY_LISTEN__PORT="0", GATEWAY_HTTP__PORT="0")
     code, _, err = await _gateway("run", env=env)
     assert code == 1 and "newer" in err
+
+
+async def test_check_config_reply_warnings_and_strict(tmp_path: Any) -> None:
+    """Reply lint lines are warnings (exit 0); --strict makes them errors (exit 2) for CI."""
+    config = tmp_path / "gateway.toml"
+    config.write_text('[optout.replies]\nstop = "Acme: got it, thanks. Reply START to rejoin us later."\n')
+    env = _env(GATEWAY_CONFIG=str(config))
+    code, out, err = await _gateway("check-config", env=env)
+    assert code == 0 and out
+    assert ("config warning: replies.stop.default: a STOP reply does not say no further messages will be "
+            "sent (CTIA 5.1.3)") in err.splitlines()
+    code, out, err = await _gateway("check-config", "--strict", env=env)
+    assert code == 2 and out == ""
+    assert ("config error: replies.stop.default: a STOP reply does not say no further messages will be "
+            "sent (CTIA 5.1.3)") in err.splitlines()
