@@ -127,8 +127,11 @@ class OptoutPolicy:
                         can_reply=mo.can_reply)
         decision = decide_mo(mo.text, mo.is_segment, ctx, self.table, self.o)
         targets = self._targets(decision, mo.keys, kind_of)
-        if decision.block_action == "remove" and any(kind_of(k) == "admin" for k in mo.keys.values()):
+        admin = any(kind_of(k) == "admin" for k in mo.keys.values())
+        if decision.block_action == "remove" and admin:
             decision = replace(decision, reply=None)  # still blocked by an operator: no "resubscribed"
+        if admin and self.o.admin_block_drops_mo and not mo.toll_free:
+            decision = admin_dropped(decision)
         return decision, ctx, targets
 
     def _business(self, address: F.Address) -> str | None:
@@ -166,6 +169,15 @@ class OptoutPolicy:
     def refresh_gauges(self) -> None:
         for kind, n in self.index.counts_by_kind().items():
             self.metrics.blocks.labels(kind).set(n)
+
+
+def admin_dropped(decision: MoDecision) -> MoDecision:
+    """An operator blocked this mobile (optout.admin_block_drops_mo): its MO never reaches the
+    application; a keyword still acts (a STOP is honoured) and every MO leaves an audit event."""
+    if decision.op is None:
+        return replace(decision, op="admin_dropped", rule="admin_block", source="operator", forward=False,
+                       annotate=False, reason="admin_block")
+    return replace(decision, forward=False, annotate=False)
 
 
 def _strongest(keys: dict[str, BlockKey], kind_of: Callable[[BlockKey], str | None]) -> str | None:

@@ -247,6 +247,10 @@ class OptoutSettings(BaseModel):
     )
     reply_long: Literal["concatenate", "payload"] = "concatenate"
     smsc_default_alphabet: str = "gsm0338"
+    admin_block_drops_mo: bool = Field(
+        default=False, description="an operator's (admin) block also keeps the mobile's MO from the application: "
+        "the carrier gets ESME_ROK and an admin_dropped event is recorded; keyword MOs still act"
+    )
 
     @field_validator("default_region")
     @classmethod
