@@ -33,9 +33,11 @@ from gateway.policy.numbers import (
     originator_text,
     parse_number,
     plan_for_region,
+    region_of,
 )
+from gateway.policy.readings import best_reading, decode_readings
 from gateway.policy.settings import OptoutSettings
-from gateway.policy.text import decode_text, sar_is_segment
+from gateway.policy.text import sar_is_segment
 from gateway.proxy import CarrierLink, EsmeSession, MtVerdict, Proxy
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
@@ -60,6 +62,7 @@ class OptoutPolicy:
         self.version = settings.config_version
         self.region = settings.default_region
         self.plan = plan_for_region(settings.default_region)
+        self.alphabets = settings.mo_alphabets
         self.scope = settings.scope
         self.toll_free_extra = frozenset(settings.toll_free.extra_numbers)
         self.limiter = ReplyLimiter(settings.reply_window)
@@ -102,22 +105,24 @@ class OptoutPolicy:
         return True
 
     def _read_mo(self, proxy: Proxy, link: CarrierLink, pdu: P.Pdu, sm: F.ShortMessage | F.DataSm) -> MoInput | None:
-        has_sar = sar_is_segment(sm.tlvs.get(P.TAG_SAR_TOTAL_SEGMENTS))
-        decoded = decode_text(sm.data_coding, sm.esm_class, sm.payload, self.o.smsc_default_alphabet, has_sar)
         digits = e164_digits(sm.source.ton, sm.source.addr, self.plan)  # the very key MT lookups compute
         business = self._business(sm.destination)
         if not digits or business is None:
             return None
         mobile = "+" + digits
+        toll_free = business.startswith("+") and is_toll_free(business, self.toll_free_extra)
+        has_sar = sar_is_segment(sm.tlvs.get(P.TAG_SAR_TOTAL_SEGMENTS))
+        readings = decode_readings(sm.data_coding, sm.esm_class, sm.payload, self.alphabets, has_sar)
+        alphabet, decoded = best_reading(readings, self.table, region_of(mobile), toll_free) if len(
+            readings) > 1 else readings[0]
         # scope account: the block belongs to the account owning the number; a number nobody owns
         # keys as itself (scope number), so every account sending from it is refused
         owner = proxy.number_owner.get(business)
         state = proxy.accounts[owner] if owner is not None else proxy.account_for(sm.destination)
         account = owner or ""
-        toll_free = business.startswith("+") and is_toll_free(business, self.toll_free_extra)
         return MoInput(link, pdu, sm, decoded.text, decoded.is_segment, mobile, business, state, toll_free,
                        can_receive_reply(sm.source.ton, sm.source.addr), self._keys(mobile, business, account),
-                       mo_fingerprint(decoded.text, sm.payload))
+                       mo_fingerprint(decoded.text, sm.payload), alphabet if len(readings) > 1 else "")
 
     def decide(self, mo: MoInput, kind_of: Callable[[BlockKey], str | None]) -> tuple[MoDecision, MoContext,
                                                                                     list[BlockKey]]:

@@ -59,6 +59,7 @@ class MoInput:
     can_reply: bool
     keys: dict[str, BlockKey]  # scope -> key
     fingerprint: str
+    alphabet: str = ""  # data_coding 0 under several candidate alphabets: the reading that counted
 
     @property
     def account(self) -> str:
@@ -186,6 +187,7 @@ class MoJob:
             rule=d.rule, config_version=self.p.version, reply_text=d.reply or "",
             scope=key.scope, kind=d.block_kind or "",
             mo_fingerprint=mo.fingerprint if d.op in REDELIVERY_OPS else "",  # HELP is no state
+            alphabet=mo.alphabet,
         )
         return event, change
 

@@ -247,6 +247,11 @@ class OptoutSettings(BaseModel):
     )
     reply_long: Literal["concatenate", "payload"] = "concatenate"
     smsc_default_alphabet: str = "gsm0338"
+    smsc_default_alphabets: list[str] = Field(
+        default_factory=list, max_length=4,
+        description="data_coding 0 as the SMSC may mean it (e.g. gsm0338, ascii, latin-1): a keyword under any "
+        "reading counts; empty: smsc_default_alphabet alone",
+    )
     admin_block_drops_mo: bool = Field(
         default=False, description="an operator's (admin) block also keeps the mobile's MO from the application: "
         "the carrier gets ESME_ROK and an admin_dropped event is recorded; keyword MOs still act"
@@ -272,6 +277,16 @@ class OptoutSettings(BaseModel):
         except LookupError:
             raise ValueError(f"unknown alphabet {value!r}") from None
         return value
+
+    @field_validator("smsc_default_alphabets")
+    @classmethod
+    def _alphabets(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(cls._alphabet(v) for v in value))
+
+    @property
+    def mo_alphabets(self) -> tuple[str, ...]:
+        """The readings of an MO's data_coding 0, the first the default (replies use smsc_default_alphabet)."""
+        return tuple(self.smsc_default_alphabets) or (self.smsc_default_alphabet,)
 
     @model_validator(mode="after")
     def _keyword_rules(self) -> OptoutSettings:

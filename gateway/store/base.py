@@ -63,6 +63,7 @@ class AuditEvent:
     scope: str = ""
     kind: str = ""
     mo_fingerprint: str = ""  # a keyword MO's identity (policy.decide.mo_fingerprint): redelivery check
+    alphabet: str = ""  # data_coding 0 read under several alphabets: the one the keyword matched under
     id: int = 0  # assigned by the store
 
 

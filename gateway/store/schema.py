@@ -19,7 +19,7 @@ from gateway.store.base import KIND_RANK, AuditEvent, Block, BlockChange, BlockK
 EVENT_COLUMNS: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(AuditEvent) if f.name != "id"
 )
-_LATER_EVENT_COLUMNS = ("mo_fingerprint",)  # added by migration 3
+_LATER_EVENT_COLUMNS = ("mo_fingerprint", "alphabet")  # added by migrations 3 and 5
 BLOCK_COLUMNS: tuple[str, ...] = ("number", "counterpart", "scope", "kind", "source", "created_at")
 PAGE_SIZE = 20_000
 MAX_DIGITS = 18  # a mobile as an unsigned 64-bit integer, with room to spare
@@ -35,6 +35,9 @@ _MIGRATION_3 = (  # redelivery check and pair versions: the latest events of one
 _MIGRATION_4 = (  # cluster heartbeats: one row per running gateway (times on the store's clock)
     """CREATE TABLE instances (
     id TEXT PRIMARY KEY, started_at REAL NOT NULL, last_seen REAL NOT NULL)""",
+)
+_MIGRATION_5 = (  # which reading of data_coding 0 a keyword matched under (optout.smsc_default_alphabets)
+    "ALTER TABLE events ADD COLUMN alphabet TEXT NOT NULL DEFAULT ''",
 )
 
 
@@ -78,6 +81,7 @@ SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     _MIGRATION_3,
     _MIGRATION_4,
+    _MIGRATION_5,
 )
 
 POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -113,6 +117,7 @@ BEGIN RAISE EXCEPTION 'events are append-only'; END $$""",
     ),
     tuple(statement.replace("TEXT", "text") for statement in _MIGRATION_3),
     tuple(s.replace("TEXT", "text").replace("REAL", "double precision") for s in _MIGRATION_4),
+    tuple(statement.replace("TEXT", "text") for statement in _MIGRATION_5),
 )
 
 OUTBOX_COLUMNS = "id, account, raw, enqueued_at, expires_at, attempts"
