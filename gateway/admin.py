@@ -33,7 +33,7 @@ from gateway.admin_rows import (
     parse_time,
 )
 from gateway.store import open_store
-from gateway.store.base import KINDS, AuditEvent, Block, BlockChange, Store
+from gateway.store.base import ALL_KINDS, AuditEvent, Block, BlockChange, Store
 
 __all__ = ["InputError", "run"]
 
@@ -103,7 +103,7 @@ async def blocks_remove(store: Store, number: str, *, counterpart: str = "", sco
                         kind: str | None = None, region: str = "US", out: TextIO = sys.stdout) -> int:
     key = _key_args(number, counterpart, scope, region)
     now = time.time()
-    lift = (kind,) if kind else KINDS
+    lift = (kind,) if kind else ALL_KINDS
     event = AuditEvent(at=now, op="admin_remove", source="operator")
     change = BlockChange("remove", Block(key, kind or "admin", "operator", now), lift)
     _, changed = await store.record(event, change)
@@ -288,6 +288,20 @@ def _events_command(args: argparse.Namespace, settings: Any) -> Command:
                               lambda out: events_export(s, since, until, args.format, out))
 
 
+def _deactivations_command(args: argparse.Namespace, settings: Any) -> Command:
+    from gateway.admin_deactivations import import_deactivations
+
+    source = open_input(args.file)
+
+    async def run_import(s: Store) -> int:
+        with source:
+            code, _ = await import_deactivations(s, source, settings.optout.default_region,
+                                                 partial=args.partial, dry_run=args.dry_run)
+        return code
+
+    return run_import
+
+
 async def _with_store(url: str, command: Command) -> int:
     store = open_store(url)
     await store.open()
@@ -303,6 +317,8 @@ async def run(args: argparse.Namespace, settings: Any) -> int:
         return await migrate(settings.database_url)
     if args.command == "blocks":
         command = _blocks_command(args, settings)
+    elif args.command == "deactivations":
+        command = _deactivations_command(args, settings)
     else:
         command = _events_command(args, settings)
     return await _with_store(settings.database_url, command)

@@ -19,7 +19,7 @@ from typing import TextIO
 import phonenumbers
 
 from gateway.errors import GatewayError
-from gateway.store.base import KINDS, SCOPES, Block, BlockKey
+from gateway.store.base import ALL_KINDS, SCOPES, Block, BlockKey
 
 HEADER: tuple[str, ...] = ("number", "counterpart", "scope", "kind", "source", "created_at")
 MAX_SYSTEM_ID = 15
@@ -197,8 +197,8 @@ class RowReader:
             raise RowError(f"expected {self.width} fields, found {len(row)}")
         d = self.defaults
         kind = self._get(row, "kind", d.kind)
-        if kind not in KINDS:
-            raise RowError(f"kind {kind!r}: expected one of {', '.join(KINDS)}")
+        if kind not in ALL_KINDS:
+            raise RowError(f"kind {kind!r}: expected one of {', '.join(ALL_KINDS)}")
         key = block_key(self.check, csv_unescape(row[self.index["number"]].strip()),
                         self._get(row, "counterpart", ""), self._get(row, "scope", d.scope))
         created = self._get(row, "created_at", "")

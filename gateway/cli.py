@@ -8,11 +8,11 @@ import sys
 from typing import Any
 
 from gateway.errors import ConfigError, StoreError
-from gateway.store.base import KINDS, SCOPES
+from gateway.store.base import ALL_KINDS, SCOPES
 
 EXIT_CONFIG = 2
 EXIT_STORE = 1
-ADMIN_COMMANDS = frozenset({"blocks", "events", "migrate"})
+ADMIN_COMMANDS = frozenset({"blocks", "events", "migrate", "deactivations"})
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -86,16 +86,16 @@ def _admin_parsers(sub: Any) -> None:
     ls.add_argument("--format", choices=["table", "csv"], default="table")
     add = _store_common(bsub.add_parser("add", help="block a mobile (recorded in the audit log)"))
     _block_key_args(add)
-    add.add_argument("--kind", choices=KINDS, help="default admin (never lifted by START)")
+    add.add_argument("--kind", choices=ALL_KINDS, help="default admin (never lifted by START)")
     rm = _store_common(bsub.add_parser("remove", help="lift a block of any kind"))
     _block_key_args(rm)
-    rm.add_argument("--kind", choices=KINDS, help="lift only a block of this kind")
+    rm.add_argument("--kind", choices=ALL_KINDS, help="lift only a block of this kind")
     imp = _store_common(bsub.add_parser("import", help="load a CSV (number,counterpart,scope,kind,source,created_at)"))
     imp.add_argument("file", help="CSV file, or - for stdin")
     imp.add_argument("--partial", action="store_true", help="load the valid rows even if some are invalid")
     imp.add_argument("--dry-run", action="store_true", help="validate only")
     imp.add_argument("--scope", choices=SCOPES, help="for rows without one (default: optout.scope)")
-    imp.add_argument("--kind", choices=KINDS, help="for rows without one (default optout)")
+    imp.add_argument("--kind", choices=ALL_KINDS, help="for rows without one (default optout)")
     imp.add_argument("--source", default="import", help="for rows without one (default import)")
     exp = _store_common(bsub.add_parser("export", help="every block as CSV"))
     exp.add_argument("file", nargs="?", default="-", help="output file (default - : stdout)")
@@ -116,6 +116,12 @@ def _admin_parsers(sub: Any) -> None:
     purge.add_argument("--force", action="store_true",
                        help="purge events younger than events_retention_days too")
     _store_common(sub.add_parser("migrate", help="apply schema migrations to the database"))
+    deact = sub.add_parser("deactivations", help="carrier deactivation files: end numbers' consent epochs")
+    dsub = deact.add_subparsers(dest="deactivations_command", required=True)
+    dimp = _store_common(dsub.add_parser("import", help="load a CSV (number,deactivated_at)"))
+    dimp.add_argument("file", help="CSV file, or - for stdin")
+    dimp.add_argument("--partial", action="store_true", help="apply the valid rows even if some are invalid")
+    dimp.add_argument("--dry-run", action="store_true", help="validate only")
 
 
 def _positive(text: str) -> int:

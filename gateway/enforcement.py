@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 LOG_INTERVAL = 10.0  # seconds between a refusing account's INFO summaries
 MAX_SOURCES = 100_000
 MESSAGE_STATE_REJECTED = 8
-REASONS = ("blocked", "invalid_destination", "invalid_source", "sender_not_allowed", "distribution_list")
+REASONS = ("blocked", "invalid_destination", "invalid_source", "sender_not_allowed", "distribution_list",
+           "deactivated")
 Source = tuple[str | None, str | None]  # (originator as the index keys it, refusal reason)
 
 
@@ -103,7 +104,16 @@ class MtEnforcer:
         if not self.p.index.is_blocked(mobile, origin, esme.system_id) and (
                 dst_ton == TON_INTERNATIONAL or not self._other_blocked(dst_ton, dst_addr, origin, esme.system_id)):
             return None
-        return self._refuse_blocked(esme, pdu, dst_addr)
+        reason = self.block_reason(mobile, origin, esme.system_id)
+        return None if reason is None else self._refuse_blocked(esme, pdu, dst_addr, reason)
+
+    def block_reason(self, mobile: int, origin: str, system_id: str) -> str | None:
+        """A blocked destination (cold path): "blocked", or "deactivated" when only its ended consent
+        epoch blocks it (None under optout.deactivated_action "allow"). Programs can refine this to
+        their category (refuse deactivated numbers for marketing only)."""
+        if self.p.index.kinds_for(mobile, origin, system_id) != {"deactivated"}:
+            return "blocked"
+        return None if self.o.deactivated_action == "allow" else "deactivated"
 
     def _other_blocked(self, ton: int, addr: bytes, origin: str, system_id: str) -> bool:
         """An ambiguous destination (TON 0, 3-6 without '+'): its international reading blocked too?"""
@@ -135,9 +145,9 @@ class MtEnforcer:
             return None
         if mobile == INVALID:
             return "invalid_destination"
-        blocked = self.p.index.is_blocked(mobile, origin, system_id) or self._other_blocked(
-            dst.ton, dst.addr, origin, system_id)
-        return "blocked" if blocked else None
+        if self.p.index.is_blocked(mobile, origin, system_id):
+            return self.block_reason(mobile, origin, system_id)
+        return "blocked" if self._other_blocked(dst.ton, dst.addr, origin, system_id) else None
 
     def _refused_dest(self, system_id: str, origin: str, d: F.MultiDest) -> tuple[str, F.Address, int] | None:
         """(reason, address for unsuccess_sme, status) of a refused submit_multi destination, else None.
@@ -151,7 +161,7 @@ class MtEnforcer:
         reason = self._refusal(system_id, origin, d.address)
         if reason is None:
             return None
-        return reason, d.address, self.o.block_status if reason == "blocked" else st.ESME_RINVDSTADR
+        return reason, d.address, st.ESME_RINVDSTADR if reason == "invalid_destination" else self.o.block_status
 
     def _check_multi(self, esme: EsmeSession, pdu: P.Pdu) -> MtVerdict | None:
         try:
@@ -203,9 +213,9 @@ class MtEnforcer:
         self._detail(esme, reason, P.command_name(pdu.command_id), addr)
         return MtVerdict(status=status)
 
-    def _refuse_blocked(self, esme: EsmeSession, pdu: P.Pdu, dst_addr: bytes) -> MtVerdict:
-        self._count(esme, "blocked")
-        self._detail(esme, "blocked", P.command_name(pdu.command_id), dst_addr)
+    def _refuse_blocked(self, esme: EsmeSession, pdu: P.Pdu, dst_addr: bytes, reason: str = "blocked") -> MtVerdict:
+        self._count(esme, reason)
+        self._detail(esme, reason, P.command_name(pdu.command_id), dst_addr)
         if self.o.block_mode == "status":
             return MtVerdict(status=self.o.block_status)
         self._gateway_ids += 1

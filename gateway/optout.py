@@ -129,7 +129,7 @@ class OptoutPolicy:
         """The decision for mo against blocks as kind_of tells them (the index, or the store's
         state in MoJob), with the keys it writes."""
         ctx = MoContext(mo.mobile, mo.business, toll_free=mo.toll_free, block=_strongest(mo.keys, kind_of),
-                        can_reply=mo.can_reply)
+                        can_reply=mo.can_reply, epoch=any(kind_of(k) == "deactivated" for k in mo.keys.values()))
         decision = decide_mo(mo.text, mo.is_segment, ctx, self.table, self.o)
         targets = self._targets(decision, mo.keys, kind_of)
         admin = any(kind_of(k) == "admin" for k in mo.keys.values())
@@ -187,6 +187,7 @@ def admin_dropped(decision: MoDecision) -> MoDecision:
 
 def _strongest(keys: dict[str, BlockKey], kind_of: Callable[[BlockKey], str | None]) -> str | None:
     """The block that decides what an MO may do: the network's (carrier), then ours (optout);
-    admin only when nothing else is there, since START must still lift what it may."""
+    admin only when nothing else is there, since START must still lift what it may; a
+    deactivated number's epoch block last (only an opt-in keyword lifts it)."""
     kinds = {kind_of(k) for k in keys.values()}
-    return next((kind for kind in ("carrier", "optout", "admin") if kind in kinds), None)
+    return next((kind for kind in ("carrier", "optout", "admin", "deactivated") if kind in kinds), None)

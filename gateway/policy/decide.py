@@ -20,6 +20,7 @@ from gateway.policy.settings import OptoutSettings
 BlockAction = Literal["add", "remove"]
 LIFT_KEYWORD = ("optout",)  # YES and other opt-in keywords: never a carrier or admin block
 LIFT_CARRIER_KEYWORD = ("optout", "carrier")  # START/UNSTOP: never an admin block
+LIFT_IMPLICIT = ("optout",)  # implicit re-opt-in never crosses a consent epoch (see _lifts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class MoContext:
     toll_free: bool = False  # business is toll-free
     block: str | None = None  # current block kind for the pair: optout | carrier | admin | None
     can_reply: bool = True  # the mobile can receive a reply (not alphanumeric / short code)
+    epoch: bool = False  # a "deactivated" block: the number's consent epoch ended (deactivations import)
 
 
 def decide_mo(
@@ -102,8 +104,9 @@ def _carrier(op: str, text: str, ctx: MoContext) -> MoDecision:
     rule = f"carrier:{normalise(text)}"
     if op == "stop":
         return MoDecision("stop", rule, "carrier", "add", "carrier")
-    if ctx.block in LIFT_CARRIER_KEYWORD:
-        return MoDecision("start", rule, "carrier", "remove", lift_kinds=LIFT_CARRIER_KEYWORD)
+    lift = _lifts(LIFT_CARRIER_KEYWORD, ctx)
+    if ctx.block in lift:
+        return MoDecision("start", rule, "carrier", "remove", lift_kinds=lift)
     return MoDecision("start", rule, "carrier", reason=_no_lift_reason(ctx.block))
 
 
@@ -117,7 +120,7 @@ def _keyword(
     if match.op != "start":
         return base  # help and custom ops: reply, no block change
     carrier_kw = match.keyword in table.carrier_start
-    lift = LIFT_CARRIER_KEYWORD if carrier_kw else LIFT_KEYWORD
+    lift = _lifts(LIFT_CARRIER_KEYWORD if carrier_kw else LIFT_KEYWORD, ctx)
     if ctx.block in lift:
         return replace(base, block_action="remove", lift_kinds=lift)
     if ctx.block is None and settings.start_without_block_reply:
@@ -141,8 +144,13 @@ def _non_keyword(
 def _implicit(ctx: MoContext, settings: OptoutSettings) -> MoDecision | None:
     """Implicit re-opt-in: any other message lifts a keyword block (setting, off by default)."""
     if settings.implicit_reopt_in and ctx.block == "optout":
-        return MoDecision("start", "implicit", "implicit", "remove", lift_kinds=LIFT_KEYWORD)
+        return MoDecision("start", "implicit", "implicit", "remove", lift_kinds=LIFT_IMPLICIT)
     return None
+
+
+def _lifts(kinds: tuple[str, ...], ctx: MoContext) -> tuple[str, ...]:
+    """An opt-in keyword also opens a deactivated number's new consent epoch; an implicit one never."""
+    return (*kinds, "deactivated") if ctx.epoch else kinds
 
 
 def _no_lift_reason(block: str | None) -> str:

@@ -252,6 +252,10 @@ class OptoutSettings(BaseModel):
         description="data_coding 0 as the SMSC may mean it (e.g. gsm0338, ascii, latin-1): a keyword under any "
         "reading counts; empty: smsc_default_alphabet alone",
     )
+    deactivated_action: Literal["refuse", "allow"] = Field(
+        default="refuse", description="MT to a number whose consent epoch ended (gateway deactivations import) "
+        "until an opt-in keyword: refuse (block_status, reason deactivated) or allow"
+    )
     admin_block_drops_mo: bool = Field(
         default=False, description="an operator's (admin) block also keeps the mobile's MO from the application: "
         "the carrier gets ESME_ROK and an admin_dropped event is recorded; keyword MOs still act"

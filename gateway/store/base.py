@@ -15,15 +15,19 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 Scope = Literal["number", "account", "global"]
-Kind = Literal["optout", "carrier", "admin"]
+Kind = Literal["optout", "carrier", "admin", "deactivated"]
 SCOPES: tuple[str, ...] = ("number", "account", "global")
 KINDS: tuple[str, ...] = ("optout", "carrier", "admin")
+# deactivated: the number's consent epoch ended (gateway deactivations import); lowest rank, so
+# a new subscriber's STOP turns it into an opt-out, and only an opt-in keyword lifts it
+EPOCH_KIND = "deactivated"
+ALL_KINDS: tuple[str, ...] = (EPOCH_KIND, *KINDS)
 # precedence of kinds: an add over an existing block of a lower-ranked kind raises its kind
-KIND_RANK: dict[str, int] = {kind: rank for rank, kind in enumerate(KINDS, start=1)}
+KIND_RANK: dict[str, int] = {kind: rank for rank, kind in enumerate(ALL_KINDS, start=1)}
 
 
 def kind_rank(kind: str) -> int:
-    """admin 3 > carrier 2 > optout 1 > anything else 0."""
+    """admin 4 > carrier 3 > optout 2 > deactivated 1 > anything else 0."""
     return KIND_RANK.get(kind, 0)
 
 
@@ -74,7 +78,7 @@ class BlockChange:
     action: Literal["add", "remove"]
     block: Block
     # remove only: kinds a remove may lift (START never lifts "admin")
-    lift_kinds: tuple[str, ...] = field(default=("optout", "carrier", "admin"))
+    lift_kinds: tuple[str, ...] = field(default=("optout", "carrier", "admin", "deactivated"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,11 +239,15 @@ class Store(Protocol):
     async def remove_block(
         self,
         key: BlockKey,
-        lift_kinds: Iterable[str] = KINDS,
+        lift_kinds: Iterable[str] = ALL_KINDS,
         event: AuditEvent | None = None,
     ) -> bool:
         """Lift one block if its kind is in lift_kinds, with an audit event
         (default: op "admin_remove", source "operator"). True if lifted."""
+        ...
+
+    async def events_of(self, number: str, limit: int = 100_000) -> list[AuditEvent]:
+        """One mobile's events (number = the mobile), in id order (index events_number)."""
         ...
 
     def events_between(self, since: float, until: float) -> AsyncIterator[AuditEvent]:
@@ -328,7 +336,7 @@ class OperatorMixin:
         raise NotImplementedError
 
     async def remove_block(
-        self, key: BlockKey, lift_kinds: Iterable[str] = KINDS, event: AuditEvent | None = None
+        self, key: BlockKey, lift_kinds: Iterable[str] = ALL_KINDS, event: AuditEvent | None = None
     ) -> bool:
         """Lift an operator's way: one admin_remove event unless the caller brings one."""
         from gateway.store.schema import operator_event

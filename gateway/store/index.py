@@ -76,6 +76,13 @@ class BlockIndex:
             or mobile in self._global
         )
 
+    def kinds_for(self, mobile: int, originating: str, account: str) -> set[str]:
+        """The kinds of the blocks is_blocked found (cold path: after a hit)."""
+        number = str(mobile)
+        keys = (BlockKey(number, originating, "number"), BlockKey(number, account, "account"),
+                BlockKey(number, "", "global"))
+        return {kind for kind in map(self.kind_of, keys) if kind is not None}
+
     # -- changes ----------------------------------------------------------
 
     def add(self, key: BlockKey, kind: str = DEFAULT_KIND) -> bool:

@@ -193,6 +193,10 @@ class PostgresStore(PgOutbox, OperatorMixin):
         rows = await self._fetch("SELECT coalesce(max(id), 0) FROM events")
         return int(rows[0][0])
 
+    async def events_of(self, number: str, limit: int = 100_000) -> list[AuditEvent]:
+        rows = await self._fetch(f"{_EVENTS_SELECT} WHERE number = $1 ORDER BY id LIMIT $2", number, limit)
+        return [schema.event_from_row(r) for r in rows]
+
     async def events_between(self, since: float, until: float) -> AsyncIterator[AuditEvent]:
         sql = f"{_EVENTS_SELECT} WHERE id > $1 AND at >= $2 AND at < $3 ORDER BY id LIMIT $4"
         after = 0

@@ -217,6 +217,10 @@ class SqliteStore(SqliteOutbox, OperatorMixin):
         rows = await self._query("SELECT coalesce(max(id), 0) FROM events")
         return int(rows[0][0])
 
+    async def events_of(self, number: str, limit: int = 100_000) -> list[AuditEvent]:
+        rows = await self._query(f"{_EVENTS_SELECT} WHERE number = ? ORDER BY id LIMIT ?", (number, limit))
+        return [schema.event_from_row(r) for r in rows]
+
     async def events_between(self, since: float, until: float) -> AsyncIterator[AuditEvent]:
         sql = f"{_EVENTS_SELECT} WHERE id > ? AND at >= ? AND at < ? ORDER BY id LIMIT ?"
         after = 0

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from aiosmpplib.codec import find_codec_info
 
+from gateway.admin_rows import iso
 from gateway.app import Gateway
 from gateway.simulator import Simulator
 from gateway.smpp import status as st
@@ -108,3 +114,96 @@ async def test_data_coding_0_single_alphabet_misses_an_ascii_stop(gateway: Gatew
     assert await _events(gateway, "stop") == []
     assert (await app.submit()).command_status == 0
     await app.close()
+
+
+# -- deactivated and reassigned numbers ------------------------------------------------------
+
+
+async def _cli(db: Path, *args: str) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env["GATEWAY_DATABASE_URL"] = f"sqlite:///{db}"
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", *args, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def _refused(gateway: Gateway, reason: str) -> float:
+    value = gateway.proxy.metrics.registry.get_sample_value("gateway_mt_rejected_total", {"reason": reason})
+    return value or 0.0
+
+
+async def test_deactivation_import_lifts_old_opt_out_and_refuses_mt(make_gateway: GatewayFactory, sim: Simulator,
+                                                                    tmp_path: Path) -> None:
+    gateway = await make_gateway(optout={"implicit_reopt_in": True})
+    app = await App.bind(gateway)
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0  # the old subscriber
+    await replies_to(sim, MOBILE, b"unsubscribed")
+    assert (await app.submit()).command_status == st.ESME_RINVDSTADR
+    csv_file = tmp_path / "deactivated.csv"
+    csv_file.write_text(f"number,deactivated_at\n+{MOBILE},{iso(time.time())}\n")
+    code, _, err = await _cli(tmp_path / "gateway.db", "deactivations", "import", str(csv_file))
+    assert code == 0, err
+    assert "epochs ended 1, opt-outs retired 1, already imported 0" in err
+    number_key = BlockKey("+" + MOBILE, "+" + LONG_CODE, "number")
+    epoch_key = BlockKey("+" + MOBILE, "", "global")
+    await _until(lambda: gateway.index.kind_of(epoch_key) == "deactivated")  # the running gateway's index
+    assert gateway.index.kind_of(number_key) is None  # the old opt-out is retired
+    retired = await _events(gateway, "deactivation_retired")
+    assert [(e.number, e.kind, e.block_state) for e in retired] == [("+" + MOBILE, "optout", "unblocked")]
+    assert [e.block_state for e in await _events(gateway, "deactivation")] == ["blocked"]
+    before = _refused(gateway, "deactivated")
+    assert (await app.submit()).command_status == st.ESME_RINVDSTADR  # no consent from the new subscriber
+    assert _refused(gateway, "deactivated") == before + 1
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "hi, who is this?") == 0  # implicit never crosses an epoch
+    assert (await app.submit()).command_status == st.ESME_RINVDSTADR
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "START") == 0  # the new subscriber's own opt-in
+    await replies_to(sim, MOBILE, b"resubscribed")
+    assert (await app.submit()).command_status == 0
+    code, _, err = await _cli(tmp_path / "gateway.db", "deactivations", "import", str(csv_file))
+    assert code == 0 and "epochs ended 0, opt-outs retired 0, already imported 1" in err
+    assert (await app.submit()).command_status == 0  # a repeated import never undoes the new opt-in
+    await app.close()
+
+
+async def test_deactivation_allow_lets_mt_through(make_gateway: GatewayFactory, sim: Simulator,
+                                                  tmp_path: Path) -> None:
+    gateway = await make_gateway(optout={"deactivated_action": "allow"})
+    app = await App.bind(gateway)
+    csv_file = tmp_path / "deactivated.csv"
+    csv_file.write_text(f"+{MOBILE},2020-01-01\n")  # no header row
+    code, _, err = await _cli(tmp_path / "gateway.db", "deactivations", "import", str(csv_file))
+    assert code == 0, err
+    await _until(lambda: gateway.index.kind_of(BlockKey("+" + MOBILE, "", "global")) == "deactivated")
+    assert (await app.submit()).command_status == 0
+    await app.close()
+
+
+async def test_malformed_deactivation_file_changes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "gateway.db"
+    csv_file = tmp_path / "deactivated.csv"
+    csv_file.write_text("number,deactivated_at\n+14155550123,2026-01-02\nnot-a-number,2026-01-02\n"
+                        "+14155550124,yesterday\n+14155550125\n+14155550126,2999-01-01\n+14155550127,2026-01-03\n")
+    code, _, err = await _cli(db, "deactivations", "import", str(csv_file))
+    assert code == 2
+    lines = err.splitlines()
+    assert lines[:4] == [
+        "line 3: number 'not-a-number': not an E.164 number",
+        "line 4: deactivation date 'yesterday': expected ISO 8601 or unix seconds",
+        "line 5: expected 2 fields (number, deactivation date), got 1",
+        "line 6: deactivation date 2999-01-01T00:00:00.000Z is in the future",
+    ]
+    assert "4 invalid rows: nothing applied (--partial applies the valid rows)" in err
+    code, out, _ = await _cli(db, "events", "export", "--format", "jsonl")
+    assert code == 0 and '"deactivation"' not in out
+    code, _, err = await _cli(db, "deactivations", "import", "--partial", str(csv_file))
+    assert code == 0 and "epochs ended 2" in err
+    code, out, _ = await _cli(db, "blocks", "list", "--format", "csv")
+    assert sorted(line.split(",")[0] for line in out.splitlines()[1:]) == ["+14155550123", "+14155550127"]
