@@ -13,7 +13,7 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, Any, TextIO
 
 from gateway.admin_files import ExportFile, export_target
@@ -151,12 +151,36 @@ async def blocks_import(store: Store, source: IO[str], defaults: RowDefaults, re
 
 
 async def events_export(store: Store, since: float, until: float, fmt: str, out: TextIO,
-                        err: TextIO = sys.stderr) -> int:
+                        err: TextIO = sys.stderr, number: str | None = None) -> int:
+    """The log, or with number one mobile's whole history (gateway/evidence.py)."""
+    if number is not None:
+        return await _number_export(store, number, since, until, fmt, out, err)
+    return await _write_events(store.events_between(since, until), since, until, fmt, out, err)
+
+
+async def _number_export(store: Store, number: str, since: float, until: float, fmt: str, out: TextIO,
+                         err: TextIO) -> int:
+    from gateway.evidence import refusal_lines
+
+    events = [e for e in await store.events_of(number) if since <= e.at < until]
+
+    async def listed() -> AsyncIterator[AuditEvent]:
+        for event in events:
+            yield event
+
+    code = await _write_events(listed(), since, until, fmt, out, err, f" for {number}")
+    for line in refusal_lines(events):
+        print(line, file=err)
+    return code
+
+
+async def _write_events(source: AsyncIterator[AuditEvent], since: float, until: float, fmt: str,
+                        out: TextIO, err: TextIO, what: str = "") -> int:
     count = 0
     writer = CsvWriter(out)
     if fmt == "csv":
         writer.writerow((*EVENT_FIELDS, "at_iso"))
-    async for event in store.events_between(since, until):
+    async for event in source:
         values = dataclasses.asdict(event)
         if fmt == "csv":
             writer.writerow((*(_event_cell(f, values[f]) for f in EVENT_FIELDS), iso(event.at)))
@@ -165,7 +189,7 @@ async def events_export(store: Store, since: float, until: float, fmt: str, out:
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
         count += 1
     out.flush()
-    print(f"exported {count:,} events from {iso(since)} to {iso(until)}", file=err)
+    print(f"exported {count:,} events{what} from {iso(since)} to {iso(until)}", file=err)
     return 0
 
 
@@ -280,12 +304,28 @@ def _events_command(args: argparse.Namespace, settings: Any) -> Command:
     if args.events_command == "purge":
         before = _purge_before(args, settings)
         return lambda s: events_purge(s, before, forced=args.force)
+    since, until = _period(args)
+    number = _number(args.number, settings.optout.default_region) if args.number else None
+    return lambda s: _to_file(args.output, args.force, s,
+                              lambda out: events_export(s, since, until, args.format, out, number=number))
+
+
+def _period(args: argparse.Namespace) -> tuple[float, float]:
     since = _time(args.since, "--since", 0.0)
     until = _time(args.until, "--until", time.time() + 1)
     if until <= since:
         raise InputError(f"--until {iso(until)} is not after --since {iso(since)}")
-    return lambda s: _to_file(args.output, args.force, s,
-                              lambda out: events_export(s, since, until, args.format, out))
+    return since, until
+
+
+async def report(store: Store, since: float, until: float, fmt: str, out: TextIO = sys.stdout) -> int:
+    """`gateway report`: the compliance summary of a period (gateway/evidence.py)."""
+    from gateway.evidence import summarise, summary_json
+
+    events = [e async for e in store.events_between(since, float("inf"))]
+    summary = summarise(events, since, until)
+    print(summary_json(summary) if fmt == "json" else "\n".join(summary.lines()), file=out)
+    return 0
 
 
 def _deactivations_command(args: argparse.Namespace, settings: Any) -> Command:
@@ -319,6 +359,9 @@ async def run(args: argparse.Namespace, settings: Any) -> int:
         command = _blocks_command(args, settings)
     elif args.command == "deactivations":
         command = _deactivations_command(args, settings)
+    elif args.command == "report":
+        since, until = _period(args)
+        command = lambda s: report(s, since, until, args.format)
     else:
         command = _events_command(args, settings)
     return await _with_store(settings.database_url, command)

@@ -44,6 +44,7 @@ class Gateway:
         self.outbox: Outbox | None = None
         self._housekeeping_task: asyncio.Task[None] | None = None
         self._flusher_task: asyncio.Task[None] | None = None
+        self._refusals_task: asyncio.Task[None] | None = None
         self.tls = TlsSet(settings)  # ConfigError when a file does not load: before anything starts
         self.metrics_token = metrics_token(settings)
         self.reloader = Reloader(self.metrics)
@@ -107,6 +108,7 @@ class Gateway:
         self.proxy.route_store = store
         self._housekeeping_task = asyncio.create_task(self._housekeeping(), name="housekeeping")
         self._flusher_task = asyncio.create_task(self._route_flusher(), name="route-flusher")
+        self._refusals_task = asyncio.create_task(optout.refusals.run(store), name="refusals-flusher")
         if self.settings.routing.unbound == "outbox":
             routing = self.settings.routing
             self.outbox = Outbox(self.proxy, store, routing.outbox_ttl, routing.outbox_retry_interval,
@@ -209,7 +211,7 @@ class Gateway:
         await self.carrier.stop(timeout=2.0)
         if self.proxy.pacer is not None:  # what still waits for the carrier rate gets its answer
             self.proxy.pacer.close()
-        for task in (self._tick_task, self._housekeeping_task, self._flusher_task):
+        for task in (self._tick_task, self._housekeeping_task, self._flusher_task, self._refusals_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -219,6 +221,8 @@ class Gateway:
         if self.outbox is not None:
             await self.outbox.stop()
         await self.proxy.flush_routes()
+        if self.optout is not None and self.store is not None:
+            await self.optout.refusals.flush(self.store)
         if self.sync is not None:
             await self.sync.stop()
         if self.store is not None:

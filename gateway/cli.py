@@ -12,7 +12,7 @@ from gateway.store.base import ALL_KINDS, SCOPES
 
 EXIT_CONFIG = 2
 EXIT_STORE = 1
-ADMIN_COMMANDS = frozenset({"blocks", "events", "migrate", "deactivations"})
+ADMIN_COMMANDS = frozenset({"blocks", "events", "migrate", "deactivations", "report"})
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -106,6 +106,7 @@ def _admin_parsers(sub: Any) -> None:
     ex.add_argument("--since", help="ISO 8601 or unix seconds (default: the beginning)")
     ex.add_argument("--until", help="ISO 8601 or unix seconds (default: now)")
     ex.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+    ex.add_argument("--number", help="one mobile's whole history (E.164, or national in the default region)")
     ex.add_argument("--output", metavar="FILE", help="default stdout")
     ex.add_argument("--force", action="store_true", help="replace an existing file")
     purge = _store_common(esub.add_parser("purge", help="retention: delete old events"))
@@ -116,6 +117,10 @@ def _admin_parsers(sub: Any) -> None:
     purge.add_argument("--force", action="store_true",
                        help="purge events younger than events_retention_days too")
     _store_common(sub.add_parser("migrate", help="apply schema migrations to the database"))
+    rep = _store_common(sub.add_parser("report", help="compliance summary of a period"))
+    rep.add_argument("--since", help="ISO 8601 or unix seconds (default: the beginning)")
+    rep.add_argument("--until", help="ISO 8601 or unix seconds (default: now)")
+    rep.add_argument("--format", choices=["text", "json"], default="text")
     deact = sub.add_parser("deactivations", help="carrier deactivation files: end numbers' consent epochs")
     dsub = deact.add_subparsers(dest="deactivations_command", required=True)
     dimp = _store_common(dsub.add_parser("import", help="load a CSV (number,deactivated_at)"))
@@ -159,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
             from gateway.config import config_warnings, effective
 
             check_files(settings)  # certificates, keys, token file: ConfigError names the one that fails
-            warnings = config_warnings(settings)
+            from gateway.policy.lint import reply_warnings
+
+            # reply lint only here (the shipped HELP reply names no contact: README "Reply linter")
+            warnings = config_warnings(settings) + reply_warnings(settings.optout)
             if args.strict and warnings:
                 for line in warnings:
                     print(f"config error: {line}", file=sys.stderr)

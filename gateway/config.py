@@ -26,7 +26,6 @@ from pydantic_settings import (
 from gateway import credentials
 from gateway.errors import ConfigError
 from gateway.limits.networks import Network, parse_networks
-from gateway.policy.lint import reply_warnings
 from gateway.policy.numbers import e164
 from gateway.policy.settings import OptoutSettings
 from gateway.store import check_database_url, mask_url
@@ -458,12 +457,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def config_warnings(settings: Settings) -> list[str]:
-    """Not errors, but worth a line: plaintext passwords on a listener others can reach, and
-    replies the linter faults (policy.lint)."""
-    return _password_warnings(settings) + reply_warnings(settings.optout)
-
-
-def _password_warnings(settings: Settings) -> list[str]:
+    """Not errors, but worth a line: plaintext application passwords on a listener others can reach."""
     hosts = [settings.listen.host] if getattr(settings.listen, "enabled", True) else []
     tls = getattr(settings, "listen_tls", None)
     if tls is not None and getattr(tls, "cert_file", None):

@@ -105,7 +105,7 @@ class MtEnforcer:
                 dst_ton == TON_INTERNATIONAL or not self._other_blocked(dst_ton, dst_addr, origin, esme.system_id)):
             return None
         reason = self.block_reason(mobile, origin, esme.system_id)
-        return None if reason is None else self._refuse_blocked(esme, pdu, dst_addr, reason)
+        return None if reason is None else self._refuse_blocked(esme, pdu, dst_addr, reason, mobile)
 
     def block_reason(self, mobile: int, origin: str, system_id: str) -> str | None:
         """A blocked destination (cold path): "blocked", or "deactivated" when only its ended consent
@@ -183,6 +183,7 @@ class MtEnforcer:
             reason, address, status = verdict
             unsuccess.append((address, status))
             counts[reason] = counts.get(reason, 0) + 1
+            self._note(esme, reason, address)
             self._detail(esme, reason, "submit_multi", address.addr)
         if not unsuccess:
             return None
@@ -193,6 +194,12 @@ class MtEnforcer:
         return MtVerdict(raw=F.submit_multi_without(pdu.raw, keep, count_at, end), extra=unsuccess)
 
     # --- refusals ------------------------------------------------------------------
+    def _note(self, esme: EsmeSession, reason: str, address: F.Address) -> None:
+        """A submit_multi destination refused for a block: into the per-number evidence."""
+        mobile = mobile_key(address.ton, address.addr, self.p.plan) if reason in ("blocked", "deactivated") else None
+        if mobile is not None and mobile != INVALID:
+            self.p.refusals.note(mobile, reason, esme.system_id)
+
     def _count(self, esme: EsmeSession, reason: str, n: int = 1) -> None:
         self._counters[reason].inc(n)
         if self.tally.add(esme.system_id, reason, n):
@@ -213,8 +220,11 @@ class MtEnforcer:
         self._detail(esme, reason, P.command_name(pdu.command_id), addr)
         return MtVerdict(status=status)
 
-    def _refuse_blocked(self, esme: EsmeSession, pdu: P.Pdu, dst_addr: bytes, reason: str = "blocked") -> MtVerdict:
+    def _refuse_blocked(self, esme: EsmeSession, pdu: P.Pdu, dst_addr: bytes, reason: str = "blocked",
+                        mobile: int | None = None) -> MtVerdict:
         self._count(esme, reason)
+        if mobile is not None:
+            self.p.refusals.note(mobile, reason, esme.system_id)  # evidence per number (gateway/refusals.py)
         self._detail(esme, reason, P.command_name(pdu.command_id), dst_addr)
         if self.o.block_mode == "status":
             return MtVerdict(status=self.o.block_status)

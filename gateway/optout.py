@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
 from gateway.enforcement import MtEnforcer
+from gateway.errors import StoreError
 from gateway.optout_mo import MoInput, MoJob, PairQueue
 from gateway.policy.decide import (
     MoContext,
@@ -39,9 +41,10 @@ from gateway.policy.readings import best_reading, decode_readings
 from gateway.policy.settings import OptoutSettings
 from gateway.policy.text import sar_is_segment
 from gateway.proxy import CarrierLink, EsmeSession, MtVerdict, Proxy
+from gateway.refusals import RefusalLog
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
-from gateway.store.base import BlockKey, Store
+from gateway.store.base import AuditEvent, BlockKey, Store
 from gateway.store.index import BlockIndex
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,7 @@ class OptoutPolicy:
         self.tasks: set[asyncio.Task[None]] = set()
         self.queue = PairQueue(self.tasks)  # keyword MOs, one pair at a time
         self.on_applied: Callable[[BlockKey, int], None] | None = None
+        self.refusals = RefusalLog()  # MT refused for a block, per mobile: flushed in batches (app)
         self.mt = MtEnforcer(self)
         self.refresh_gauges()
 
@@ -165,6 +169,30 @@ class OptoutPolicy:
         if decision.block_action == "remove":
             return [k for k in keys.values() if kind_of(k) in decision.lift_kinds]
         return []
+
+    def own_receipt(self, sm: F.ShortMessage | F.DataSm) -> None:
+        """A receipt for one of our replies (a STOP confirmation...): evidence per number, recorded
+        off the carrier's answer (reply_receipt: reply_message_id, rule = the receipt's stat)."""
+        mobile = e164_digits(sm.source.ton, sm.source.addr, self.plan)
+        message_id = F.receipt_message_id(sm)
+        if not mobile or message_id is None:
+            return
+        text = sm.payload.decode("latin-1")[:200]
+        stat = next((w[5:] for w in text.split() if w.startswith("stat:")), "")
+        event = AuditEvent(at=time.time(), op="reply_receipt", number="+" + mobile, source="carrier",
+                           counterpart=self._originator(sm.destination.ton, sm.destination.addr),
+                           reply_message_id=message_id.decode("latin-1"), rule=stat, text=text,
+                           config_version=self.version)
+        task = asyncio.ensure_future(self._record_evidence(event))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _record_evidence(self, event: AuditEvent) -> None:
+        try:
+            await self.store.record(event)
+        except StoreError as exc:
+            self.metrics.store_errors.inc()
+            log.error("evidence_not_recorded", extra={"op": event.op, "error": str(exc)})
 
     def applied(self, key: BlockKey, event_id: int) -> None:
         """A change this gateway made to its index: the log follower must not replay older events over it."""

@@ -185,6 +185,9 @@ class ReceiptRouter:
     def _send(self, link: CarrierLink, pdu: P.Pdu, sm: Sm, account: str | None) -> None:
         if account == OWN:
             link.send(P.response_for(pdu, st.ESME_ROK, b"\x00"))
+            evidence = getattr(self.proxy.policy, "own_receipt", None)  # the confirmation's receipt
+            if evidence is not None:
+                evidence(sm)
             return
         proxy = self.proxy
         state = proxy.accounts.get(account) if account else proxy.account_for(sm.destination)

@@ -188,6 +188,9 @@ class Store(Protocol):
         """
         ...
 
+    async def record_events(self, events: Sequence[AuditEvent]) -> None:
+        """Append events that change no block, all in one transaction (summaries: mt_refused)."""
+
     async def events_after(self, event_id: int, limit: int = 1000) -> list[AuditEvent]:
         """Events with id > event_id in id order (tailing / catch-up)."""
         ...

@@ -156,6 +156,11 @@ class PostgresStore(PgOutbox, OperatorMixin):
             full = schema.complete_event(event, change, blocked, kind)
             return await self._insert_event(conn, full), changed
 
+    async def record_events(self, events: Sequence[AuditEvent]) -> None:
+        async with self._guard(), self._require_pool().acquire() as conn, conn.transaction():
+            for event in events:
+                await self._insert_event(conn, schema.complete_event(event, None, False, ""))
+
     async def pair_state(self, number: str, counterpart: str, keys: Sequence[BlockKey]) -> PairState:
         columns = [list(c) for c in zip(*(schema.key_row(k) for k in keys), strict=True)] or [[], [], []]
         async with (

@@ -203,6 +203,9 @@ class SqliteStore(SqliteOutbox, OperatorMixin):
     ) -> tuple[int, bool]:
         return await self._run(lambda c: _record(c, event, change))
 
+    async def record_events(self, events: Sequence[AuditEvent]) -> None:
+        await self._run(lambda c: in_transaction(c, lambda: [_record_in(c, e, None) for e in events]))
+
     async def pair_state(self, number: str, counterpart: str, keys: Sequence[BlockKey]) -> PairState:
         return await self._run(lambda c: read_snapshot(c, lambda: _pair_state(c, number, counterpart, keys)))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -207,3 +208,66 @@ async def test_malformed_deactivation_file_changes_nothing(tmp_path: Path) -> No
     assert code == 0 and "epochs ended 2" in err
     code, out, _ = await _cli(db, "blocks", "list", "--format", "csv")
     assert sorted(line.split(",")[0] for line in out.splitlines()[1:]) == ["+14155550123", "+14155550127"]
+
+
+# -- evidence per number, and the period's report --------------------------------------------
+
+
+async def _wait_events(gateway: Gateway, condition: Callable[[list[AuditEvent]], bool]) -> list[AuditEvent]:
+    assert gateway.store is not None
+    async with asyncio.timeout(5):
+        while not condition(events := await gateway.store.events_after(0, 10_000)):
+            await asyncio.sleep(0.02)
+    return events
+
+
+async def test_evidence_export_and_report_after_real_mos(make_gateway: GatewayFactory, sim: Simulator,
+                                                         tmp_path: Path) -> None:
+    db = tmp_path / "gateway.db"
+    gateway = await make_gateway()
+    app = await App.bind(gateway)
+    started = time.time()
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "Stop") == 0
+    await replies_to(sim, MOBILE, b"unsubscribed")
+    await _wait_events(gateway, lambda es: any(e.op == "reply_receipt" for e in es))  # the confirmation's receipt
+    for _ in range(3):
+        assert (await app.submit()).command_status == st.ESME_RINVDSTADR
+    assert (await app.submit(dst="14155550124")).command_status == 0  # not blocked: no evidence
+    assert gateway.optout is not None and gateway.store is not None
+    assert not [e for e in await gateway.store.events_after(0, 10_000) if e.op == "mt_refused"]  # no write per MT
+    assert await gateway.optout.refusals.flush(gateway.store) == 1  # one summary for (mobile, reason, account)
+    assert await sim.inject_mo("14155550999", LONG_CODE, "please stop") == 0  # a possible opt-out, not acted on
+    csv_file = tmp_path / "deactivated.csv"
+    csv_file.write_text(f"+{MOBILE},{iso(time.time())}\n")
+    assert (await _cli(db, "deactivations", "import", str(csv_file)))[0] == 0
+
+    code, out, err = await _cli(db, "events", "export", "--number", "+" + MOBILE, "--format", "jsonl")
+    assert code == 0, err
+    history = [json.loads(line) for line in out.splitlines()]
+    assert {h["number"] for h in history} == {"+" + MOBILE}
+    ops = [h["op"] for h in history]
+    assert ops == ["stop", "stop_reply", "reply_receipt", "mt_refused", "deactivation_retired", "deactivation"]
+    stop, reply, receipt, refused = history[:4]
+    assert stop["text"] == "Stop" and stop["block_state"] == "blocked"
+    assert "unsubscribed" in reply["reply_text"] and reply["reply_message_id"]
+    assert receipt["reply_message_id"] == reply["reply_message_id"] and receipt["rule"] == "DELIVRD"
+    assert refused["rule"] == "blocked" and refused["account"] == "acme" and refused["text"].startswith("count=3 ")
+    assert "exported 6 events for +14155550123" in err
+    assert "mt refused (blocked): 3 from " in err
+    code, out, _ = await _cli(db, "events", "export", "--number", "+" + MOBILE)  # the CSV form
+    assert code == 0 and len(out.splitlines()) == 7
+
+    code, out, err = await _cli(db, "report", "--since", iso(started - 1))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[1] == "stops honoured: 1 (and 0 possible opt-outs acted on)"
+    assert lines[2].startswith("stop confirmations sent: 1, median ") and lines[2].endswith("; without one: 0")
+    assert lines[3:] == ["mt refused: blocked 3", "possible opt-outs unreviewed: 1",
+                         "deactivations: 1 epochs ended, 1 opt-outs retired"]
+    code, out, _ = await _cli(db, "report", "--since", iso(started - 1), "--format", "json")
+    summary = json.loads(out)
+    assert summary["stops_honoured"] == 1 and summary["mt_refused"] == {"blocked": 3}
+    assert 0 <= summary["confirmation_median_seconds"] == summary["confirmation_max_seconds"] < 5
+    code, _, err = await _cli(db, "events", "export", "--number", "not a number")
+    assert code == 2 and err.startswith("error: ")
+    await app.close()
