@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from aiosmpplib import DeliverSm
 from aiosmpplib.state import OptionalParam
 
+from gateway.compliance import program_enforcer
 from gateway.errors import MalformedPduError
 from gateway.logs import redact
 from gateway.policy.numbers import (
@@ -49,7 +50,8 @@ log = logging.getLogger(__name__)
 LOG_INTERVAL = 10.0  # seconds between a refusing account's INFO summaries
 MAX_SOURCES = 100_000
 MESSAGE_STATE_REJECTED = 8
-REASONS = ("blocked", "invalid_destination", "invalid_source", "sender_not_allowed", "distribution_list")
+REASONS = ("blocked", "invalid_destination", "invalid_source", "sender_not_allowed", "distribution_list",
+           "program", "quiet_hours", "quiet_hours_deferred")
 Source = tuple[str | None, str | None]  # (originator as the index keys it, refusal reason)
 
 
@@ -85,6 +87,7 @@ class MtEnforcer:
         self.tally = RefusalTally()
         self._queued: dict[str, int] = {}  # rejected receipts this gateway put in the outbox, per account
         self._gateway_ids = 0
+        self.programs = program_enforcer(policy, self._count)  # None: no account declares programs
 
     # --- the check -----------------------------------------------------------------
     def check(self, esme: EsmeSession, pdu: P.Pdu, scan: F.MtScan | None) -> MtVerdict | None:
@@ -102,7 +105,7 @@ class MtEnforcer:
             return self._refuse(esme, pdu, "invalid_destination", st.ESME_RINVDSTADR, dst_addr)
         if not self.p.index.is_blocked(mobile, origin, esme.system_id) and (
                 dst_ton == TON_INTERNATIONAL or not self._other_blocked(dst_ton, dst_addr, origin, esme.system_id)):
-            return None
+            return None if self.programs is None else self.programs.check(esme, pdu, mobile, origin)
         return self._refuse_blocked(esme, pdu, dst_addr)
 
     def _other_blocked(self, ton: int, addr: bytes, origin: str, system_id: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -34,8 +35,10 @@ from gateway.policy.numbers import (
     parse_number,
     plan_for_region,
 )
+from gateway.policy.program_keywords import ProgramKeywordTable, ProgramMatch
 from gateway.policy.settings import OptoutSettings
 from gateway.policy.text import decode_text, sar_is_segment
+from gateway.program_mo import program_decision, revoke_all_targets
 from gateway.proxy import CarrierLink, EsmeSession, MtVerdict, Proxy
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
@@ -68,6 +71,10 @@ class OptoutPolicy:
         self.tasks: set[asyncio.Task[None]] = set()
         self.queue = PairQueue(self.tasks)  # keyword MOs, one pair at a time
         self.on_applied: Callable[[BlockKey, int], None] | None = None
+        self.clock: Callable[[], float] = time.time  # revoke-all's date and quiet hours (tests inject)
+        self.program_keywords = ProgramKeywordTable(settings.programs.keywords)
+        self.account_programs = {s.config.system_id: frozenset(p.name for p in s.config.programs)
+                                 for s in proxy.accounts.values() if s.config.programs}
         self.mt = MtEnforcer(self)
         self.refresh_gauges()
 
@@ -115,14 +122,25 @@ class OptoutPolicy:
         state = proxy.accounts[owner] if owner is not None else proxy.account_for(sm.destination)
         account = owner or ""
         toll_free = business.startswith("+") and is_toll_free(business, self.toll_free_extra)
+        keys = self._keys(mobile, business, account)
+        program = None if decoded.is_segment else self._program_match(decoded.text, account)
+        if program is not None:
+            keys["program"] = BlockKey(mobile, f"{account}/{program.program}", "program")
         return MoInput(link, pdu, sm, decoded.text, decoded.is_segment, mobile, business, state, toll_free,
-                       can_receive_reply(sm.source.ton, sm.source.addr), self._keys(mobile, business, account),
-                       mo_fingerprint(decoded.text, sm.payload))
+                       can_receive_reply(sm.source.ton, sm.source.addr), keys,
+                       mo_fingerprint(decoded.text, sm.payload), program)
+
+    def _program_match(self, text: str | None, account: str) -> ProgramMatch | None:
+        """A program keyword of the account owning the texted number (compliance: programs)."""
+        programs = self.account_programs.get(account) if self.program_keywords else None
+        return None if programs is None else self.program_keywords.classify(text, programs)
 
     def decide(self, mo: MoInput, kind_of: Callable[[BlockKey], str | None]) -> tuple[MoDecision, MoContext,
                                                                                     list[BlockKey]]:
         """The decision for mo against blocks as kind_of tells them (the index, or the store's
         state in MoJob), with the keys it writes."""
+        if mo.program is not None:
+            return program_decision(mo, kind_of)
         ctx = MoContext(mo.mobile, mo.business, toll_free=mo.toll_free, block=_strongest(mo.keys, kind_of),
                         can_reply=mo.can_reply)
         decision = decide_mo(mo.text, mo.is_segment, ctx, self.table, self.o)
@@ -153,7 +171,10 @@ class OptoutPolicy:
         """Where the decision writes: an add goes to the configured scope (a carrier mirror to the
         toll-free number itself); a lift takes every liftable block the pair has."""
         if decision.block_action == "add":  # no owning account in scope account: the number's own key
-            return [keys["number"] if decision.block_kind == "carrier" else keys.get(self.scope, keys["number"])]
+            if decision.block_kind == "carrier":
+                return [keys["number"]]
+            key = keys.get(self.scope, keys["number"])
+            return revoke_all_targets(key, keys, decision, self.o.revoke_all.on(self.clock()))
         if decision.block_action == "remove":
             return [k for k in keys.values() if kind_of(k) in decision.lift_kinds]
         return []

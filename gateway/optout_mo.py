@@ -27,6 +27,7 @@ from gateway.policy.decide import (
     annotation_tlv,
     is_redelivery,
 )
+from gateway.policy.program_keywords import ProgramMatch
 from gateway.policy.text import encode_reply, segment
 from gateway.proxy import OWN, AccountState, CarrierLink, Proxy
 from gateway.smpp import fields as F
@@ -57,8 +58,9 @@ class MoInput:
     state: AccountState | None  # the account it goes to: the number's owner, else a default route
     toll_free: bool
     can_reply: bool
-    keys: dict[str, BlockKey]  # scope -> key
+    keys: dict[str, BlockKey]  # scope -> key ("program" only when the text is a program keyword)
     fingerprint: str
+    program: ProgramMatch | None = None  # a program keyword of the texted account (policy.program_keywords)
 
     @property
     def account(self) -> str:

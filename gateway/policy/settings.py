@@ -15,6 +15,7 @@ from typing import Any, Literal
 from aiosmpplib.codec import find_codec_info
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway.policy.compliance_settings import ProgramSettings, RevokeAll
 from gateway.policy.keywords import STANDARD_OPS, normalise
 
 MAX_KEYWORDS = 20
@@ -247,6 +248,8 @@ class OptoutSettings(BaseModel):
     )
     reply_long: Literal["concatenate", "payload"] = "concatenate"
     smsc_default_alphabet: str = "gsm0338"
+    programs: ProgramSettings = Field(default_factory=ProgramSettings)  # README, Compliance
+    revoke_all: RevokeAll = Field(default_factory=RevokeAll)
 
     @field_validator("default_region")
     @classmethod
