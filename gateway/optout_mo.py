@@ -184,7 +184,7 @@ class MoJob:
         d, mo, key = self.d, self.mo, change.block.key if change else self.key
         event = AuditEvent(
             at=time.time(), op=d.op or "", number=key.number, counterpart=mo.business,
-            account=mo.account, source=d.source, text=mo.text or "", data_coding=mo.sm.data_coding,
+            account=key.counterpart if key.scope == "program" else mo.account, source=d.source, text=mo.text or "", data_coding=mo.sm.data_coding,
             rule=d.rule, config_version=self.p.version, reply_text=d.reply or "",
             scope=key.scope, kind=d.block_kind or "",
             mo_fingerprint=mo.fingerprint if d.op in REDELIVERY_OPS else "",  # HELP is no state
