@@ -23,6 +23,7 @@ BENCH_ARGS="--binds 8 --window 50 --duration 10" make bench
 BENCH_ARGS="--scale 10000000" make bench       (index figures at 1M and 10M)
 BENCH_ARGS="--scenarios direct,gateway,paced" make bench   (the core proxy only)
 BENCH_ARGS="--scenarios direct,gateway --limits" make bench   (with shaping on but not binding)
+BENCH_ARGS="--scenarios direct,gateway --programs" make bench   (programs and quiet hours configured)
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--registered-delivery", type=int, default=0, help="1: every submit_sm asks for a receipt")
     p.add_argument("--limits", action="store_true",
                    help="configure account and carrier max_tps far above the load (shaping on, not binding)")
+    p.add_argument("--programs", action="store_true",
+                   help="the bench account declares programs (a transactional one and a marketing default with "
+                        "quiet hours 'defer') and a program keyword: every submit_sm takes the program step")
     p.add_argument("--scenarios", default=",".join(SCENARIOS),
                    help=f"comma-separated, from {','.join(SCENARIOS)} (default all)")
     p.add_argument("--routes", type=int, default=2_000_000, help="receipt routes in the 'routes' scenario")
@@ -120,6 +124,14 @@ class Gateway:
     http_port: int
 
 
+# --programs: the loadgen sends from 14155550000 to 1415555xxxx (California): marketing by default,
+# held by quiet hours at night (then 'defer' rewrites schedule_delivery_time, the costlier path)
+BENCH_PROGRAMS = {"programs": [
+    {"name": "alerts", "category": "transactional", "service_types": ["ALRT"]},
+    {"name": "promo", "category": "marketing", "default": True, "quiet_hours": "defer"},
+]}
+
+
 def gateway_env(args: argparse.Namespace, sink_port: int, db_path: Path, smpp: int, http: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env.update({
@@ -130,12 +142,14 @@ def gateway_env(args: argparse.Namespace, sink_port: int, db_path: Path, smpp: i
         "GATEWAY_CARRIER__WINDOW": str(args.carrier_window),
         "GATEWAY_ACCOUNTS": json.dumps(
             [{"system_id": "bench", "password": "bench", "window": args.window, "max_binds": 64,
-              **({"max_tps": 1e9} if args.limits else {})}]),
+              **({"max_tps": 1e9} if args.limits else {}), **(BENCH_PROGRAMS if args.programs else {})}]),
         "GATEWAY_DATABASE_URL": f"sqlite:///{db_path}",
         "GATEWAY_LOG_LEVEL": "WARNING",
     })
     if args.limits:
         env["GATEWAY_CARRIER__MAX_TPS"] = "1e9"
+    if args.programs:
+        env["GATEWAY_OPTOUT__PROGRAMS__KEYWORDS"] = json.dumps([{"program": "promo", "stop": ["STOP PROMO"]}])
     return env
 
 

@@ -38,7 +38,12 @@ from gateway.policy.numbers import (
 from gateway.policy.program_keywords import ProgramKeywordTable, ProgramMatch
 from gateway.policy.settings import OptoutSettings
 from gateway.policy.text import decode_text, sar_is_segment
-from gateway.program_mo import program_decision, revoke_all_targets
+from gateway.program_mo import (
+    Clarifications,
+    clarify_decision,
+    program_decision,
+    revoke_all_targets,
+)
 from gateway.proxy import CarrierLink, EsmeSession, MtVerdict, Proxy
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
@@ -73,6 +78,7 @@ class OptoutPolicy:
         self.on_applied: Callable[[BlockKey, int], None] | None = None
         self.clock: Callable[[], float] = time.time  # revoke-all's date and quiet hours (tests inject)
         self.program_keywords = ProgramKeywordTable(settings.programs.keywords)
+        self.clarifications = Clarifications()
         self.account_programs = {s.config.system_id: frozenset(p.name for p in s.config.programs)
                                  for s in proxy.accounts.values() if s.config.programs}
         self.mt = MtEnforcer(self)
@@ -140,14 +146,28 @@ class OptoutPolicy:
         """The decision for mo against blocks as kind_of tells them (the index, or the store's
         state in MoJob), with the keys it writes."""
         if mo.program is not None:
-            return program_decision(mo, kind_of)
+            return self._program_decision(mo, kind_of)
         ctx = MoContext(mo.mobile, mo.business, toll_free=mo.toll_free, block=_strongest(mo.keys, kind_of),
                         can_reply=mo.can_reply)
         decision = decide_mo(mo.text, mo.is_segment, ctx, self.table, self.o)
         targets = self._targets(decision, mo.keys, kind_of)
+        if len(targets) > 1 and decision.block_action == "add" and decision.reply and self.o.revoke_all.clarify_reply:
+            decision = replace(decision, reply=self.o.revoke_all.clarify_reply)  # revoke-all: offer the choice
         if decision.block_action == "remove" and any(kind_of(k) == "admin" for k in mo.keys.values()):
             decision = replace(decision, reply=None)  # still blocked by an operator: no "resubscribed"
         return decision, ctx, targets
+
+    def _program_decision(self, mo: MoInput, kind_of: Callable[[BlockKey], str | None]) -> tuple[
+            MoDecision, MoContext, list[BlockKey]]:
+        """A program keyword; the one clarification of a revoke-all STOP when it answers one."""
+        revoke = self.o.revoke_all
+        if revoke.clarify_reply and self.clarifications.open(mo.mobile, mo.account, self.clock(),
+                                                              revoke.clarify_window):
+            programs = self.account_programs.get(mo.account, frozenset())
+            found = clarify_decision(mo, programs, kind_of)
+            if found is not None:
+                return found
+        return program_decision(mo, kind_of)
 
     def _business(self, address: F.Address) -> str | None:
         """The number the mobile texted, keyed by the very function MT source_addr goes through
@@ -174,7 +194,10 @@ class OptoutPolicy:
             if decision.block_kind == "carrier":
                 return [keys["number"]]
             key = keys.get(self.scope, keys["number"])
-            return revoke_all_targets(key, keys, decision, self.o.revoke_all.on(self.clock()))
+            targets = revoke_all_targets(key, keys, decision, self.o.revoke_all.on(self.clock()))
+            if len(targets) > 1 and self.o.revoke_all.clarify_reply:  # the confirmation offers the choice
+                self.clarifications.note(key.number, targets[-1].counterpart, self.clock())
+            return targets
         if decision.block_action == "remove":
             return [k for k in keys.values() if kind_of(k) in decision.lift_kinds]
         return []

@@ -29,6 +29,7 @@ from gateway.policy.decide import (
 )
 from gateway.policy.program_keywords import ProgramMatch
 from gateway.policy.text import encode_reply, segment
+from gateway.program_mo import clarify_changes
 from gateway.proxy import OWN, AccountState, CarrierLink, Proxy
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
@@ -174,6 +175,8 @@ class MoJob:
 
     def _changes(self, targets: list[BlockKey]) -> list[BlockChange | None]:
         d, now = self.d, time.time()
+        if d.op == "clarify":  # revoke-all's one clarification: lifts and adds (gateway/program_mo.py)
+            return clarify_changes(targets, d.source, now)
         if d.block_action == "add":
             return [BlockChange("add", Block(k, d.block_kind or "optout", d.source, now)) for k in targets]
         if d.block_action == "remove":

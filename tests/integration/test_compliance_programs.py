@@ -129,3 +129,29 @@ async def test_defer_rewrites_only_schedule_delivery_time(make_gateway: GatewayF
     assert (await app.request(submit_sm(MOBILE, src=ALERTS))).command_status == 0
     assert mts_at_carrier(sim)[-1].raw[16:] == submit_sm(MOBILE, src=ALERTS)[16:]  # transactional untouched
     await app.close()
+
+
+CLARIFY = "You are unsubscribed from all Acme messages. Reply ALERTS within 5 minutes to keep account alerts."
+
+
+async def test_revoke_all_clarification(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    on = dt.datetime(2027, 2, 1, 20, 0, tzinfo=dt.UTC).timestamp()
+    keywords = {"keywords": [*OPTOUT["programs"]["keywords"], {"program": "alerts", "start": ["ALERTS"]}]}
+    gateway = await start(make_gateway, at=on, programs=keywords, revoke_all={"clarify_reply": CLARIFY})
+    assert gateway.optout is not None
+    app = await bound(gateway)
+    await mo(sim, app, MOBILE, PROMO, "STOP")
+    await sim.wait_for(lambda p: p.command_id == P.SUBMIT_SM and b"Reply ALERTS within 5 minutes" in p.raw)
+    for src in (ALERTS, PROMO):  # until the mobile answers, everything stays revoked
+        assert (await app.request(submit_sm(MOBILE, src=src))).command_status == st.ESME_RINVDSTADR
+    gateway.optout.clock = lambda: on + 299
+    await mo(sim, app, MOBILE, PROMO, "ALERTS")  # the one clarification: keep alerts
+    assert (await app.request(submit_sm(MOBILE, src=ALERTS))).command_status == 0
+    assert (await app.request(submit_sm(MOBILE, src=PROMO))).command_status == st.ESME_RINVDSTADR
+    # a second mobile answers too late: everything stays revoked
+    gateway.optout.clock = lambda: on + 1000
+    await mo(sim, app, OTHER, PROMO, "STOP")
+    gateway.optout.clock = lambda: on + 1301
+    await mo(sim, app, OTHER, PROMO, "ALERTS")
+    assert (await app.request(submit_sm(OTHER, src=ALERTS))).command_status == st.ESME_RINVDSTADR
+    await app.close()
