@@ -31,14 +31,22 @@ log = logging.getLogger(__name__)
 _NANP_LOW, _NANP_HIGH = 10**10, 2 * 10**10  # +1 NPA NXX XXXX as an int
 
 
+Assigned = tuple[str, str, int]  # ("<account>/<program>", quiet action: "" never held | reject | defer, status)
+
+
 @dataclass(slots=True)
 class AccountPrograms:
     """One account's programs, indexed for assignment."""
 
-    by_number: dict[str, tuple[str, Program]] = field(default_factory=dict)
-    by_service_type: dict[bytes, tuple[str, Program]] = field(default_factory=dict)
-    by_tlv: list[tuple[int, bytes, str, Program]] = field(default_factory=list)
-    default: tuple[str, Program] | None = None
+    by_number: dict[str, Assigned] = field(default_factory=dict)
+    by_service_type: dict[bytes, Assigned] = field(default_factory=dict)
+    by_tlv: list[tuple[int, bytes, Assigned]] = field(default_factory=list)
+    default: Assigned | None = None
+
+
+def assigned(system_id: str, p: Program) -> Assigned:
+    action = p.quiet_hours if p.category in qh.HELD_CATEGORIES and p.quiet_hours != "off" else ""
+    return f"{system_id}/{p.name}", action, p.quiet_status
 
 
 def index_programs(accounts: list[Account]) -> dict[str, AccountPrograms]:
@@ -48,24 +56,24 @@ def index_programs(accounts: list[Account]) -> dict[str, AccountPrograms]:
             continue
         entry = out[account.system_id] = AccountPrograms()
         for p in account.programs:
-            named = (f"{account.system_id}/{p.name}", p)
+            named = assigned(account.system_id, p)
             for number in p.numbers:
                 entry.by_number[number] = named
             for s in p.service_types:
                 entry.by_service_type[s.encode("ascii")] = named
             if p.tlv_tag is not None and p.tlv_value is not None:
-                entry.by_tlv.append((p.tlv_tag, p.tlv_value.encode("utf-8"), *named))
+                entry.by_tlv.append((p.tlv_tag, p.tlv_value.encode("utf-8"), named))
             if p.default:
                 entry.default = named
     return out
 
 
-def assign(entry: AccountPrograms, origin: str, raw: bytes) -> tuple[str, Program] | None:
+def assign(entry: AccountPrograms, origin: str, raw: bytes) -> Assigned | None:
     """The MT's program: originating number, service_type, vendor TLV, else the default."""
     found = entry.by_number.get(origin)
     if found is not None:
         return found
-    if entry.by_service_type:
+    if entry.by_service_type and raw[16]:  # a service_type is there (its first byte is no NUL)
         end = raw.find(b"\x00", 16, 22)
         found = entry.by_service_type.get(raw[16:end]) if end > 0 else None
         if found is not None:
@@ -77,24 +85,25 @@ def assign(entry: AccountPrograms, origin: str, raw: bytes) -> tuple[str, Progra
     return entry.default
 
 
-def _by_tlv(entry: AccountPrograms, raw: bytes) -> tuple[str, Program] | None:
+def _by_tlv(entry: AccountPrograms, raw: bytes) -> Assigned | None:
     try:
         tlvs = F.parse_short_message(raw).tlvs
     except MalformedPduError:
         return None
-    for tag, value, key, program in entry.by_tlv:
+    for tag, value, named in entry.by_tlv:
         if tlvs.get(tag, b"").rstrip(b"\x00") == value:
-            return key, program
+            return named
     return None
 
 
 class _Memo:
-    __slots__ = ("minute", "profile", "result")
+    __slots__ = ("minute", "profile", "result", "stamp")
 
     def __init__(self, profile: qh.Profile) -> None:
         self.profile = profile
         self.minute = -1
         self.result: float | None = None
+        self.stamp = b""  # result as an SMPP absolute time (defer), computed once per minute
 
 
 class QuietCache:
@@ -107,15 +116,20 @@ class QuietCache:
         self._memos: dict[qh.Profile, _Memo] = {}
 
     def hold_until(self, mobile: int, now: float) -> float | None:
+        return self.memo(mobile, now).result
+
+    def memo(self, mobile: int, now: float) -> _Memo:
+        """The recipient's verdict for now's minute: .result (None: open) and .stamp."""
         key = mobile // 10**7 if _NANP_LOW <= mobile < _NANP_HIGH else mobile
         memo = self._by_key.get(key)
         if memo is None:
             memo = self._memo_for(key, mobile)
         minute = int(now // 60)
         if memo.minute != minute:
-            memo.result = qh.next_allowed(memo.profile, now)
+            result = memo.result = qh.next_allowed(memo.profile, now)
+            memo.stamp = b"" if result is None else smpp_absolute(result)
             memo.minute = minute
-        return memo.result
+        return memo
 
     def _memo_for(self, key: int, mobile: int) -> _Memo:
         if len(self._by_key) >= self.max_entries:
@@ -144,22 +158,23 @@ class ProgramEnforcer:
         found = assign(entry, origin, pdu.raw)
         if found is None:
             return None
-        key, program = found
+        key, action, status = found
         if self.p.index.program_blocked(mobile, key):
             self._refused(esme, "program", key, mobile)
             return MtVerdict(status=self.block_status)
-        if program.category != "marketing" or program.quiet_hours == "off":
+        if not action:  # transactional, informational, or quiet hours off
             return None
-        hold = self.cache.hold_until(mobile, self.p.clock())
+        memo = self.cache.memo(mobile, self.p.clock())
+        hold = memo.result
         if hold is None:
             return None
-        if program.quiet_hours == "defer" and pdu.command_id == P.SUBMIT_SM:
-            raw = defer_raw(pdu.raw, hold)
+        if action == "defer" and pdu.command_id == P.SUBMIT_SM:
+            raw = defer_raw(pdu.raw, hold, memo.stamp)
             if raw is not None:
                 self._refused(esme, "quiet_hours_deferred", key, mobile)
                 return MtVerdict(raw=raw) if raw != pdu.raw else None
         self._refused(esme, "quiet_hours", key, mobile)
-        return MtVerdict(status=program.quiet_status)
+        return MtVerdict(status=status)
 
     def _refused(self, esme: EsmeSession, reason: str, program: str, mobile: int) -> None:
         self.count(esme, reason)
@@ -186,19 +201,23 @@ def parse_absolute(value: bytes) -> float | None:
     return base.timestamp() + int(value[12:13]) / 10 - offset
 
 
-def defer_raw(raw: bytes, hold: float) -> bytes | None:
-    """raw with schedule_delivery_time set to hold (every other byte as it was), raw itself when the
-    application already scheduled it at or after hold; None when the body cannot be read."""
-    try:
-        _, _, _, pos = F._leading(raw)
-        start = pos + 3  # esm_class, protocol_id, priority_flag
-        end = raw.index(b"\x00", start, start + 17)
-    except (MalformedPduError, ValueError):
+def defer_raw(raw: bytes, hold: float, stamp: bytes = b"") -> bytes | None:
+    """raw with schedule_delivery_time set to hold (stamp: hold already formatted), every other byte
+    as it was; raw itself when the application already scheduled it at or after hold; None when the
+    body cannot be read."""
+    find = raw.find
+    pos = find(b"\x00", 16, 22)  # service_type
+    pos = find(b"\x00", pos + 3, pos + 68) if pos > 0 else -1  # source_addr after its TON, NPI
+    pos = find(b"\x00", pos + 3, pos + 68) if pos > 0 else -1  # destination_addr
+    start = pos + 4  # esm_class, protocol_id, priority_flag
+    end = find(b"\x00", start, start + 17) if pos > 0 else -1
+    if end < 0:
         return None
-    current = parse_absolute(raw[start:end])
-    if current is not None and current >= hold:
-        return raw
-    body = raw[16:start] + smpp_absolute(hold) + raw[end:]
+    if end > start:
+        current = parse_absolute(raw[start:end])
+        if current is not None and current >= hold:
+            return raw
+    body = raw[16:start] + (stamp or smpp_absolute(hold)) + raw[end:]
     return P.HEADER.pack(16 + len(body), *P.HEADER.unpack_from(raw)[1:]) + body
 
 

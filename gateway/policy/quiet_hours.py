@@ -95,7 +95,8 @@ def profile_for(number: str, rules: QuietRules) -> Profile:
         parsed = phonenumbers.parse(number)
     except phonenumbers.NumberParseException:
         return Profile((rules.default_zone,), rules.default, frozenset())
-    region = phonenumbers.region_code_for_number(parsed) or ""
+    region = (phonenumbers.region_code_for_number(parsed)
+              or phonenumbers.region_code_for_country_code(parsed.country_code))  # unassigned: main region
     zones = tuple(z for z in pn_timezone.time_zones_for_number(parsed) if z != "Etc/Unknown")
     rule, holidays = rules.countries.get(region), rules.holidays.get(region, frozenset())
     if region == "US":
