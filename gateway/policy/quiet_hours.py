@@ -96,7 +96,7 @@ def profile_for(number: str, rules: QuietRules) -> Profile:
     except phonenumbers.NumberParseException:
         return Profile((rules.default_zone,), rules.default, frozenset())
     region = (phonenumbers.region_code_for_number(parsed)
-              or phonenumbers.region_code_for_country_code(parsed.country_code))  # unassigned: main region
+              or phonenumbers.region_code_for_country_code(parsed.country_code or 0))  # unassigned: main region
     zones = tuple(z for z in pn_timezone.time_zones_for_number(parsed) if z != "Etc/Unknown")
     rule, holidays = rules.countries.get(region), rules.holidays.get(region, frozenset())
     if region == "US":
