@@ -112,7 +112,7 @@ class QuietCache:
     def __init__(self, rules: qh.QuietRules, max_entries: int) -> None:
         self.rules = rules
         self.max_entries = max_entries
-        self._by_key: dict[int, _Memo] = {}
+        self.by_key: dict[int, _Memo] = {}
         self._memos: dict[qh.Profile, _Memo] = {}
 
     def hold_until(self, mobile: int, now: float) -> float | None:
@@ -121,7 +121,7 @@ class QuietCache:
     def memo(self, mobile: int, now: float) -> _Memo:
         """The recipient's verdict for now's minute: .result (None: open) and .stamp."""
         key = mobile // 10**7 if _NANP_LOW <= mobile < _NANP_HIGH else mobile
-        memo = self._by_key.get(key)
+        memo = self.by_key.get(key)
         if memo is None:
             memo = self._memo_for(key, mobile)
         minute = int(now // 60)
@@ -132,13 +132,13 @@ class QuietCache:
         return memo
 
     def _memo_for(self, key: int, mobile: int) -> _Memo:
-        if len(self._by_key) >= self.max_entries:
-            self._by_key.clear()
+        if len(self.by_key) >= self.max_entries:
+            self.by_key.clear()
         profile = qh.profile_for(f"+{mobile}", self.rules)
         memo = self._memos.get(profile)
         if memo is None:
             memo = self._memos[profile] = _Memo(profile)
-        self._by_key[key] = memo
+        self.by_key[key] = memo
         return memo
 
 
@@ -164,7 +164,10 @@ class ProgramEnforcer:
             return MtVerdict(status=self.block_status)
         if not action:  # transactional, informational, or quiet hours off
             return None
-        memo = self.cache.memo(mobile, self.p.clock())
+        now = self.p.clock()
+        memo = self.cache.by_key.get(mobile // 10**7 if _NANP_LOW <= mobile < _NANP_HIGH else mobile)
+        if memo is None or memo.minute != int(now // 60):  # once per recipient profile and minute
+            memo = self.cache.memo(mobile, now)
         hold = memo.result
         if hold is None:
             return None
