@@ -1,6 +1,7 @@
 """MO side of programs: a program keyword's decision, and the FCC revoke-all targets.
 
-- A program stop keyword adds an "optout" block at scope "program" (counterpart
+- A program stop keyword (op "program_stop": its own reply window, never rate-limited by a STOP's)
+  adds an "optout" block at scope "program" (counterpart
   "<account>/<program>"); a program start keyword lifts only that block (never a STOP's, a
   carrier's or an operator's). The audit event carries the program in its account column
   ("acme/marketing", as scope account carries the system_id) and its rule ("program:marketing:...").
@@ -74,10 +75,11 @@ def program_decision(mo: MoInput, kind_of: Callable[[BlockKey], str | None]) -> 
     assert match is not None
     rule = f"program:{match.program}:{match.keyword}"
     if match.op == "stop":
-        return MoDecision("stop", rule, "keyword", "add", "optout", reply=match.reply), ctx, [key]
+        return MoDecision("program_stop", rule, "keyword", "add", "optout", reply=match.reply), ctx, [key]
     if kind in LIFT_KEYWORD:
-        return MoDecision("start", rule, "keyword", "remove", lift_kinds=LIFT_KEYWORD, reply=match.reply), ctx, [key]
-    return MoDecision("start", rule, "keyword", reason="no_block"), ctx, []
+        return MoDecision("program_start", rule, "keyword", "remove", lift_kinds=LIFT_KEYWORD,
+                          reply=match.reply), ctx, [key]
+    return MoDecision("program_start", rule, "keyword", reason="no_block"), ctx, []
 
 
 def revoke_all_targets(key: BlockKey, keys: dict[str, BlockKey], decision: MoDecision, on: bool) -> list[BlockKey]:

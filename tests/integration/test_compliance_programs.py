@@ -54,12 +54,13 @@ async def test_program_keyword_stops_one_program_stop_stops_the_number(make_gate
     assert (await app.request(submit_sm(OTHER, src=PROMO))).command_status == 0  # other mobiles too
     await mo(sim, app, MOBILE, ALERTS, "PROMO")  # the program's opt-in
     assert (await app.request(submit_sm(MOBILE, src=PROMO))).command_status == 0
-    await mo(sim, app, MOBILE, ALERTS, "STOP")  # the standard STOP: the number it answered
+    await mo(sim, app, MOBILE, ALERTS, "STOP")  # the standard STOP: the number it answered, confirmed
+    await sim.wait_for(lambda p: p.command_id == P.SUBMIT_SM and b"unsubscribed" in p.raw)
     assert (await app.request(submit_sm(MOBILE, src=ALERTS))).command_status == st.ESME_RINVDSTADR
     events = [e for e in await gateway.store.events_after(0) if e.number == f"+{MOBILE}" and e.block_state]
     assert [(e.op, e.scope, e.account, e.rule) for e in events] == [
-        ("stop", "program", "acme/promo", "program:promo:STOP PROMO"),  # the audit trail names the program
-        ("start", "program", "acme/promo", "program:promo:PROMO"),
+        ("program_stop", "program", "acme/promo", "program:promo:STOP PROMO"),  # the audit names the program
+        ("program_start", "program", "acme/promo", "program:promo:PROMO"),
         ("stop", "number", "acme", "stop:STOP")]
     await app.close()
 
