@@ -42,6 +42,7 @@ class AccountPrograms:
     by_service_type: dict[bytes, Assigned] = field(default_factory=dict)
     by_tlv: list[tuple[int, bytes, Assigned]] = field(default_factory=list)
     default: Assigned | None = None
+    by_number_only: bool = True  # no service_type or TLV programs: a number, else the default
 
 
 def assigned(system_id: str, p: Program) -> Assigned:
@@ -61,8 +62,10 @@ def index_programs(accounts: list[Account]) -> dict[str, AccountPrograms]:
                 entry.by_number[number] = named
             for s in p.service_types:
                 entry.by_service_type[s.encode("ascii")] = named
+                entry.by_number_only = False
             if p.tlv_tag is not None and p.tlv_value is not None:
                 entry.by_tlv.append((p.tlv_tag, p.tlv_value.encode("utf-8"), named))
+                entry.by_number_only = False
             if p.default:
                 entry.default = named
     return out
@@ -155,11 +158,13 @@ class ProgramEnforcer:
         entry = self.accounts.get(esme.system_id)
         if entry is None:
             return None
-        found = assign(entry, origin, pdu.raw)
+        found = entry.by_number.get(origin) or (entry.default if entry.by_number_only else assign(entry, origin,
+                                                                                                    pdu.raw))
         if found is None:
             return None
         key, action, status = found
-        if self.p.index.program_blocked(mobile, key):
+        opted_out = self.p.index.programs.get(key)
+        if opted_out is not None and mobile in opted_out:
             self._refused(esme, "program", key, mobile)
             return MtVerdict(status=self.block_status)
         if not action:  # transactional, informational, or quiet hours off
