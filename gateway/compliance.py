@@ -214,19 +214,22 @@ def defer_raw(raw: bytes, hold: float, stamp: bytes = b"") -> bytes | None:
     as it was; raw itself when the application already scheduled it at or after hold; None when the
     body cannot be read."""
     find = raw.find
-    pos = find(b"\x00", 16, 22)  # service_type
-    pos = find(b"\x00", pos + 3, pos + 68) if pos > 0 else -1  # source_addr after its TON, NPI
-    pos = find(b"\x00", pos + 3, pos + 68) if pos > 0 else -1  # destination_addr
-    start = pos + 4  # esm_class, protocol_id, priority_flag
-    end = find(b"\x00", start, start + 17) if pos > 0 else -1
+    pos = find(0, 16, 22)  # service_type's NUL
+    if pos > 0:
+        pos = find(0, pos + 3, pos + 68)  # source_addr's, after its TON and NPI
+    if pos > 0:
+        pos = find(0, pos + 3, pos + 68)  # destination_addr's
+    start = pos + 4  # after esm_class, protocol_id, priority_flag
+    end = find(0, start, start + 17) if pos > 0 else -1
     if end < 0:
         return None
     if end > start:
         current = parse_absolute(raw[start:end])
         if current is not None and current >= hold:
             return raw
-    body = raw[16:start] + (stamp or smpp_absolute(hold)) + raw[end:]
-    return P.HEADER.pack(16 + len(body), *P.HEADER.unpack_from(raw)[1:]) + body
+    stamp = stamp or smpp_absolute(hold)
+    length = len(raw) - (end - start) + len(stamp)
+    return length.to_bytes(4, "big") + raw[4:start] + stamp + raw[end:]
 
 
 def program_enforcer(policy: OptoutPolicy, count: Callable[[EsmeSession, str], None]) -> ProgramEnforcer | None:

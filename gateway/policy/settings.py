@@ -307,6 +307,8 @@ class OptoutSettings(BaseModel):
         fields = {"keywords", "custom_ops", "languages", "replies", "toll_free"}
         fields |= {"possible_optout_keywords", "possible_optout_acts", "implicit_reopt_in"}
         data = self.model_dump(mode="json", include=fields)
+        if self.programs.keywords or self.revoke_all != RevokeAll():  # unset: versions as before
+            data["compliance"] = self.model_dump(mode="json", include={"programs": {"keywords"}, "revoke_all": True})
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 

@@ -67,3 +67,14 @@ def test_good_programs_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                             monkeypatch: pytest.MonkeyPatch) -> None:
     code, lines = check(tmp_path, GOOD, capsys, monkeypatch)
     assert (code, lines) == (0, [])
+
+
+def test_config_version_follows_program_keywords_and_revoke_all() -> None:
+    from gateway.policy.settings import OptoutSettings
+
+    plain = OptoutSettings()
+    with_keywords = OptoutSettings.model_validate({"programs": {"keywords": [{"program": "promo", "stop": ["NOPROMO"]}]}})
+    revoke_off = OptoutSettings.model_validate({"revoke_all": {"enabled": False}})
+    quiet = OptoutSettings.model_validate({"programs": {"quiet_hours": {"default_zone": "America/Chicago"}}})
+    assert len({plain.config_version, with_keywords.config_version, revoke_off.config_version}) == 3
+    assert quiet.config_version == plain.config_version  # quiet hours are no keyword or reply setting
