@@ -19,6 +19,7 @@ from gateway.errors import MalformedPduError
 from gateway.logs import redact
 from gateway.policy import quiet_hours as qh
 from gateway.policy.compliance_settings import Program
+from gateway.policy.numbers import INVALID, mobile_key
 from gateway.proxy import EsmeSession, MtVerdict
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
@@ -76,7 +77,7 @@ def assign(entry: AccountPrograms, origin: str, raw: bytes) -> Assigned | None:
     found = entry.by_number.get(origin)
     if found is not None:
         return found
-    if entry.by_service_type and raw[16]:  # a service_type is there (its first byte is no NUL)
+    if entry.by_service_type and len(raw) > 16 and raw[16]:  # a service_type (its first byte is no NUL)
         end = raw.find(b"\x00", 16, 22)
         found = entry.by_service_type.get(raw[16:end]) if end > 0 else None
         if found is not None:
@@ -90,8 +91,8 @@ def assign(entry: AccountPrograms, origin: str, raw: bytes) -> Assigned | None:
 
 def _by_tlv(entry: AccountPrograms, raw: bytes) -> Assigned | None:
     try:
-        tlvs = F.parse_short_message(raw).tlvs
-    except MalformedPduError:
+        tlvs = (F.parse_data_sm(raw) if raw[4:8] == b"\x00\x00\x01\x03" else F.parse_short_message(raw)).tlvs
+    except MalformedPduError:  # submit_multi too: its TLVs are not read here (number, service_type, default)
         return None
     for tag, value, named in entry.by_tlv:
         if tlvs.get(tag, b"").rstrip(b"\x00") == value:
@@ -183,6 +184,22 @@ class ProgramEnforcer:
                 return MtVerdict(raw=raw) if raw != pdu.raw else None
         self._refused(esme, "quiet_hours", key, mobile)
         return MtVerdict(status=status)
+
+    def multi_refusal(self, system_id: str, origin: str, raw: bytes, address: F.Address) -> tuple[
+            str, F.Address, int] | None:
+        """A submit_multi destination: (reason, address, status) when its program refuses it. One
+        schedule cannot suit every destination: quiet hours refuse (as reject) under defer too."""
+        entry = self.accounts.get(system_id)
+        mobile = mobile_key(address.ton, address.addr, self.p.plan) if entry is not None else None
+        found = assign(entry, origin, raw) if entry is not None else None
+        if found is None or mobile is None or mobile == INVALID:
+            return None
+        key, action, status = found
+        if self.p.index.program_blocked(mobile, key):
+            return "program", address, self.block_status
+        if action and self.cache.memo(mobile, self.p.clock()).result is not None:
+            return "quiet_hours", address, status
+        return None
 
     def _refused(self, esme: EsmeSession, reason: str, program: str, mobile: int) -> None:
         self.count(esme, reason)

@@ -142,7 +142,8 @@ class MtEnforcer:
             dst.ton, dst.addr, origin, system_id)
         return "blocked" if blocked else None
 
-    def _refused_dest(self, system_id: str, origin: str, d: F.MultiDest) -> tuple[str, F.Address, int] | None:
+    def _refused_dest(self, system_id: str, origin: str, d: F.MultiDest,
+                      raw: bytes = b"") -> tuple[str, F.Address, int] | None:
         """(reason, address for unsuccess_sme, status) of a refused submit_multi destination, else None.
         A distribution list (dest_flag 2) is expanded by the carrier, out of our sight: refused with
         ESME_RINVDESTFLAG unless optout.distribution_lists = "forward"; unsuccess_sme names it
@@ -153,7 +154,7 @@ class MtEnforcer:
             return "distribution_list", F.Address(0, 0, d.dl_name), st.ESME_RINVDESTFLAG
         reason = self._refusal(system_id, origin, d.address)
         if reason is None:
-            return None
+            return None if self.programs is None else self.programs.multi_refusal(system_id, origin, raw, d.address)
         return reason, d.address, self.o.block_status if reason == "blocked" else st.ESME_RINVDSTADR
 
     def _check_multi(self, esme: EsmeSession, pdu: P.Pdu) -> MtVerdict | None:
@@ -169,7 +170,7 @@ class MtEnforcer:
         unsuccess: list[tuple[F.Address, int]] = []
         counts: dict[str, int] = {}
         for d in dests:  # one pass: no list membership tests
-            verdict = self._refused_dest(esme.system_id, origin, d)
+            verdict = self._refused_dest(esme.system_id, origin, d, pdu.raw)
             if verdict is None:
                 keep.append(d)
                 continue

@@ -156,3 +156,25 @@ async def test_revoke_all_clarification(make_gateway: GatewayFactory, sim: Simul
     await mo(sim, app, OTHER, PROMO, "ALERTS")
     assert (await app.request(submit_sm(OTHER, src=ALERTS))).command_status == st.ESME_RINVDSTADR
     await app.close()
+
+
+async def test_submit_multi_destinations_checked_per_program(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    from gateway.smpp import fields as F
+    from tests.integration.test_mt_enforcement import submit_multi
+
+    night = dt.datetime(2026, 12, 1, 6, 0, tzinfo=dt.UTC).timestamp()  # 22:00 in California
+    gateway = await start(make_gateway, quiet="defer")
+    assert gateway.optout is not None
+    app = await bound(gateway)
+    await mo(sim, app, MOBILE, ALERTS, "STOP PROMO")
+    resp = await app.request(submit_multi([(MOBILE, 1), (OTHER, 1)], src=PROMO))
+    assert resp.command_status == 0
+    _, unsuccess = F.parse_submit_multi_resp(resp.raw)
+    assert [(a.text, s) for a, s in unsuccess] == [(MOBILE, st.ESME_RINVDSTADR)]  # the program's opt-out
+    forwarded = await sim.wait_for(lambda p: p.command_id == P.SUBMIT_MULTI)
+    assert [d.address.text for d in F.submit_multi_dests(forwarded.raw)[0] if d.address] == [OTHER]
+    gateway.optout.clock = lambda: night  # held: one schedule cannot suit every destination, so refused
+    resp = await app.request(submit_multi([(OTHER, 1)], src=PROMO))
+    assert resp.command_status == 0x45
+    assert (await app.request(submit_multi([(OTHER, 1)], src=ALERTS))).command_status == 0  # transactional
+    await app.close()
