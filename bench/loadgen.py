@@ -30,12 +30,13 @@ perf = time.perf_counter
 WARMUP, MEASURE, DRAIN = 0, 1, 2
 
 
-def templates(n_dests: int, blocked_every: int, blocked_dest: str, registered_delivery: int) -> list[bytes]:
+def templates(n_dests: int, blocked_every: int, blocked_dest: str, registered_delivery: int,
+              dest_prefix: str = "1415555") -> list[bytes]:
     """n_dests pre-encoded submit_sm, equal length; every blocked_every-th to blocked_dest."""
     text = b"Bench message: your code is 123456. Reply STOP to opt out."
     out = []
     for i in range(n_dests):
-        dest = f"1415555{i % 10000:04d}"
+        dest = f"{dest_prefix}{i % 10000:04d}"
         if blocked_every and (i + 1) % blocked_every == 0:
             dest = blocked_dest
         out.append(W.submit_sm("14155550000", dest, text, registered_delivery))
@@ -49,7 +50,8 @@ class Gen:
         self.args = args
         self.window = args.window
         n_dests = max(args.blocked_every, 1) * max(1, 1000 // max(args.blocked_every, 1))
-        self.templates = templates(n_dests, args.blocked_every, args.blocked_dest, args.registered_delivery)
+        self.templates = templates(n_dests, args.blocked_every, args.blocked_dest, args.registered_delivery,
+                                   args.dest_prefix)
         self.phase = WARMUP
         self.count = 0
         self.statuses: Counter[int] = Counter()
@@ -314,6 +316,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--blocked-every", type=int, default=0, help="every Nth submit_sm to --blocked-dest")
     p.add_argument("--blocked-dest", default="14155559999")
     p.add_argument("--tls-ca", help="connect over TLS, trusting this CA file")
+    p.add_argument("--dest-prefix", default="1415555", help="destinations: this prefix and 4 digits")
     return p
 
 

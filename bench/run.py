@@ -23,6 +23,8 @@ BENCH_ARGS="--binds 8 --window 50 --duration 10" make bench
 BENCH_ARGS="--scale 10000000" make bench       (index figures at 1M and 10M)
 BENCH_ARGS="--scenarios direct,gateway,paced" make bench   (the core proxy only)
 BENCH_ARGS="--scenarios direct,gateway --limits" make bench   (with shaping on but not binding)
+BENCH_ARGS="--scenarios gateway --dest-prefix 44740012 --programs" make bench   (programs and quiet hours
+    configured, window open; compare with the same line without --programs; 1415555 at night: deferred)
 """
 
 from __future__ import annotations
@@ -83,6 +85,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--registered-delivery", type=int, default=0, help="1: every submit_sm asks for a receipt")
     p.add_argument("--limits", action="store_true",
                    help="configure account and carrier max_tps far above the load (shaping on, not binding)")
+    p.add_argument("--programs", action="store_true",
+                   help="the bench account declares programs (a transactional one and a marketing default with "
+                        "quiet hours 'defer'), a program keyword, and an all-day window for GB: every submit_sm "
+                        "takes the program and quiet-hours step")
+    p.add_argument("--dest-prefix", default="1415555",
+                   help="loadgen destinations: this prefix and 4 digits (44740012: UK, where --programs opens the "
+                        "window all day; 1415555: California, held by quiet hours at night, then deferred)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS),
                    help=f"comma-separated, from {','.join(SCENARIOS)} (default all)")
     p.add_argument("--routes", type=int, default=2_000_000, help="receipt routes in the 'routes' scenario")
@@ -120,6 +129,14 @@ class Gateway:
     http_port: int
 
 
+# --programs: the loadgen sends from 14155550000 to 1415555xxxx (California): marketing by default,
+# held by quiet hours at night (then 'defer' rewrites schedule_delivery_time, the costlier path)
+BENCH_PROGRAMS = {"programs": [
+    {"name": "alerts", "category": "transactional", "service_types": ["ALRT"]},
+    {"name": "promo", "category": "marketing", "default": True, "quiet_hours": "defer"},
+]}
+
+
 def gateway_env(args: argparse.Namespace, sink_port: int, db_path: Path, smpp: int, http: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env.update({
@@ -130,12 +147,16 @@ def gateway_env(args: argparse.Namespace, sink_port: int, db_path: Path, smpp: i
         "GATEWAY_CARRIER__WINDOW": str(args.carrier_window),
         "GATEWAY_ACCOUNTS": json.dumps(
             [{"system_id": "bench", "password": "bench", "window": args.window, "max_binds": 64,
-              **({"max_tps": 1e9} if args.limits else {})}]),
+              **({"max_tps": 1e9} if args.limits else {}), **(BENCH_PROGRAMS if args.programs else {})}]),
         "GATEWAY_DATABASE_URL": f"sqlite:///{db_path}",
         "GATEWAY_LOG_LEVEL": "WARNING",
     })
     if args.limits:
         env["GATEWAY_CARRIER__MAX_TPS"] = "1e9"
+    if args.programs:
+        env["GATEWAY_OPTOUT__PROGRAMS__KEYWORDS"] = json.dumps([{"program": "promo", "stop": ["STOP PROMO"]}])
+        env["GATEWAY_OPTOUT__PROGRAMS__QUIET_HOURS__COUNTRIES"] = json.dumps(
+            {"GB": [{"start": "00:00", "end": "24:00"}], "FR": [{"start": "08:00", "end": "22:00"}]})
     return env
 
 
@@ -179,7 +200,8 @@ def run_load(kids: Children, args: argparse.Namespace, scenario: str, port: int,
              profile: str = "none", logdir: Path | None = None) -> Result:
     cmd = [PY, "-m", "bench.loadgen", "--port", str(port), "--binds", str(args.binds), "--window", str(args.window),
            "--duration", str(args.duration), "--warmup", str(args.warmup), "--rate", str(rate),
-           "--bind", args.bind, "--registered-delivery", str(args.registered_delivery), *(extra or [])]
+           "--bind", args.bind, "--registered-delivery", str(args.registered_delivery),
+           "--dest-prefix", args.dest_prefix, *(extra or [])]
     gen = kids.spawn(f"loadgen-{scenario}", cmd)
     gen.expect("bound", timeout=30)
     gen.expect("measure_start", timeout=args.warmup + 30)

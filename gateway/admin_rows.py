@@ -158,6 +158,10 @@ def block_key(check: NumberCheck, number: str, counterpart: str, scope: str) -> 
     elif scope == "account":
         if not counterpart or len(counterpart) > MAX_SYSTEM_ID:
             raise RowError(f"counterpart {counterpart!r}: expected the account's system_id for scope account")
+    elif scope == "program":
+        account, _, program = counterpart.partition("/")
+        if not account or not program or len(account) > MAX_SYSTEM_ID:
+            raise RowError(f"counterpart {counterpart!r}: expected <system_id>/<program> for scope program")
     elif counterpart:
         raise RowError(f"counterpart {counterpart!r}: must be empty for scope global")
     return BlockKey(mobile, counterpart, scope)

@@ -72,7 +72,8 @@ def _store_common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def _block_key_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("number", help="the mobile, E.164 (+14155550123) or national in the default region")
-    p.add_argument("--counterpart", help="originating number (scope number) or system_id (scope account)")
+    p.add_argument("--counterpart", help="originating number (scope number), system_id (scope account), "
+                   "or system_id/program (scope program)")
     p.add_argument("--scope", choices=SCOPES, help="default: optout.scope from the configuration")
 
 

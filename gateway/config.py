@@ -26,6 +26,7 @@ from pydantic_settings import (
 from gateway import credentials
 from gateway.errors import ConfigError
 from gateway.limits.networks import Network, parse_networks
+from gateway.policy.compliance_settings import Program, check_programs
 from gateway.policy.numbers import e164
 from gateway.policy.settings import OptoutSettings
 from gateway.store import check_database_url, mask_url
@@ -182,6 +183,7 @@ class Account(BaseModel):
     window: int = Field(100, ge=1, le=10_000)
     max_tps: float | None = Field(None, description="MT segments per second over all its binds (none: unlimited)")
     burst: float | None = Field(None, description="segments beyond the rate at once (default one second's worth)")
+    programs: list[Program] = Field(default_factory=list, description="compliance programs (README, Compliance)")
 
     _max_tps = field_validator("max_tps")(lambda v: _check_tps(v))
     _burst = field_validator("burst")(lambda v: _check_burst(v))
@@ -223,6 +225,11 @@ class Account(BaseModel):
         if not v:
             raise ValueError("an empty list lets nobody bind: leave allowed_ips out to allow any address")
         return [str(n) for n in parse_networks(v)]
+
+    @model_validator(mode="after")
+    def _programs(self) -> Account:
+        check_programs(self.system_id, self.programs)
+        return self
 
     @model_validator(mode="after")
     def _one_credential(self) -> Account:
@@ -363,6 +370,20 @@ class Settings(BaseSettings):
             raise ValueError("listen.enabled is false and listen_tls has no cert_file/key_file: no SMPP listener")
         if not self.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError("database_url must be sqlite:///PATH or postgresql://...")
+        return self
+
+    @model_validator(mode="after")
+    def _program_numbers(self) -> Settings:
+        """Program numbers normalised like account numbers; program keywords name a program."""
+        names = set()
+        for account in self.accounts:
+            for program in account.programs:
+                program.numbers = [_number(n, self.optout.default_region, account.system_id) for n in program.numbers]
+                names.add(program.name)
+            check_programs(account.system_id, account.programs)
+        for entry in self.optout.programs.keywords:
+            if entry.program not in names:
+                raise ValueError(f"optout.programs.keywords: no account has a program {entry.program!r}")
         return self
 
     @field_validator("database_url")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from aiosmpplib import DeliverSm
 from aiosmpplib.state import OptionalParam
 
+from gateway.compliance import program_enforcer
 from gateway.errors import MalformedPduError
 from gateway.logs import redact
 from gateway.policy.numbers import (
@@ -50,7 +51,7 @@ LOG_INTERVAL = 10.0  # seconds between a refusing account's INFO summaries
 MAX_SOURCES = 100_000
 MESSAGE_STATE_REJECTED = 8
 REASONS = ("blocked", "invalid_destination", "invalid_source", "sender_not_allowed", "distribution_list",
-           "deactivated")
+           "deactivated", "program", "quiet_hours", "quiet_hours_deferred")
 Source = tuple[str | None, str | None]  # (originator as the index keys it, refusal reason)
 
 
@@ -86,6 +87,7 @@ class MtEnforcer:
         self.tally = RefusalTally()
         self._queued: dict[str, int] = {}  # rejected receipts this gateway put in the outbox, per account
         self._gateway_ids = 0
+        self.programs = program_enforcer(policy, self._count)  # None: no account declares programs
 
     # --- the check -----------------------------------------------------------------
     def check(self, esme: EsmeSession, pdu: P.Pdu, scan: F.MtScan | None) -> MtVerdict | None:
@@ -101,11 +103,12 @@ class MtEnforcer:
             return None
         if mobile == INVALID:
             return self._refuse(esme, pdu, "invalid_destination", st.ESME_RINVDSTADR, dst_addr)
-        if not self.p.index.is_blocked(mobile, origin, esme.system_id) and (
-                dst_ton == TON_INTERNATIONAL or not self._other_blocked(dst_ton, dst_addr, origin, esme.system_id)):
-            return None
-        reason = self.block_reason(mobile, origin, esme.system_id)
-        return None if reason is None else self._refuse_blocked(esme, pdu, dst_addr, reason, mobile)
+        if self.p.index.is_blocked(mobile, origin, esme.system_id) or (
+                dst_ton != TON_INTERNATIONAL and self._other_blocked(dst_ton, dst_addr, origin, esme.system_id)):
+            reason = self.block_reason(mobile, origin, esme.system_id)
+            if reason is not None:
+                return self._refuse_blocked(esme, pdu, dst_addr, reason, mobile)
+        return None if self.programs is None else self.programs.check(esme, pdu, mobile, origin)
 
     def block_reason(self, mobile: int, origin: str, system_id: str) -> str | None:
         """A blocked destination (cold path): "blocked", or "deactivated" when only its ended consent
@@ -149,7 +152,8 @@ class MtEnforcer:
             return self.block_reason(mobile, origin, system_id)
         return "blocked" if self._other_blocked(dst.ton, dst.addr, origin, system_id) else None
 
-    def _refused_dest(self, system_id: str, origin: str, d: F.MultiDest) -> tuple[str, F.Address, int] | None:
+    def _refused_dest(self, system_id: str, origin: str, d: F.MultiDest,
+                      raw: bytes = b"") -> tuple[str, F.Address, int] | None:
         """(reason, address for unsuccess_sme, status) of a refused submit_multi destination, else None.
         A distribution list (dest_flag 2) is expanded by the carrier, out of our sight: refused with
         ESME_RINVDESTFLAG unless optout.distribution_lists = "forward"; unsuccess_sme names it
@@ -160,7 +164,7 @@ class MtEnforcer:
             return "distribution_list", F.Address(0, 0, d.dl_name), st.ESME_RINVDESTFLAG
         reason = self._refusal(system_id, origin, d.address)
         if reason is None:
-            return None
+            return None if self.programs is None else self.programs.multi_refusal(system_id, origin, raw, d.address)
         return reason, d.address, st.ESME_RINVDSTADR if reason == "invalid_destination" else self.o.block_status
 
     def _check_multi(self, esme: EsmeSession, pdu: P.Pdu) -> MtVerdict | None:
@@ -176,7 +180,7 @@ class MtEnforcer:
         unsuccess: list[tuple[F.Address, int]] = []
         counts: dict[str, int] = {}
         for d in dests:  # one pass: no list membership tests
-            verdict = self._refused_dest(esme.system_id, origin, d)
+            verdict = self._refused_dest(esme.system_id, origin, d, pdu.raw)
             if verdict is None:
                 keep.append(d)
                 continue

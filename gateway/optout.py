@@ -37,9 +37,16 @@ from gateway.policy.numbers import (
     plan_for_region,
     region_of,
 )
+from gateway.policy.program_keywords import ProgramKeywordTable, ProgramMatch
 from gateway.policy.readings import best_reading, decode_readings
 from gateway.policy.settings import OptoutSettings
 from gateway.policy.text import sar_is_segment
+from gateway.program_mo import (
+    Clarifications,
+    clarify_decision,
+    program_decision,
+    revoke_all_targets,
+)
 from gateway.proxy import CarrierLink, EsmeSession, MtVerdict, Proxy
 from gateway.refusals import RefusalLog
 from gateway.smpp import fields as F
@@ -75,6 +82,11 @@ class OptoutPolicy:
         self.queue = PairQueue(self.tasks)  # keyword MOs, one pair at a time
         self.on_applied: Callable[[BlockKey, int], None] | None = None
         self.refusals = RefusalLog()  # MT refused for a block, per mobile: flushed in batches (app)
+        self.clock: Callable[[], float] = time.time  # revoke-all's date and quiet hours (tests inject)
+        self.program_keywords = ProgramKeywordTable(settings.programs.keywords)
+        self.clarifications = Clarifications()
+        self.account_programs = {s.config.system_id: frozenset(p.name for p in s.config.programs)
+                                 for s in proxy.accounts.values() if s.config.programs}
         self.mt = MtEnforcer(self)
         self.refresh_gauges()
 
@@ -124,24 +136,49 @@ class OptoutPolicy:
         owner = proxy.number_owner.get(business)
         state = proxy.accounts[owner] if owner is not None else proxy.account_for(sm.destination)
         account = owner or ""
+        keys = self._keys(mobile, business, account)
+        program = None if decoded.is_segment else self._program_match(decoded.text, account)
+        if program is not None:
+            keys["program"] = BlockKey(mobile, f"{account}/{program.program}", "program")
         return MoInput(link, pdu, sm, decoded.text, decoded.is_segment, mobile, business, state, toll_free,
-                       can_receive_reply(sm.source.ton, sm.source.addr), self._keys(mobile, business, account),
-                       mo_fingerprint(decoded.text, sm.payload), alphabet if len(readings) > 1 else "")
+                       can_receive_reply(sm.source.ton, sm.source.addr), keys,
+                       mo_fingerprint(decoded.text, sm.payload), alphabet if len(readings) > 1 else "", program)
+
+    def _program_match(self, text: str | None, account: str) -> ProgramMatch | None:
+        """A program keyword of the account owning the texted number (compliance: programs)."""
+        programs = self.account_programs.get(account) if self.program_keywords else None
+        return None if programs is None else self.program_keywords.classify(text, programs)
 
     def decide(self, mo: MoInput, kind_of: Callable[[BlockKey], str | None]) -> tuple[MoDecision, MoContext,
                                                                                     list[BlockKey]]:
         """The decision for mo against blocks as kind_of tells them (the index, or the store's
         state in MoJob), with the keys it writes."""
+        if mo.program is not None:
+            return self._program_decision(mo, kind_of)
         ctx = MoContext(mo.mobile, mo.business, toll_free=mo.toll_free, block=_strongest(mo.keys, kind_of),
                         can_reply=mo.can_reply, epoch=any(kind_of(k) == "deactivated" for k in mo.keys.values()))
         decision = decide_mo(mo.text, mo.is_segment, ctx, self.table, self.o)
         targets = self._targets(decision, mo.keys, kind_of)
         admin = any(kind_of(k) == "admin" for k in mo.keys.values())
+        if len(targets) > 1 and decision.block_action == "add" and decision.reply and self.o.revoke_all.clarify_reply:
+            decision = replace(decision, reply=self.o.revoke_all.clarify_reply)  # revoke-all: offer the choice
         if decision.block_action == "remove" and admin:
             decision = replace(decision, reply=None)  # still blocked by an operator: no "resubscribed"
         if admin and self.o.admin_block_drops_mo and not mo.toll_free:
             decision = admin_dropped(decision)
         return decision, ctx, targets
+
+    def _program_decision(self, mo: MoInput, kind_of: Callable[[BlockKey], str | None]) -> tuple[
+            MoDecision, MoContext, list[BlockKey]]:
+        """A program keyword; the one clarification of a revoke-all STOP when it answers one."""
+        revoke = self.o.revoke_all
+        if revoke.clarify_reply and self.clarifications.open(mo.mobile, mo.account, self.clock(),
+                                                              revoke.clarify_window):
+            programs = self.account_programs.get(mo.account, frozenset())
+            found = clarify_decision(mo, programs, kind_of)
+            if found is not None:
+                return found
+        return program_decision(mo, kind_of)
 
     def _business(self, address: F.Address) -> str | None:
         """The number the mobile texted, keyed by the very function MT source_addr goes through
@@ -165,7 +202,13 @@ class OptoutPolicy:
         """Where the decision writes: an add goes to the configured scope (a carrier mirror to the
         toll-free number itself); a lift takes every liftable block the pair has."""
         if decision.block_action == "add":  # no owning account in scope account: the number's own key
-            return [keys["number"] if decision.block_kind == "carrier" else keys.get(self.scope, keys["number"])]
+            if decision.block_kind == "carrier":
+                return [keys["number"]]
+            key = keys.get(self.scope, keys["number"])
+            targets = revoke_all_targets(key, keys, decision, self.o.revoke_all.on(self.clock()))
+            if len(targets) > 1 and self.o.revoke_all.clarify_reply:  # the confirmation offers the choice
+                self.clarifications.note(key.number, targets[-1].counterpart, self.clock())
+            return targets
         if decision.block_action == "remove":
             return [k for k in keys.values() if kind_of(k) in decision.lift_kinds]
         return []

@@ -27,7 +27,9 @@ from gateway.policy.decide import (
     annotation_tlv,
     is_redelivery,
 )
+from gateway.policy.program_keywords import ProgramMatch
 from gateway.policy.text import encode_reply, segment
+from gateway.program_mo import clarify_changes
 from gateway.proxy import OWN, AccountState, CarrierLink, Proxy
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
@@ -57,9 +59,10 @@ class MoInput:
     state: AccountState | None  # the account it goes to: the number's owner, else a default route
     toll_free: bool
     can_reply: bool
-    keys: dict[str, BlockKey]  # scope -> key
+    keys: dict[str, BlockKey]  # scope -> key ("program" only when the text is a program keyword)
     fingerprint: str
     alphabet: str = ""  # data_coding 0 under several candidate alphabets: the reading that counted
+    program: ProgramMatch | None = None  # a program keyword of the texted account (policy.program_keywords)
 
     @property
     def account(self) -> str:
@@ -173,6 +176,8 @@ class MoJob:
 
     def _changes(self, targets: list[BlockKey]) -> list[BlockChange | None]:
         d, now = self.d, time.time()
+        if d.op == "clarify":  # revoke-all's one clarification: lifts and adds (gateway/program_mo.py)
+            return clarify_changes(targets, d.source, now)
         if d.block_action == "add":
             return [BlockChange("add", Block(k, d.block_kind or "optout", d.source, now)) for k in targets]
         if d.block_action == "remove":
@@ -183,7 +188,7 @@ class MoJob:
         d, mo, key = self.d, self.mo, change.block.key if change else self.key
         event = AuditEvent(
             at=time.time(), op=d.op or "", number=key.number, counterpart=mo.business,
-            account=mo.account, source=d.source, text=mo.text or "", data_coding=mo.sm.data_coding,
+            account=key.counterpart if key.scope == "program" else mo.account, source=d.source, text=mo.text or "", data_coding=mo.sm.data_coding,
             rule=d.rule, config_version=self.p.version, reply_text=d.reply or "",
             scope=key.scope, kind=d.block_kind or "",
             mo_fingerprint=mo.fingerprint if d.op in REDELIVERY_OPS else "",  # HELP is no state

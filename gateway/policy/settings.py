@@ -15,6 +15,7 @@ from typing import Any, Literal
 from aiosmpplib.codec import find_codec_info
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway.policy.compliance_settings import ProgramSettings, RevokeAll
 from gateway.policy.keywords import STANDARD_OPS, normalise
 
 MAX_KEYWORDS = 20
@@ -260,6 +261,8 @@ class OptoutSettings(BaseModel):
         default=False, description="an operator's (admin) block also keeps the mobile's MO from the application: "
         "the carrier gets ESME_ROK and an admin_dropped event is recorded; keyword MOs still act"
     )
+    programs: ProgramSettings = Field(default_factory=ProgramSettings)  # README, Compliance
+    revoke_all: RevokeAll = Field(default_factory=RevokeAll)
 
     @field_validator("default_region")
     @classmethod
@@ -327,6 +330,8 @@ class OptoutSettings(BaseModel):
         fields = {"keywords", "custom_ops", "languages", "replies", "toll_free"}
         fields |= {"possible_optout_keywords", "possible_optout_acts", "implicit_reopt_in"}
         data = self.model_dump(mode="json", include=fields)
+        if self.programs.keywords or self.revoke_all != RevokeAll():  # unset: versions as before
+            data["compliance"] = self.model_dump(mode="json", include={"programs": {"keywords"}, "revoke_all": True})
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 

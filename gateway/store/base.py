@@ -5,6 +5,7 @@ Numbers are E.164 strings with a leading '+'. A block is keyed by
 - scope "number":  counterpart is the originating number (E.164) the mobile texted
 - scope "account": counterpart is the account system_id owning that number
 - scope "global":  counterpart is ""
+- scope "program": counterpart is "<account system_id>/<program name>" (an opt-out of one program)
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-Scope = Literal["number", "account", "global"]
+Scope = Literal["number", "account", "global", "program"]
 Kind = Literal["optout", "carrier", "admin", "deactivated"]
-SCOPES: tuple[str, ...] = ("number", "account", "global")
+SCOPES: tuple[str, ...] = ("number", "account", "global", "program")
 KINDS: tuple[str, ...] = ("optout", "carrier", "admin")
 # deactivated: the number's consent epoch ended (gateway deactivations import); lowest rank, so
 # a new subscriber's STOP turns it into an opt-out, and only an opt-in keyword lifts it
@@ -328,7 +329,8 @@ class Store(Protocol):
 
 def event_key(event: AuditEvent) -> BlockKey | None:
     """The block an event is about (its scope picks counterpart or account); None without a scope."""
-    counterpart = {"number": event.counterpart, "account": event.account, "global": ""}.get(event.scope)
+    counterpart = {"number": event.counterpart, "account": event.account, "global": "",
+                   "program": event.account}.get(event.scope)
     return None if counterpart is None else BlockKey(event.number, counterpart, event.scope)
 
 

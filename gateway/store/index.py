@@ -57,12 +57,13 @@ def mobile_int(number: str) -> int:
 class BlockIndex:
     """Blocks by (mobile, counterpart, scope); lookups never touch the store."""
 
-    __slots__ = ("_account", "_counts", "_global", "_number", "_special")
+    __slots__ = ("_account", "_counts", "_global", "_number", "_special", "programs")
 
     def __init__(self) -> None:
         self._number: dict[str, BitMap64] = {}  # originating number -> mobiles
         self._account: dict[str, BitMap64] = {}  # account system_id -> mobiles
         self._global = BitMap64()
+        self.programs: dict[str, BitMap64] = {}  # "<account>/<program>" -> mobiles (scope program); read-only
         self._special: dict[str, dict[_Group, BitMap64]] = {}  # kind -> group -> mobiles
         self._counts: dict[str, int] = dict.fromkeys(KINDS, 0)
 
@@ -82,6 +83,14 @@ class BlockIndex:
         keys = (BlockKey(number, originating, "number"), BlockKey(number, account, "account"),
                 BlockKey(number, "", "global"))
         return {kind for kind in map(self.kind_of, keys) if kind is not None}
+
+    def program_blocked(self, mobile: int, program: str) -> bool:
+        """True when mobile opted out of program ("<account>/<program>", scope program)."""
+        return mobile in self.programs.get(program, _EMPTY)
+
+    @property
+    def has_programs(self) -> bool:
+        return bool(self.programs)
 
     # -- changes ----------------------------------------------------------
 
@@ -283,7 +292,7 @@ class BlockIndex:
             total += _BITMAP_OVERHEAD + stats["n_containers"] * _CONTAINER_OVERHEAD
             total += stats["n_bytes_array_containers"] + stats["n_bytes_run_containers"]
             total += stats["n_bytes_bitset_containers"]
-        for groups in (self._number, self._account):
+        for groups in (self._number, self._account, self.programs):
             total += sum(len(k) + 49 for k in groups)  # key strings
         return total
 
@@ -320,7 +329,7 @@ class BlockIndex:
 
     def _all_bitmaps(self) -> list[BitMap64]:
         specials = [bm for groups in self._special.values() for bm in groups.values()]
-        return [*self._number.values(), *self._account.values(), self._global, *specials]
+        return [*self._number.values(), *self._account.values(), *self.programs.values(), self._global, *specials]
 
     def _members(self, scope: str, counterpart: str, *, create: bool) -> BitMap64:
         if scope == "global":
@@ -343,6 +352,8 @@ class BlockIndex:
             return self._number
         if scope == "account":
             return self._account
+        if scope == "program":
+            return self.programs
         raise ValueError(f"unknown scope: {scope!r}")
 
     def _special_bitmap(self, kind: str, group: _Group, *, create: bool) -> BitMap64:

@@ -224,7 +224,7 @@ def complete_event(
         event,
         number=event.number or key.number,
         counterpart=event.counterpart or (key.counterpart if key.scope == "number" else ""),
-        account=event.account or (key.counterpart if key.scope == "account" else ""),
+        account=event.account or (key.counterpart if key.scope in ("account", "program") else ""),
         scope=event.scope or key.scope,
         kind=event.kind or kind,
         block_state=event.block_state or ("blocked" if blocked_after else "unblocked"),
@@ -236,7 +236,7 @@ def operator_event(op: str, at: float, key: BlockKey | None = None, text: str = 
     if key is None:
         return AuditEvent(at=at, op=op, source="operator", text=text)
     counterpart = key.counterpart if key.scope == "number" else ""
-    account = key.counterpart if key.scope == "account" else ""
+    account = key.counterpart if key.scope in ("account", "program") else ""
     return AuditEvent(
         at=at, op=op, number=key.number, counterpart=counterpart, account=account,
         source="operator", scope=key.scope, text=text,

@@ -1,0 +1,259 @@
+"""MT compliance per program: program opt-outs (scope "program") and quiet hours.
+
+MtEnforcer.check calls ProgramEnforcer.check for an MT that passed the block check, only when
+some account declares programs (one attribute test otherwise). Hot path: a dict lookup for the
+program (by originating number, then service_type, then a vendor TLV, then the default), one
+bitmap lookup for its opt-outs, and for a marketing program the recipient's window from a
+per-minute memo (QuietCache): zoneinfo work only once per profile and minute.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from gateway.errors import MalformedPduError
+from gateway.logs import redact
+from gateway.policy import quiet_hours as qh
+from gateway.policy.compliance_settings import Program
+from gateway.policy.numbers import INVALID, mobile_key
+from gateway.proxy import EsmeSession, MtVerdict
+from gateway.smpp import fields as F
+from gateway.smpp import pdu as P
+
+if TYPE_CHECKING:
+    from gateway.config import Account
+    from gateway.optout import OptoutPolicy
+
+log = logging.getLogger(__name__)
+_NANP_LOW, _NANP_HIGH = 10**10, 2 * 10**10  # +1 NPA NXX XXXX as an int
+
+
+Assigned = tuple[str, str, int]  # ("<account>/<program>", quiet action: "" never held | reject | defer, status)
+
+
+@dataclass(slots=True)
+class AccountPrograms:
+    """One account's programs, indexed for assignment."""
+
+    by_number: dict[str, Assigned] = field(default_factory=dict)
+    by_service_type: dict[bytes, Assigned] = field(default_factory=dict)
+    by_tlv: list[tuple[int, bytes, Assigned]] = field(default_factory=list)
+    default: Assigned | None = None
+    by_number_only: bool = True  # no service_type or TLV programs: a number, else the default
+
+
+def assigned(system_id: str, p: Program) -> Assigned:
+    action = p.quiet_hours if p.category in qh.HELD_CATEGORIES and p.quiet_hours != "off" else ""
+    return f"{system_id}/{p.name}", action, p.quiet_status
+
+
+def index_programs(accounts: list[Account]) -> dict[str, AccountPrograms]:
+    out: dict[str, AccountPrograms] = {}
+    for account in accounts:
+        if not account.programs:
+            continue
+        entry = out[account.system_id] = AccountPrograms()
+        for p in account.programs:
+            named = assigned(account.system_id, p)
+            for number in p.numbers:
+                entry.by_number[number] = named
+            for s in p.service_types:
+                entry.by_service_type[s.encode("ascii")] = named
+                entry.by_number_only = False
+            if p.tlv_tag is not None and p.tlv_value is not None:
+                entry.by_tlv.append((p.tlv_tag, p.tlv_value.encode("utf-8"), named))
+                entry.by_number_only = False
+            if p.default:
+                entry.default = named
+    return out
+
+
+def assign(entry: AccountPrograms, origin: str, raw: bytes) -> Assigned | None:
+    """The MT's program: originating number, service_type, vendor TLV, else the default."""
+    found = entry.by_number.get(origin)
+    if found is not None:
+        return found
+    if entry.by_service_type and len(raw) > 16 and raw[16]:  # a service_type (its first byte is no NUL)
+        end = raw.find(b"\x00", 16, 22)
+        found = entry.by_service_type.get(raw[16:end]) if end > 0 else None
+        if found is not None:
+            return found
+    if entry.by_tlv:
+        found = _by_tlv(entry, raw)
+        if found is not None:
+            return found
+    return entry.default
+
+
+def _by_tlv(entry: AccountPrograms, raw: bytes) -> Assigned | None:
+    try:
+        tlvs = (F.parse_data_sm(raw) if raw[4:8] == b"\x00\x00\x01\x03" else F.parse_short_message(raw)).tlvs
+    except MalformedPduError:  # submit_multi too: its TLVs are not read here (number, service_type, default)
+        return None
+    for tag, value, named in entry.by_tlv:
+        if tlvs.get(tag, b"").rstrip(b"\x00") == value:
+            return named
+    return None
+
+
+class _Memo:
+    __slots__ = ("minute", "profile", "result", "stamp")
+
+    def __init__(self, profile: qh.Profile) -> None:
+        self.profile = profile
+        self.minute = -1
+        self.result: float | None = None
+        self.stamp = b""  # result as an SMPP absolute time (defer), computed once per minute
+
+
+class QuietCache:
+    """Recipient -> window profile (NANP by area code, others by number), profile -> per-minute verdict."""
+
+    def __init__(self, rules: qh.QuietRules, max_entries: int) -> None:
+        self.rules = rules
+        self.max_entries = max_entries
+        self.by_key: dict[int, _Memo] = {}
+        self._memos: dict[qh.Profile, _Memo] = {}
+
+    def hold_until(self, mobile: int, now: float) -> float | None:
+        return self.memo(mobile, now).result
+
+    def memo(self, mobile: int, now: float) -> _Memo:
+        """The recipient's verdict for now's minute: .result (None: open) and .stamp."""
+        key = mobile // 10**7 if _NANP_LOW <= mobile < _NANP_HIGH else mobile
+        memo = self.by_key.get(key)
+        if memo is None:
+            memo = self._memo_for(key, mobile)
+        minute = int(now // 60)
+        if memo.minute != minute:
+            result = memo.result = qh.next_allowed(memo.profile, now)
+            memo.stamp = b"" if result is None else smpp_absolute(result)
+            memo.minute = minute
+        return memo
+
+    def _memo_for(self, key: int, mobile: int) -> _Memo:
+        if len(self.by_key) >= self.max_entries:
+            self.by_key.clear()
+        profile = qh.profile_for(f"+{mobile}", self.rules)
+        memo = self._memos.get(profile)
+        if memo is None:
+            memo = self._memos[profile] = _Memo(profile)
+        self.by_key[key] = memo
+        return memo
+
+
+class ProgramEnforcer:
+    """The per-program step of MT enforcement (see module docstring)."""
+
+    def __init__(self, accounts: dict[str, AccountPrograms], policy: OptoutPolicy, cache: QuietCache,
+                 count: Callable[[EsmeSession, str], None]) -> None:
+        self.accounts, self.p, self.cache = accounts, policy, cache
+        self.block_status = policy.o.block_status
+        self.count = count
+
+    def check(self, esme: EsmeSession, pdu: P.Pdu, mobile: int, origin: str) -> MtVerdict | None:
+        entry = self.accounts.get(esme.system_id)
+        if entry is None:
+            return None
+        found = entry.by_number.get(origin) or (entry.default if entry.by_number_only else assign(entry, origin,
+                                                                                                    pdu.raw))
+        if found is None:
+            return None
+        key, action, status = found
+        opted_out = self.p.index.programs.get(key)
+        if opted_out is not None and mobile in opted_out:
+            self._refused(esme, "program", key, mobile)
+            return MtVerdict(status=self.block_status)
+        if not action:  # transactional, informational, or quiet hours off
+            return None
+        now = self.p.clock()
+        memo = self.cache.by_key.get(mobile // 10**7 if _NANP_LOW <= mobile < _NANP_HIGH else mobile)
+        if memo is None or memo.minute != int(now // 60):  # once per recipient profile and minute
+            memo = self.cache.memo(mobile, now)
+        hold = memo.result
+        if hold is None:
+            return None
+        if action == "defer" and pdu.command_id == P.SUBMIT_SM:
+            raw = defer_raw(pdu.raw, hold, memo.stamp)
+            if raw is not None:
+                self._refused(esme, "quiet_hours_deferred", key, mobile)
+                return MtVerdict(raw=raw) if raw != pdu.raw else None
+        self._refused(esme, "quiet_hours", key, mobile)
+        return MtVerdict(status=status)
+
+    def multi_refusal(self, system_id: str, origin: str, raw: bytes, address: F.Address) -> tuple[
+            str, F.Address, int] | None:
+        """A submit_multi destination: (reason, address, status) when its program refuses it. One
+        schedule cannot suit every destination: quiet hours refuse (as reject) under defer too."""
+        entry = self.accounts.get(system_id)
+        mobile = mobile_key(address.ton, address.addr, self.p.plan) if entry is not None else None
+        found = assign(entry, origin, raw) if entry is not None else None
+        if found is None or mobile is None or mobile == INVALID:
+            return None
+        key, action, status = found
+        if self.p.index.program_blocked(mobile, key):
+            return "program", address, self.block_status
+        if action and self.cache.memo(mobile, self.p.clock()).result is not None:
+            return "quiet_hours", address, status
+        return None
+
+    def _refused(self, esme: EsmeSession, reason: str, program: str, mobile: int) -> None:
+        self.count(esme, reason)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("mt_program", extra={"system_id": esme.system_id, "reason": reason, "program": program,
+                                           "address": redact(str(mobile).encode())})
+
+
+def smpp_absolute(at: float) -> bytes:
+    """SMPP 3.4 section 7.1.1 absolute time 'YYMMDDhhmmsstnnp' in UTC (t 0, nn 00, p '+')."""
+    stamp = dt.datetime.fromtimestamp(at, dt.UTC)
+    return stamp.strftime("%y%m%d%H%M%S").encode() + b"000+"
+
+
+def parse_absolute(value: bytes) -> float | None:
+    """An absolute SMPP time as unix seconds, None for relative ('R') or anything unreadable."""
+    if len(value) != 16 or value[15:16] not in (b"+", b"-") or not value[:15].isdigit():
+        return None
+    try:
+        base = dt.datetime.strptime(value[:12].decode(), "%y%m%d%H%M%S").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+    offset = int(value[13:15]) * 900 * (1 if value[15:16] == b"+" else -1)
+    return base.timestamp() + int(value[12:13]) / 10 - offset
+
+
+def defer_raw(raw: bytes, hold: float, stamp: bytes = b"") -> bytes | None:
+    """raw with schedule_delivery_time set to hold (stamp: hold already formatted), every other byte
+    as it was; raw itself when the application already scheduled it at or after hold; None when the
+    body cannot be read."""
+    find = raw.find
+    pos = find(0, 16, 22)  # service_type's NUL
+    if pos > 0:
+        pos = find(0, pos + 3, pos + 68)  # source_addr's, after its TON and NPI
+    if pos > 0:
+        pos = find(0, pos + 3, pos + 68)  # destination_addr's
+    start = pos + 4  # after esm_class, protocol_id, priority_flag
+    end = find(0, start, start + 17) if pos > 0 else -1
+    if end < 0:
+        return None
+    if end > start:
+        current = parse_absolute(raw[start:end])
+        if current is not None and current >= hold:
+            return raw
+    stamp = stamp or smpp_absolute(hold)
+    length = len(raw) - (end - start) + len(stamp)
+    return length.to_bytes(4, "big") + raw[4:start] + stamp + raw[end:]
+
+
+def program_enforcer(policy: OptoutPolicy, count: Callable[[EsmeSession, str], None]) -> ProgramEnforcer | None:
+    """The per-program step for policy's accounts, None when no account declares programs."""
+    accounts = index_programs([state.config for state in policy.proxy.accounts.values()])
+    if not accounts:
+        return None
+    settings = policy.o.programs
+    cache = QuietCache(settings.quiet_hours.rules(), settings.quiet_cache_max)
+    return ProgramEnforcer(accounts, policy, cache, count)

@@ -1,0 +1,90 @@
+"""MO side of programs: a program keyword's decision, and the FCC revoke-all targets.
+
+- A program stop keyword (op "program_stop": its own reply window, never rate-limited by a STOP's)
+  adds an "optout" block at scope "program" (counterpart
+  "<account>/<program>"); a program start keyword lifts only that block (never a STOP's, a
+  carrier's or an operator's). The audit event carries the program in its account column
+  ("acme/marketing", as scope account carries the system_id) and its rule ("program:marketing:...").
+- Revoke-all (47 CFR 64.1200(a)(10), optout.revoke_all, on from its effective date): a STOP-type
+  keyword blocks the configured scope's key and, when the texted number has an owning account,
+  the account's key too: every program and every number of the business.
+- The one clarification (optout.revoke_all.clarify_reply set): the STOP's confirmation offers the
+  choice; a program opt-in keyword within clarify_window (at most 5 minutes) of that STOP, while
+  its account block still stands, lifts the STOP's blocks and opts out of every other program of
+  the account instead (op "clarify"). Until the mobile answers, everything stays revoked; a later
+  answer is an ordinary program keyword. The pending STOPs are held in memory (bounded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from gateway.policy.decide import LIFT_KEYWORD, MoContext, MoDecision
+from gateway.store.base import Block, BlockChange, BlockKey
+
+MAX_PENDING = 100_000
+
+if TYPE_CHECKING:
+    from gateway.optout_mo import MoInput
+
+
+class Clarifications:
+    """Revoke-all STOPs awaiting their one clarification: (mobile, account) -> when (unix seconds)."""
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[str, str], float] = {}
+
+    def note(self, mobile: str, account: str, now: float) -> None:
+        if len(self.pending) >= MAX_PENDING:
+            self.pending.clear()
+        self.pending[(mobile, account)] = now
+
+    def open(self, mobile: str, account: str, now: float, window: float) -> bool:
+        at = self.pending.get((mobile, account))
+        return at is not None and now - at <= window
+
+
+def clarify_decision(mo: MoInput, programs: frozenset[str], kind_of: Callable[[BlockKey], str | None]) -> tuple[
+        MoDecision, MoContext, list[BlockKey]] | None:
+    """The answer to a revoke-all STOP's confirmation: keep the chosen program, stop the others."""
+    match, account = mo.program, mo.keys.get("account")
+    if match is None or match.op != "start" or account is None or kind_of(account) not in LIFT_KEYWORD:
+        return None
+    lift = [k for k in mo.keys.values() if k.scope != "program" and kind_of(k) in LIFT_KEYWORD]
+    others = [BlockKey(mo.mobile, f"{account.counterpart}/{name}", "program")
+              for name in sorted(programs - {match.program})]
+    ctx = MoContext(mo.mobile, mo.business, toll_free=mo.toll_free, block="optout", can_reply=mo.can_reply)
+    rule = f"clarify:{match.program}:{match.keyword}"
+    return MoDecision("clarify", rule, "keyword", "remove", lift_kinds=LIFT_KEYWORD, reply=match.reply), ctx, [
+        *lift, *others]
+
+
+def clarify_changes(targets: list[BlockKey], source: str, now: float) -> list[BlockChange | None]:
+    """A clarification's changes: lift the STOP's keys, add the other programs' opt-outs."""
+    return [BlockChange("add", Block(k, "optout", source, now)) if k.scope == "program"
+            else BlockChange("remove", Block(k, "optout", source, now), LIFT_KEYWORD) for k in targets]
+
+
+def program_decision(mo: MoInput, kind_of: Callable[[BlockKey], str | None]) -> tuple[
+        MoDecision, MoContext, list[BlockKey]]:
+    match = mo.program
+    key = mo.keys["program"]
+    kind = kind_of(key)
+    ctx = MoContext(mo.mobile, mo.business, toll_free=mo.toll_free, block=kind, can_reply=mo.can_reply)
+    assert match is not None
+    rule = f"program:{match.program}:{match.keyword}"
+    if match.op == "stop":
+        return MoDecision("program_stop", rule, "keyword", "add", "optout", reply=match.reply), ctx, [key]
+    if kind in LIFT_KEYWORD:
+        return MoDecision("program_start", rule, "keyword", "remove", lift_kinds=LIFT_KEYWORD,
+                          reply=match.reply), ctx, [key]
+    return MoDecision("program_start", rule, "keyword", reason="no_block"), ctx, []
+
+
+def revoke_all_targets(key: BlockKey, keys: dict[str, BlockKey], decision: MoDecision, on: bool) -> list[BlockKey]:
+    """Where a keyword opt-out writes: key, and under revoke-all the account's key besides."""
+    account = keys.get("account")
+    if not on or decision.op not in ("stop", "possible_optout") or account is None or account == key:
+        return [key]
+    return [key, account]
