@@ -24,6 +24,7 @@ from gateway.smpp.session import Sequencer
 from gateway.tls import ClientTls, describe, failure_reason
 
 log = logging.getLogger(__name__)
+_pack_seq = P.SEQ.pack
 THROTTLE_STATUSES = frozenset({st.ESME_RTHROTTLED, st.ESME_RMSGQFUL})  # the carrier asks us to slow down
 
 
@@ -82,7 +83,7 @@ class CarrierConnection(Connection):
                         self.throttled(status)
                 elif self.window < self.full_window:  # resuming after a throttle: one more per answer
                     self.window += 1
-                self.proxy.mt_answered(pending, pdu, self.loop.time())
+                self.proxy.mt_answered(pending, pdu, self.last_rx)  # read once per read, not per PDU
             elif cid == P.ENQUIRE_LINK_RESP:
                 self.enquire_sent = None
             elif cid == P.UNBIND_RESP:
@@ -118,7 +119,7 @@ class CarrierConnection(Connection):
         seq = self.seq.next()
         self.pending[seq] = pending
         data = raw if raw is not None else pdu.raw
-        self.send(data[:12] + P.SEQ.pack(seq) + data[16:])
+        self.send(data[:12] + _pack_seq(seq) + data[16:])
 
     def throttled(self, status: int) -> None:
         """The carrier answered 0x58 / 0x14 (the answer itself goes to the application unchanged):
