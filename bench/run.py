@@ -23,6 +23,8 @@ the sink) and one load generator per scenario (bench.loadgen). Scenarios:
            event-loop stall while they are purged (bench.routes_bench)
 
 Gateway CPU per message is utime+stime from /proc/<pid>/stat across the measured window.
+`python -m bench.hotloop [--limits] [--profile]`: the same MT path in one process with fake
+transports (no syscalls): CPU and Python function calls per message, for comparing code changes.
 BENCH_ARGS="--binds 8 --window 50 --duration 10" make bench
 BENCH_ARGS="--scale 10000000" make bench       (index figures at 1M and 10M)
 BENCH_ARGS="--scenarios direct,gateway,paced" make bench   (the core proxy only)
