@@ -5,6 +5,10 @@ the sink) and one load generator per scenario (bench.loadgen). Scenarios:
 
   direct   loadgen -> sink, binds x window, as fast as the window allows
   gateway  loadgen -> gateway -> sink, same load; the ratio to direct
+  forwarder  loadgen -> bench.forwarder -> sink: the minimal SMPP-aware forwarder (bench.hotpath)
+  limits   like gateway with account and carrier max_tps set far above the load (shaping on);
+           prints gateway/forwarder msg/s (the ratio, target >= 0.5) and gateway CPU µs/msg on and off
+  shaping  measured rate at carrier and account max_tps of 1,000 and 10,000 (within 2 %)
   tls      like gateway with both legs on SMPP over TLS (loadgen -TLS-> gateway -TLS-> sink):
            msg/s and p99 beside the plaintext 'gateway' figure of the same run (target ≥ 0.6×)
   paced    loadgen -> gateway -> sink at --rate msg/s total: p50/p99 latency
@@ -19,12 +23,15 @@ the sink) and one load generator per scenario (bench.loadgen). Scenarios:
            event-loop stall while they are purged (bench.routes_bench)
 
 Gateway CPU per message is utime+stime from /proc/<pid>/stat across the measured window.
+`python -m bench.hotloop [--limits] [--profile]`: the same MT path in one process with fake
+transports (no syscalls): CPU and Python function calls per message, for comparing code changes.
 BENCH_ARGS="--binds 8 --window 50 --duration 10" make bench
 BENCH_ARGS="--scale 10000000" make bench       (index figures at 1M and 10M)
 BENCH_ARGS="--scenarios direct,gateway,paced" make bench   (the core proxy only)
 BENCH_ARGS="--scenarios direct,gateway --limits" make bench   (with shaping on but not binding)
 BENCH_ARGS="--scenarios gateway --dest-prefix 44740012 --programs" make bench   (programs and quiet hours
     configured, window open; compare with the same line without --programs; 1415555 at night: deferred)
+BENCH_ARGS="--scenarios forwarder,gateway,limits" make bench   (the ratio and CPU per message, issue 10)
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from bench import profiling
 from bench.procs import Child, Children, free_port
 
 PY = sys.executable
-SCENARIOS = ("direct", "gateway", "tls", "paced", "blocks", "mo", "index", "propagation", "crash", "routes")
+SCENARIOS = ("direct", "forwarder", "gateway", "limits", "shaping", "tls", "paced", "blocks", "mo", "index", "propagation", "crash", "routes")
 TARGET_RATE = 50_000  # submit_sm/s through the gateway, 4 binds x window 100 (issue 2)
 TARGET_P99_MS = 2.0  # at 10,000 msg/s paced
 BLOCKED_EVERY = 100
@@ -267,8 +274,10 @@ def verdicts(results: list[Result]) -> list[str]:
         ok = pc.load["p99_ms"] < TARGET_P99_MS and pc.load["rate"] >= 0.97 * pc.rate
         out.append(f"target p99 < {TARGET_P99_MS} ms at {pc.rate:,.0f} msg/s paced: "
                    f"{'PASS' if ok else 'FAIL'} (p99 {pc.load['p99_ms']:.3f} ms at {pc.load['rate']:,.0f} msg/s)")
+    from bench import hotpath
     from bench.tls_scenario import verdict
 
+    out += hotpath.verdict(by)
     out += verdict(by)
     for r in results:
         for note in r.notes:
@@ -304,6 +313,14 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[list[Result], list[str
                     results.append(run_load(kids, args, "paced", gw.smpp_port, sink, gw.child, rate=args.rate))
             finally:
                 notes.append(stop_gateway(gw))
+        from bench import hotpath
+
+        if "forwarder" in args.scenarios:
+            hotpath.run_forwarder(kids, args, sink, sink_port, results)
+        if "limits" in args.scenarios:
+            hotpath.run_limits(kids, args, sink, sink_port, workdir, results, notes)
+        if "shaping" in args.scenarios:
+            lines += hotpath.run_shaping(kids, args, sink, sink_port, workdir, notes)
         if "tls" in args.scenarios:
             from bench.tls_scenario import run_tls
 

@@ -17,6 +17,7 @@ from aiosmpplib import BindTransceiver
 
 from gateway.config import Carrier
 from gateway.connection import Connection
+from gateway.metrics import count_new
 from gateway.proxy import Pending, Proxy
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
@@ -24,6 +25,7 @@ from gateway.smpp.session import Sequencer
 from gateway.tls import ClientTls, describe, failure_reason
 
 log = logging.getLogger(__name__)
+_pack_seq = P.SEQ.pack
 THROTTLE_STATUSES = frozenset({st.ESME_RTHROTTLED, st.ESME_RMSGQFUL})  # the carrier asks us to slow down
 
 
@@ -82,7 +84,7 @@ class CarrierConnection(Connection):
                         self.throttled(status)
                 elif self.window < self.full_window:  # resuming after a throttle: one more per answer
                     self.window += 1
-                self.proxy.mt_answered(pending, pdu, self.loop.time())
+                self.proxy.mt_answered(pending, pdu, self.last_rx)  # read once per read, not per PDU
             elif cid == P.ENQUIRE_LINK_RESP:
                 self.enquire_sent = None
             elif cid == P.UNBIND_RESP:
@@ -118,7 +120,17 @@ class CarrierConnection(Connection):
         seq = self.seq.next()
         self.pending[seq] = pending
         data = raw if raw is not None else pdu.raw
-        self.send(data[:12] + P.SEQ.pack(seq) + data[16:])
+        if self.closed:  # Connection.send, inline (the hot path's one write per message)
+            return
+        self._out.append(data[:12] + _pack_seq(seq) + data[16:])
+        key = data[4:8]
+        try:
+            self._out_counts[key] += 1
+        except KeyError:
+            count_new(self._out_counts, key)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
 
     def throttled(self, status: int) -> None:
         """The carrier answered 0x58 / 0x14 (the answer itself goes to the application unchanged):

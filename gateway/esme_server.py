@@ -87,7 +87,7 @@ class EsmeConnection(Connection):
             if self.outstanding >= self.window:
                 self.send(P.response_for(pdu, st.ESME_RTHROTTLED))
             else:
-                self.proxy.forward_mt(self, pdu, self.loop.time())
+                self.proxy.forward_mt(self, pdu, self.last_rx)  # read once per read, not per PDU
             return
         if pdu.is_response:
             self._on_response(pdu)
@@ -164,6 +164,7 @@ class EsmeConnection(Connection):
     def _replay(self) -> None:
         """PDUs that arrived while the bind was verified, in their order."""
         held, self.held = self.held, []
+        self.last_rx = self.loop.time()  # the `now` of their handling (they arrived during the bind)
         for i, pdu in enumerate(held):
             if self.binding:  # cannot happen (a second bind is answered at once), kept safe
                 self.held[:0] = held[i:]

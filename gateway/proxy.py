@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_left
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from gateway.config import Account, Settings
 from gateway.errors import MalformedPduError, StoreError, status_for
 from gateway.limits.networks import contains
-from gateway.metrics import Metrics
+from gateway.metrics import LATENCY_BUCKETS, Metrics
 from gateway.own_queue import OwnQueue, OwnRequest
 from gateway.policy.numbers import e164, originator_text
 from gateway.receipts import OWN, ReceiptRouter
@@ -37,6 +38,9 @@ __all__ = ["OWN", "Pending", "Proxy"]
 CONTROL = frozenset({P.CANCEL_SM, P.QUERY_SM, P.REPLACE_SM})  # forwarded for the sender's own messages only
 TEMPORARY = frozenset({st.ESME_RX_T_APPN, st.ESME_RMSGQFUL, st.ESME_RTHROTTLED})
 OnStatus = Callable[[int, "P.Pdu | None"], None]
+# the hot path's constants as module globals (no attribute lookup per message)
+SUBMIT_SM, DATA_SM, SUBMIT_MULTI, SUBMIT_MULTI_RESP = P.SUBMIT_SM, P.DATA_SM, P.SUBMIT_MULTI, P.SUBMIT_MULTI_RESP
+_pack_seq = P.SEQ.pack
 
 
 class EsmeSession(Protocol):
@@ -65,9 +69,10 @@ class CarrierLink(Protocol):
     def send(self, data: bytes) -> None: ...
 
 
-@dataclass(slots=True)
-class Pending:
-    """A request the gateway sent to the carrier and awaits the answer of."""
+class Pending(NamedTuple):
+    """A request the gateway sent to the carrier and awaits the answer of. A tuple: the hot path
+    builds one per message with `_new_pending` (tuple.__new__, no Python __init__) and reads it
+    back with one unpacking."""
 
     origin: EsmeSession | None  # None: the gateway's own request
     origin_seq: int
@@ -76,6 +81,9 @@ class Pending:
     on_response: Callable[[P.Pdu | None], None] | None = None  # own requests only
     extra: object = None  # policy data (e.g. submit_multi unsuccess list)
     wants_receipt: bool = False  # keep message_id -> account for the receipt
+
+
+_new_pending = tuple.__new__  # _new_pending(Pending, (origin, origin_seq, command_id, started, None, extra, receipt))
 
 
 class Policy(Protocol):
@@ -128,6 +136,7 @@ class Proxy:
         self.settings = settings
         self.metrics = metrics
         self.stats = metrics.stats
+        self.inflight = self.stats.inflight
         self.policy: Policy = policy or NullPolicy()  # the opt-out engine replaces it at start
         self.accounts = {a.system_id: AccountState(a) for a in settings.accounts}
         self.number_owner = {n: a.system_id for a in settings.accounts for n in a.numbers}
@@ -237,7 +246,7 @@ class Proxy:
             self.answer_locally(esme, P.response_for(pdu, st.ESME_RTHROTTLED))
             return
         scan: F.MtScan | None = None
-        if cid == P.SUBMIT_SM or cid == P.DATA_SM:
+        if cid == SUBMIT_SM or cid == DATA_SM:
             try:
                 scan = F.mt_scan(pdu.raw)
             except MalformedPduError as exc:  # we could not check the recipient: never forward it
@@ -245,7 +254,7 @@ class Proxy:
                 return
             receipt = bool(scan[4] & 0x1F)
         else:
-            receipt = cid == P.SUBMIT_MULTI
+            receipt = cid == SUBMIT_MULTI
         verdict = self.policy.check_mt(esme, pdu, scan)
         if verdict is None:
             self.to_carrier(esme, pdu, now, None, receipt)
@@ -267,13 +276,21 @@ class Proxy:
         if pacer is not None and (pacer.queue or pacer.own or not pacer.bucket.take(now)):
             pacer.wait(Waiting(esme, pdu, now, extra, receipt, raw))
             return
-        link = self.pick_carrier()  # send_mt's body, inline: one call less per message
+        carriers = self.carriers  # send_mt's body and pick_carrier's first turn, inline
+        n = len(carriers)
+        link: CarrierLink | int = st.ESME_RMSGQFUL
+        if n:
+            self._carrier_rr = i = (self._carrier_rr + 1) % n
+            link = carriers[i]
+            if len(link.pending) >= link.window:
+                link = self.pick_carrier()  # full: the others in turn
         if isinstance(link, int):
             self.answer_locally(esme, P.response_for(pdu, link))
             return
         esme.outstanding += 1
-        self.stats.inflight["carrier"] += 1
-        link.forward(pdu, Pending(esme, pdu.sequence_number, pdu.command_id, now, None, extra, receipt), raw)
+        self.inflight["carrier"] += 1
+        link.forward(pdu, _new_pending(Pending, (esme, pdu.sequence_number, pdu.command_id, now, None, extra,
+                                                 receipt)), raw)
 
     def send_released(self, item: Waiting, now: float) -> None:
         """A request the carrier pacer held: checked again first, since a STOP may have landed
@@ -304,27 +321,31 @@ class Proxy:
         asyncio.get_running_loop().call_soon(_answered_locally, esme, resp, after)
 
     def mt_answered(self, pending: Pending, resp: P.Pdu, now: float) -> None:
-        self.stats.inflight["carrier"] -= 1
-        if self._own_waiting:  # the freed slot goes to the gateway's own replies first
+        self.inflight["carrier"] -= 1
+        if self._own_waiting.waiting:  # the freed slot goes to the gateway's own replies first
             self._drain_own(now)
         if self.receipts.parked:  # a receipt may be waiting for this answer
             self.receipts.answered()
-        if pending.on_response is not None:
-            pending.on_response(resp)
+        esme, origin_seq, _, started, on_response, extra, wants_receipt = pending
+        if on_response is not None:
+            on_response(resp)
             return
-        esme = pending.origin
         if esme is None:
             return
         esme.outstanding -= 1
-        if resp.command_status == 0 and pending.wants_receipt:
-            message_id = F.response_message_id(resp.raw)
+        raw = resp.raw
+        if wants_receipt and resp.command_status == 0:
+            message_id = F.response_message_id(raw)
             if message_id:
                 self.receipts.remember(message_id, esme.system_id, now)
-        self.stats.observe_latency(now - pending.started)
-        raw = resp.with_sequence(pending.origin_seq)
-        if pending.extra is not None and resp.command_id == P.SUBMIT_MULTI_RESP:
-            raw = self._merge_multi_resp(resp, pending)
-        esme.send(raw)
+        seconds = now - started  # Stats.observe_latency, inline
+        stats = self.stats
+        stats.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        stats.latency_sum += seconds
+        if extra is not None and resp.command_id == SUBMIT_MULTI_RESP:
+            esme.send(self._merge_multi_resp(resp, pending))
+        else:
+            esme.send(raw[:12] + _pack_seq(origin_seq) + raw[16:])  # Pdu.with_sequence, inline
 
     def _merge_multi_resp(self, resp: P.Pdu, pending: Pending) -> bytes:
         blocked: list[tuple[F.Address, int]] = pending.extra  # type: ignore[assignment]

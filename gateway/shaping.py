@@ -63,6 +63,7 @@ class Pacer:
         self.queue: deque[Waiting] = deque()
         self.own: deque[OwnWaiting] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0  # when _timer fires (uvloop's timer handles have no when())
         self._expired = proxy.metrics.mt_rejected.labels("queue_delay")
 
     def wait(self, item: Waiting) -> None:
@@ -115,9 +116,10 @@ class Pacer:
         if self.queue:
             at = min(at, self.queue[0].at + self.max_queue_delay)
         if timer is not None:
-            if timer.when() <= at:
+            if self._due <= at:
                 return
             timer.cancel()
+        self._due = at
         self._timer = asyncio.get_running_loop().call_at(at, self._fire)
 
     def _fire(self) -> None:

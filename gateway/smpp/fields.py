@@ -7,6 +7,7 @@ registered_delivery; the full parsers serve MO, receipts, binds and submit_multi
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
@@ -348,24 +349,23 @@ def control_message_id(raw: bytes, command_id: int) -> bytes:
 MtScan = tuple[int, bytes, int, bytes, int]
 
 
+# mt_scan's one pass as a regular expression (one C call instead of five bytes.index calls):
+# service_type (<= 5), source ton, npi, source_addr (<= 64), dest ton, npi, destination_addr (<= 64);
+# then submit_sm: esm_class, protocol_id, priority_flag, schedule_delivery_time and
+# validity_period (<= 16 each), registered_delivery; data_sm: esm_class, registered_delivery.
+_MT_HEAD = rb"[^\x00]{0,5}\x00(.).([^\x00]{0,64})\x00(.).([^\x00]{0,64})\x00"
+_SUBMIT_SCAN = re.compile(_MT_HEAD + rb"...[^\x00]{0,16}\x00[^\x00]{0,16}\x00(.)", re.DOTALL).match
+_DATA_SM_SCAN = re.compile(_MT_HEAD + rb".(.)", re.DOTALL).match
+
+
 def mt_scan(raw: bytes) -> MtScan:
     """submit_sm / data_sm in one pass: (source ton, source_addr, dest ton, destination_addr,
     registered_delivery). The hot path's only body read."""
-    try:
-        index = raw.index
-        pos = index(0, HEADER_SIZE, HEADER_SIZE + 6) + 1  # after service_type
-        src_ton = raw[pos]
-        src_end = index(0, pos + 2, pos + 67)
-        dst_ton = raw[src_end + 1]
-        dst_end = index(0, src_end + 3, src_end + 68)
-        if raw[4:8] == b"\x00\x00\x01\x03":  # data_sm: esm_class, registered_delivery
-            registered = raw[dst_end + 2]
-        else:  # esm_class, protocol_id, priority_flag, schedule_delivery_time, validity_period
-            q = index(0, dst_end + 4, dst_end + 21) + 1
-            registered = raw[index(0, q, q + 17) + 1]
-        return src_ton, raw[pos + 2 : src_end], dst_ton, raw[src_end + 3 : dst_end], registered
-    except (ValueError, IndexError):
-        raise MalformedPduError("submit body truncated") from None
+    m = (_DATA_SM_SCAN if raw[4:8] == b"\x00\x00\x01\x03" else _SUBMIT_SCAN)(raw, HEADER_SIZE)
+    if m is None:
+        raise MalformedPduError("submit body truncated")
+    src_ton, src, dst_ton, dst, registered = m.groups()
+    return src_ton[0], src, dst_ton[0], dst, registered[0]
 
 
 def wants_receipt(raw: bytes) -> bool:

@@ -160,6 +160,7 @@ class Framer:
     def _split(self, data: bytes) -> tuple[list[Pdu], int]:
         """The whole PDUs at the start of data, sliced without copying twice; and where they end."""
         pdus: list[Pdu] = []
+        append = pdus.append
         pos = 0
         end = len(data)
         unpack = HEADER.unpack_from
@@ -172,7 +173,7 @@ class Framer:
                 raise err
             if end - pos < length:
                 break
-            pdus.append(Pdu(command_id, status, seq, data[pos : pos + length]))
+            append(Pdu(command_id, status, seq, data[pos : pos + length]))
             pos += length
         return pdus, pos
 
