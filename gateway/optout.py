@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from gateway.config import Account
 from gateway.enforcement import MtEnforcer
 from gateway.errors import StoreError
 from gateway.optout_mo import MoInput, MoJob, PairQueue
@@ -87,6 +88,8 @@ class OptoutPolicy:
         self.clarifications = Clarifications()
         self.account_programs = {s.config.system_id: frozenset(p.name for p in s.config.programs)
                                  for s in proxy.accounts.values() if s.config.programs}
+        self.account_unassigned = {s.config.system_id: unassigned_numbers(s.config)
+                                   for s in proxy.accounts.values() if s.config.programs}
         self.mt = MtEnforcer(self)
         self.refresh_gauges()
 
@@ -160,7 +163,7 @@ class OptoutPolicy:
         decision = decide_mo(mo.text, mo.is_segment, ctx, self.table, self.o)
         targets = self._targets(decision, mo.keys, kind_of)
         admin = any(kind_of(k) == "admin" for k in mo.keys.values())
-        if len(targets) > 1 and decision.block_action == "add" and decision.reply and self.o.revoke_all.clarify_reply:
+        if len(targets) > 1 and decision.block_action == "add" and decision.reply and self._offers_choice():
             decision = replace(decision, reply=self.o.revoke_all.clarify_reply)  # revoke-all: offer the choice
         if decision.block_action == "remove" and admin:
             decision = replace(decision, reply=None)  # still blocked by an operator: no "resubscribed"
@@ -175,10 +178,15 @@ class OptoutPolicy:
         if revoke.clarify_reply and self.clarifications.open(mo.mobile, mo.account, self.clock(),
                                                               revoke.clarify_window):
             programs = self.account_programs.get(mo.account, frozenset())
-            found = clarify_decision(mo, programs, kind_of)
+            found = clarify_decision(mo, programs, self.account_unassigned.get(mo.account, frozenset()), kind_of)
             if found is not None:
                 return found
         return program_decision(mo, kind_of)
+
+    def _offers_choice(self) -> bool:
+        """Revoke-all's one clarification is offered: never under scope global, whose block
+        stops every sender (the clarification lifts nothing outside the account)."""
+        return bool(self.o.revoke_all.clarify_reply) and self.scope != "global"
 
     def _business(self, address: F.Address) -> str | None:
         """The number the mobile texted, keyed by the very function MT source_addr goes through
@@ -206,7 +214,7 @@ class OptoutPolicy:
                 return [keys["number"]]
             key = keys.get(self.scope, keys["number"])
             targets = revoke_all_targets(key, keys, decision, self.o.revoke_all.on(self.clock()))
-            if len(targets) > 1 and self.o.revoke_all.clarify_reply:  # the confirmation offers the choice
+            if len(targets) > 1 and self._offers_choice():  # the confirmation offers the choice
                 self.clarifications.note(key.number, targets[-1].counterpart, self.clock())
             return targets
         if decision.block_action == "remove":
@@ -245,6 +253,14 @@ class OptoutPolicy:
     def refresh_gauges(self) -> None:
         for kind, n in self.index.counts_by_kind().items():
             self.metrics.blocks.labels(kind).set(n)
+
+
+def unassigned_numbers(account: Account) -> frozenset[str]:
+    """The account's numbers no program lists, none when a program is the default."""
+    if any(p.default for p in account.programs):
+        return frozenset()
+    listed = {n for p in account.programs for n in p.numbers}
+    return frozenset(n for n in account.numbers if n not in listed)
 
 
 def admin_dropped(decision: MoDecision) -> MoDecision:

@@ -177,7 +177,7 @@ class MoJob:
     def _changes(self, targets: list[BlockKey]) -> list[BlockChange | None]:
         d, now = self.d, time.time()
         if d.op == "clarify":  # revoke-all's one clarification: lifts and adds (gateway/program_mo.py)
-            return clarify_changes(targets, d.source, now)
+            return clarify_changes(targets, d.source, now, self.mo.business)
         if d.block_action == "add":
             return [BlockChange("add", Block(k, d.block_kind or "optout", d.source, now)) for k in targets]
         if d.block_action == "remove":

@@ -10,9 +10,14 @@
   the account's key too: every program and every number of the business.
 - The one clarification (optout.revoke_all.clarify_reply set): the STOP's confirmation offers the
   choice; a program opt-in keyword within clarify_window (at most 5 minutes) of that STOP, while
-  its account block still stands, lifts the STOP's blocks and opts out of every other program of
-  the account instead (op "clarify"). Until the mobile answers, everything stays revoked; a later
-  answer is an ordinary program keyword. The pending STOPs are held in memory (bounded).
+  its account block still stands, lifts the account's block (and the texted number's own block
+  when that number is in a program) and opts out of every other program of the account instead
+  (op "clarify"); the account's numbers outside every program (when it has no default program)
+  get number-scope opt-outs, so they stay revoked. It never lifts a block of another account or a
+  global one. Under optout.scope "global" a STOP blocks every sender, so no choice is offered (the
+  ordinary STOP reply; a later program keyword is an ordinary one). Until the mobile answers,
+  everything stays revoked; a later answer is an ordinary program keyword. The pending STOPs are
+  held in memory (bounded).
 """
 
 from __future__ import annotations
@@ -45,25 +50,31 @@ class Clarifications:
         return at is not None and now - at <= window
 
 
-def clarify_decision(mo: MoInput, programs: frozenset[str], kind_of: Callable[[BlockKey], str | None]) -> tuple[
-        MoDecision, MoContext, list[BlockKey]] | None:
-    """The answer to a revoke-all STOP's confirmation: keep the chosen program, stop the others."""
+def clarify_decision(mo: MoInput, programs: frozenset[str], unassigned: frozenset[str],
+                     kind_of: Callable[[BlockKey], str | None]) -> tuple[MoDecision, MoContext, list[BlockKey]] | None:
+    """The answer to a revoke-all STOP's confirmation: keep the chosen program, stop the others.
+    unassigned: the account's numbers outside every program (none when it has a default program)."""
     match, account = mo.program, mo.keys.get("account")
     if match is None or match.op != "start" or account is None or kind_of(account) not in LIFT_KEYWORD:
         return None
-    lift = [k for k in mo.keys.values() if k.scope != "program" and kind_of(k) in LIFT_KEYWORD]
+    number = mo.keys.get("number")
+    lift = [account] + ([number] if number is not None and mo.business not in unassigned
+                        and kind_of(number) in LIFT_KEYWORD else [])
     others = [BlockKey(mo.mobile, f"{account.counterpart}/{name}", "program")
               for name in sorted(programs - {match.program})]
+    outside = [BlockKey(mo.mobile, n, "number") for n in sorted(unassigned - {mo.business})]
     ctx = MoContext(mo.mobile, mo.business, toll_free=mo.toll_free, block="optout", can_reply=mo.can_reply)
     rule = f"clarify:{match.program}:{match.keyword}"
     return MoDecision("clarify", rule, "keyword", "remove", lift_kinds=LIFT_KEYWORD, reply=match.reply), ctx, [
-        *lift, *others]
+        *lift, *others, *outside]
 
 
-def clarify_changes(targets: list[BlockKey], source: str, now: float) -> list[BlockChange | None]:
-    """A clarification's changes: lift the STOP's keys, add the other programs' opt-outs."""
-    return [BlockChange("add", Block(k, "optout", source, now)) if k.scope == "program"
-            else BlockChange("remove", Block(k, "optout", source, now), LIFT_KEYWORD) for k in targets]
+def clarify_changes(targets: list[BlockKey], source: str, now: float, business: str) -> list[BlockChange | None]:
+    """A clarification's changes: lift the account's key (and the texted number's own when it is in
+    a program), add the other programs' opt-outs and the account's numbers outside every program."""
+    return [BlockChange("remove", Block(k, "optout", source, now), LIFT_KEYWORD)
+            if k.scope == "account" or (k.scope == "number" and k.counterpart == business)
+            else BlockChange("add", Block(k, "optout", source, now)) for k in targets]
 
 
 def program_decision(mo: MoInput, kind_of: Callable[[BlockKey], str | None]) -> tuple[
