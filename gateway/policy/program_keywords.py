@@ -1,8 +1,8 @@
 """Program keywords: opt out of (or back into) one program of the business texted. Pure.
 
 A program keyword is matched like a standard keyword (normalised, the whole message) and wins
-over the standard lists (so OPTOUT can stop marketing alone while STOP stops everything); STOP,
-START and HELP themselves can never be program keywords (compliance_settings refuses them).
+over the standard lists; no stop-type word (the stop op's list, every language's) and none of
+STOP, START and HELP can be a program keyword (settings and compliance_settings refuse them).
 """
 
 from __future__ import annotations

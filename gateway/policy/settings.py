@@ -318,6 +318,17 @@ class OptoutSettings(BaseModel):
             raise ValueError(f"forward: unknown op {min(unknown)!r}")
         return self
 
+    @model_validator(mode="after")
+    def _program_keywords_are_no_stop_words(self) -> OptoutSettings:
+        """A stop-type word (the stop op's list, every language's) always stops everything it
+        answers (under revoke-all the whole business): it can be no program's keyword."""
+        stops = {normalise(k) for k in self.keywords.stop} | {normalise(k) for s in self.languages for k in s.stop}
+        for entry in self.programs.keywords:
+            for k in (*entry.stop, *entry.start):
+                if normalise(k) in stops:
+                    raise ValueError(f"program keyword {normalise(k)!r} of program {entry.program!r} is a stop keyword")
+        return self
+
     def _all_keywords(self) -> list[tuple[str, str]]:
         pairs = [(op, kw) for op in STANDARD_OPS for kw in getattr(self.keywords, op)]
         pairs += [(c.name, kw) for c in self.custom_ops for kw in c.keywords]

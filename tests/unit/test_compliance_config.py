@@ -54,6 +54,9 @@ FR = [{start = "08:00", end = "22:00", days = ["mon", "tue", "wed", "thu", "fri"
     (HEAD + '[optout.programs.quiet_hours.states]\nZZ = [{start = "08:00", end = "20:00"}]\n', "unknown US state"),
     (HEAD + '[optout.programs.quiet_hours.countries]\nXX = [{start = "08:00", end = "20:00"}]\n', "unknown country"),
     (HEAD + '[optout.programs.quiet_hours.holidays]\nUS-QQ = [2026-12-25]\n', "unknown country or state"),
+    (GOOD + '[[optout.programs.keywords]]\nprogram = "alerts"\nstop = ["optout"]\n', "'OPTOUT' of program 'alerts' is a stop"),
+    (GOOD + '[[optout.languages]]\nlanguage = "es"\nstop = ["PARAR"]\n[[optout.programs.keywords]]\nprogram = "promo"\n'
+            'start = ["parar"]\n', "'PARAR' of program 'promo' is a stop keyword"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, text: str, needle: str,
                                           capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
