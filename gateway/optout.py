@@ -157,7 +157,7 @@ class OptoutPolicy:
         """The decision for mo against blocks as kind_of tells them (the index, or the store's
         state in MoJob), with the keys it writes."""
         if mo.program is not None:
-            return self._program_decision(mo, kind_of)
+            return self._admin_applied(mo, *self._program_decision(mo, kind_of), kind_of)
         ctx = MoContext(mo.mobile, mo.business, toll_free=mo.toll_free, block=_strongest(mo.keys, kind_of),
                         can_reply=mo.can_reply, epoch=any(kind_of(k) == "deactivated" for k in mo.keys.values()))
         decision = decide_mo(mo.text, mo.is_segment, ctx, self.table, self.o)
@@ -168,6 +168,18 @@ class OptoutPolicy:
         if decision.block_action == "remove" and admin:
             decision = replace(decision, reply=None)  # still blocked by an operator: no "resubscribed"
         if admin and self.o.admin_block_drops_mo and not mo.toll_free:
+            decision = admin_dropped(decision)
+        return decision, ctx, targets
+
+    def _admin_applied(self, mo: MoInput, decision: MoDecision, ctx: MoContext, targets: list[BlockKey],
+                       kind_of: Callable[[BlockKey], str | None]) -> tuple[MoDecision, MoContext, list[BlockKey]]:
+        """A program keyword of a mobile an operator blocked: no "back in" reply, and under
+        optout.admin_block_drops_mo not forwarded (as any other MO of it)."""
+        if not any(kind_of(k) == "admin" for k in mo.keys.values()):
+            return decision, ctx, targets
+        if decision.block_action == "remove":
+            decision = replace(decision, reply=None)
+        if self.o.admin_block_drops_mo and not mo.toll_free:
             decision = admin_dropped(decision)
         return decision, ctx, targets
 

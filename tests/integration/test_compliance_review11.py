@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from gateway.simulator import Simulator
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
+from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey
 from tests.integration.conftest import GatewayFactory
 from tests.integration.test_compliance_programs import mo
 from tests.integration.test_mt_enforcement import bound, submit_sm
@@ -74,3 +76,18 @@ async def test_clarification_never_lifts_a_global_block(make_gateway: GatewayFac
     assert b"Reply ALERTS" not in reply.raw  # the ordinary STOP reply: no choice offered
     await app.close()
     await other.close()
+
+
+async def test_admin_blocked_program_keyword_is_not_forwarded(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    g = await _gateway(make_gateway, admin_block_drops_mo=True)
+    now = time.time()
+    key = BlockKey("+" + MOBILE, "", "global")
+    await g.store.record(AuditEvent(at=now, op="admin_add", source="operator"),
+                         BlockChange("add", Block(key, "admin", "operator", now)))
+    await g.sync.catch_up()
+    app = await bound(g)
+    assert await sim.inject_mo(MOBILE, A, "PROMO OFF") == 0  # acted on, never forwarded
+    await mo(sim, app, "14155550999", A, "another mobile")  # forwarded after it on the same session
+    assert [b"PROMO OFF" in p.raw for p in app.delivered] == [False]
+    assert [e.op for e in await g.store.events_after(0, 1000) if e.number == "+" + MOBILE][-1] == "program_stop"
+    await app.close()
