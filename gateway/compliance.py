@@ -202,7 +202,10 @@ class ProgramEnforcer:
         return None
 
     def _refused(self, esme: EsmeSession, reason: str, program: str, mobile: int) -> None:
+        """Counted; a refusal (not a deferral) is evidence per number too, its account the program."""
         self.count(esme, reason)
+        if reason != "quiet_hours_deferred":
+            self.p.refusals.note(mobile, reason, program)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("mt_program", extra={"system_id": esme.system_id, "reason": reason, "program": program,
                                            "address": redact(str(mobile).encode())})

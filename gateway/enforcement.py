@@ -55,6 +55,9 @@ REASONS = ("blocked", "invalid_destination", "invalid_source", "sender_not_allow
 Source = tuple[str | None, str | None]  # (originator as the index keys it, refusal reason)
 
 
+EVIDENCE = frozenset({"blocked", "deactivated", "program", "quiet_hours"})  # refusals noted per number
+
+
 class RefusalTally:
     """Refusals per (account, reason) since the last summary. Pure."""
 
@@ -200,7 +203,7 @@ class MtEnforcer:
     # --- refusals ------------------------------------------------------------------
     def _note(self, esme: EsmeSession, reason: str, address: F.Address) -> None:
         """A submit_multi destination refused for a block: into the per-number evidence."""
-        mobile = mobile_key(address.ton, address.addr, self.p.plan) if reason in ("blocked", "deactivated") else None
+        mobile = mobile_key(address.ton, address.addr, self.p.plan) if reason in EVIDENCE else None
         if mobile is not None and mobile != INVALID:
             self.p.refusals.note(mobile, reason, esme.system_id)
 

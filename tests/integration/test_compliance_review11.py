@@ -91,3 +91,20 @@ async def test_admin_blocked_program_keyword_is_not_forwarded(make_gateway: Gate
     assert [b"PROMO OFF" in p.raw for p in app.delivered] == [False]
     assert [e.op for e in await g.store.events_after(0, 1000) if e.number == "+" + MOBILE][-1] == "program_stop"
     await app.close()
+
+
+async def test_program_and_quiet_hours_refusals_are_evidence(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    night = dt.datetime(2026, 12, 2, 6, 0, tzinfo=dt.UTC).timestamp()  # 22:00 in California
+    accts = accounts()
+    accts[0]["programs"][1]["quiet_hours"] = "reject"
+    g = await make_gateway(accounts=accts, optout={"programs": KEYWORDS})
+    g.optout.clock = lambda: night
+    app = await bound(g)
+    assert await status(app, B) == 0x45  # quiet hours
+    g.optout.clock = lambda: ON
+    await mo(sim, app, MOBILE, A, "PROMO OFF")
+    assert await status(app, B) == st.ESME_RINVDSTADR  # the program's opt-out
+    assert await g.optout.refusals.flush(g.store) == 2
+    refused = sorted((e.number, e.rule, e.account) for e in await g.store.events_after(0, 1000) if e.op == "mt_refused")
+    assert refused == [("+" + MOBILE, "program", "acme/promo"), ("+" + MOBILE, "quiet_hours", "acme/promo")]
+    await app.close()
