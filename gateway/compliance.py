@@ -154,6 +154,13 @@ class ProgramEnforcer:
         self.accounts, self.p, self.cache = accounts, policy, cache
         self.block_status = policy.o.block_status
         self.count = count
+        self.marketing: frozenset[str] = frozenset()  # "<account>/<program>" of marketing programs
+
+    def marketing_or_unassigned(self, system_id: str, origin: str, raw: bytes) -> bool:
+        """optout.deactivated_action "marketing": does this MT stay refused (cold path)?"""
+        entry = self.accounts.get(system_id)
+        found = assign(entry, origin, raw) if entry is not None else None
+        return found is None or found[0] in self.marketing
 
     def check(self, esme: EsmeSession, pdu: P.Pdu, mobile: int, origin: str) -> MtVerdict | None:
         entry = self.accounts.get(esme.system_id)
@@ -259,4 +266,7 @@ def program_enforcer(policy: OptoutPolicy, count: Callable[[EsmeSession, str], N
         return None
     settings = policy.o.programs
     cache = QuietCache(settings.quiet_hours.rules(), settings.quiet_cache_max)
-    return ProgramEnforcer(accounts, policy, cache, count)
+    enforcer = ProgramEnforcer(accounts, policy, cache, count)
+    enforcer.marketing = frozenset(f"{state.config.system_id}/{p.name}" for state in policy.proxy.accounts.values()
+                                   for p in state.config.programs if p.category == "marketing")
+    return enforcer

@@ -108,18 +108,21 @@ class MtEnforcer:
             return self._refuse(esme, pdu, "invalid_destination", st.ESME_RINVDSTADR, dst_addr)
         if self.p.index.is_blocked(mobile, origin, esme.system_id) or (
                 dst_ton != TON_INTERNATIONAL and self._other_blocked(dst_ton, dst_addr, origin, esme.system_id)):
-            reason = self.block_reason(mobile, origin, esme.system_id)
+            reason = self.block_reason(mobile, origin, esme.system_id, pdu.raw)
             if reason is not None:
                 return self._refuse_blocked(esme, pdu, dst_addr, reason, mobile)
         return None if self.programs is None else self.programs.check(esme, pdu, mobile, origin)
 
-    def block_reason(self, mobile: int, origin: str, system_id: str) -> str | None:
+    def block_reason(self, mobile: int, origin: str, system_id: str, raw: bytes = b"") -> str | None:
         """A blocked destination (cold path): "blocked", or "deactivated" when only its ended consent
-        epoch blocks it (None under optout.deactivated_action "allow"). Programs can refine this to
-        their category (refuse deactivated numbers for marketing only)."""
+        epoch blocks it (None under optout.deactivated_action "allow", and under "marketing" for an
+        MT assigned to a program that is not marketing: an unassigned MT is refused)."""
         if self.p.index.kinds_for(mobile, origin, system_id) != {"deactivated"}:
             return "blocked"
-        return None if self.o.deactivated_action == "allow" else "deactivated"
+        action = self.o.deactivated_action
+        if action == "marketing" and self.programs is not None:
+            return "deactivated" if self.programs.marketing_or_unassigned(system_id, origin, raw) else None
+        return None if action == "allow" else "deactivated"
 
     def _other_blocked(self, ton: int, addr: bytes, origin: str, system_id: str) -> bool:
         """An ambiguous destination (TON 0, 3-6 without '+'): its international reading blocked too?"""
@@ -144,7 +147,7 @@ class MtEnforcer:
         origin = self.p._originator(ton, addr)
         return (origin, None) if self.rules.allows(system_id, origin) else (None, "sender_not_allowed")
 
-    def _refusal(self, system_id: str, origin: str, dst: F.Address) -> str | None:
+    def _refusal(self, system_id: str, origin: str, dst: F.Address, raw: bytes = b"") -> str | None:
         """Why a destination is refused ("blocked", "invalid_destination"), or None to send it."""
         mobile = mobile_key(dst.ton, dst.addr, self.p.plan)
         if mobile is None:
@@ -152,7 +155,7 @@ class MtEnforcer:
         if mobile == INVALID:
             return "invalid_destination"
         if self.p.index.is_blocked(mobile, origin, system_id):
-            return self.block_reason(mobile, origin, system_id)
+            return self.block_reason(mobile, origin, system_id, raw)
         return "blocked" if self._other_blocked(dst.ton, dst.addr, origin, system_id) else None
 
     def _refused_dest(self, system_id: str, origin: str, d: F.MultiDest,
@@ -165,7 +168,7 @@ class MtEnforcer:
             if self.o.distribution_lists == "forward":
                 return None
             return "distribution_list", F.Address(0, 0, d.dl_name), st.ESME_RINVDESTFLAG
-        reason = self._refusal(system_id, origin, d.address)
+        reason = self._refusal(system_id, origin, d.address, raw)
         if reason is None:
             return None if self.programs is None else self.programs.multi_refusal(system_id, origin, raw, d.address)
         return reason, d.address, st.ESME_RINVDSTADR if reason == "invalid_destination" else self.o.block_status

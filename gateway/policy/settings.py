@@ -253,9 +253,10 @@ class OptoutSettings(BaseModel):
         description="data_coding 0 as the SMSC may mean it (e.g. gsm0338, ascii, latin-1): a keyword under any "
         "reading counts; empty: smsc_default_alphabet alone",
     )
-    deactivated_action: Literal["refuse", "allow"] = Field(
+    deactivated_action: Literal["refuse", "marketing", "allow"] = Field(
         default="refuse", description="MT to a number whose consent epoch ended (gateway deactivations import) "
-        "until an opt-in keyword: refuse (block_status, reason deactivated) or allow"
+        "until an opt-in keyword: refuse (block_status, reason deactivated), marketing (refuse unless the MT is "
+        "assigned to a program that is not marketing) or allow"
     )
     admin_block_drops_mo: bool = Field(
         default=False, description="an operator's (admin) block also keeps the mobile's MO from the application: "

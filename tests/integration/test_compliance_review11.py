@@ -108,3 +108,30 @@ async def test_program_and_quiet_hours_refusals_are_evidence(make_gateway: Gatew
     refused = sorted((e.number, e.rule, e.account) for e in await g.store.events_after(0, 1000) if e.op == "mt_refused")
     assert refused == [("+" + MOBILE, "program", "acme/promo"), ("+" + MOBILE, "quiet_hours", "acme/promo")]
     await app.close()
+
+
+async def _deactivate(g: Any) -> None:
+    from gateway.admin_deactivations import end_epoch
+
+    await end_epoch(g.store, "+" + MOBILE, time.time() - 10, time.time())
+    await g.sync.catch_up()
+
+
+async def test_deactivated_marketing_refuses_only_marketing(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    g = await _gateway(make_gateway, deactivated_action="marketing")
+    app = await bound(g)
+    await _deactivate(g)
+    assert await status(app, A) == 0  # transactional
+    assert await status(app, B) == st.ESME_RINVDSTADR  # marketing
+    assert await status(app, C) == st.ESME_RINVDSTADR  # no program claims it: refused
+    await app.close()
+
+
+async def test_deactivated_marketing_without_programs_refuses_all(make_gateway: GatewayFactory,
+                                                                  sim: Simulator) -> None:
+    g = await make_gateway(accounts=[{"system_id": "acme", "password": "secret", "numbers": [f"+{A}"]}],
+                           optout={"deactivated_action": "marketing"})
+    app = await bound(g)
+    await _deactivate(g)
+    assert await status(app, A) == st.ESME_RINVDSTADR
+    await app.close()

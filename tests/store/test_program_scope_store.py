@@ -27,3 +27,14 @@ async def test_program_block_round_trip(store: Store) -> None:
                                               account="acme/promo"),
                                    BlockChange("remove", Block(KEY, "optout", "keyword", NOW), ("optout",)))
     assert lifted and await store.get_block(KEY) is None
+
+
+
+async def test_deactivation_retires_a_program_opt_out_naming_the_program(store: Store) -> None:
+    from gateway.admin_deactivations import end_epoch
+
+    await store.record(AuditEvent(at=NOW, op="program_stop", number=KEY.number, scope="program", account="acme/promo"),
+                       BlockChange("add", Block(KEY, "optout", "keyword", NOW)))
+    assert await end_epoch(store, KEY.number, NOW + 10, NOW + 20) == (True, 1)
+    (retired,) = [e for e in await store.events_after(0) if e.op == "deactivation_retired"]
+    assert (retired.scope, retired.account) == ("program", "acme/promo")
