@@ -9,6 +9,9 @@ Pure: settings in, one warning line per reply out. `check-config` prints them wi
 - a reply in a country's table that is not in that country's languages (Canada: French
   alongside English, as CWTA asks).
 
+Linted: the standard replies, language sets' and custom ops' replies, revoke_all.clarify_reply
+(as a STOP reply) and each program keyword's stop_reply (as a STOP reply) and start_reply.
+
 The language check is a word-list heuristic: a reply "is in" a language when it holds one of
 that language's marker words. It is meant to catch an English-only Canadian reply, not to judge
 translations.
@@ -87,9 +90,21 @@ def _replies(settings: OptoutSettings) -> Iterator[tuple[str, str, str, str | No
     for i, entry in enumerate(settings.languages):
         for op, text in entry.replies.items():  # a language set's reply is in its language by design
             yield f"languages.{i}.replies.{op}", op, text, None
+    yield from _compliance_replies(settings)
     for custom in settings.custom_ops:
         if custom.reply is None:
             continue
         yield f"custom_ops.{custom.name}.reply.default", custom.name, custom.reply.default, None
         for country, text in custom.reply.countries.items():
             yield f"custom_ops.{custom.name}.reply.countries.{country}", custom.name, text, country
+
+
+def _compliance_replies(settings: OptoutSettings) -> Iterator[tuple[str, str, str, str | None]]:
+    """Revoke-all's clarification (a STOP confirmation) and each program keyword's replies (a
+    program opt-out confirms like a STOP, its opt-in like a START)."""
+    if settings.revoke_all.clarify_reply:
+        yield "revoke_all.clarify_reply", "stop", settings.revoke_all.clarify_reply, None
+    for i, entry in enumerate(settings.programs.keywords):
+        for op, text in (("stop", entry.stop_reply), ("start", entry.start_reply)):
+            if text:
+                yield f"programs.keywords.{i}.{op}_reply", op, text, None

@@ -76,3 +76,17 @@ def test_canada_needs_french_alongside_english() -> None:
 def test_several_problems_are_one_line() -> None:
     warnings = reply_warnings(_settings(help="Need a hand? Go to bit.ly/acme-help right now."))
     assert len(warnings) == 1 and "bit.ly" in warnings[0] and "support contact" in warnings[0]
+
+
+def test_clarify_reply_and_program_replies_are_linted() -> None:
+    settings = OptoutSettings.model_validate({
+        "replies": {"help": GOOD_HELP, "stop": GOOD_STOP},
+        "revoke_all": {"clarify_reply": "Acme: reply ALERTS to keep alerts, see bit.ly/acme"},
+        "programs": {"keywords": [{"program": "promo", "stop": ["PROMO OFF"], "start": ["PROMO"],
+                                   "stop_reply": "Acme promotions: done. Reply PROMO to rejoin.",
+                                   "start_reply": "Back in! Details at tinyurl.com/acme"}]}})
+    assert reply_warnings(settings) == [
+        ("revoke_all.clarify_reply: holds the public URL shortener bit.ly (carriers filter them); "
+         "a STOP reply does not say no further messages will be sent (CTIA 5.1.3)"),
+        "programs.keywords.0.stop_reply: a STOP reply does not say no further messages will be sent (CTIA 5.1.3)",
+        "programs.keywords.0.start_reply: holds the public URL shortener tinyurl.com (carriers filter them)"]
