@@ -3,8 +3,10 @@
 MtEnforcer.check calls ProgramEnforcer.check for an MT that passed the block check, only when
 some account declares programs (one attribute test otherwise). Hot path: a dict lookup for the
 program (by originating number, then service_type, then a vendor TLV, then the default), one
-bitmap lookup for its opt-outs, and for a marketing program the recipient's window from a
-per-minute memo (QuietCache): zoneinfo work only once per profile and minute.
+bitmap lookup for its opt-outs (both readings of an ambiguous destination), and for a marketing
+program the recipient's window from a per-minute memo (QuietCache, per number): zoneinfo work
+only once per profile and minute. A submit_sm with its own schedule_delivery_time is judged at
+that time.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from pyroaring import BitMap64
 
 from gateway.errors import MalformedPduError
 from gateway.logs import redact
@@ -164,10 +168,10 @@ class ProgramEnforcer:
         self.block_status = policy.o.block_status
         self.count = count
 
-    def check(self, esme: EsmeSession, pdu: P.Pdu, mobile: int, origin: str,
-              other: int | None = None) -> MtVerdict | None:
-        """other: the international reading of an ambiguous destination (numbers.international_reading),
-        refused when either reading opted out of the program, as a block is."""
+    def check(self, esme: EsmeSession, pdu: P.Pdu, mobile: int, origin: str, dst_ton: int = 1,
+              dst_addr: bytes = b"") -> MtVerdict | None:
+        """An ambiguous destination (dst_ton not 1) is refused when either of its readings opted out of
+        the program (numbers.international_reading), as for a block."""
         entry = self.accounts.get(esme.system_id)
         if entry is None:
             return None
@@ -177,7 +181,7 @@ class ProgramEnforcer:
             return None
         key, action, status = found
         opted_out = self.p.index.programs.get(key)
-        if opted_out is not None and (mobile in opted_out or (other is not None and other in opted_out)):
+        if opted_out and (mobile in opted_out or (dst_ton != 1 and self._other_in(opted_out, dst_ton, dst_addr))):
             self._refused(esme, "program", key, mobile)
             return MtVerdict(status=self.block_status)
         if not action:  # transactional, informational, or quiet hours off
@@ -197,6 +201,10 @@ class ProgramEnforcer:
             return MtVerdict(raw=with_schedule(pdu.raw, span, memo.stamp))
         self._refused(esme, "quiet_hours", key, mobile)
         return MtVerdict(status=status)
+
+    def _other_in(self, opted_out: BitMap64, ton: int, addr: bytes) -> bool:
+        other = international_reading(ton, addr, self.p.plan)
+        return other is not None and other in opted_out
 
     def _scheduled(self, esme: EsmeSession, raw: bytes, span: tuple[int, int], now: float, found: Assigned,
                    mobile: int) -> MtVerdict | None:

@@ -108,10 +108,7 @@ class MtEnforcer:
             reason = self.block_reason(mobile, origin, esme.system_id)
             if reason is not None:
                 return self._refuse_blocked(esme, pdu, dst_addr, reason, mobile)
-        if self.programs is None:
-            return None
-        other = None if dst_ton == TON_INTERNATIONAL else international_reading(dst_ton, dst_addr, self.p.plan)
-        return self.programs.check(esme, pdu, mobile, origin, other)
+        return None if self.programs is None else self.programs.check(esme, pdu, mobile, origin, dst_ton, dst_addr)
 
     def block_reason(self, mobile: int, origin: str, system_id: str) -> str | None:
         """A blocked destination (cold path): "blocked", or "deactivated" when only its ended consent
