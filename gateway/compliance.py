@@ -3,23 +3,28 @@
 MtEnforcer.check calls ProgramEnforcer.check for an MT that passed the block check, only when
 some account declares programs (one attribute test otherwise). Hot path: a dict lookup for the
 program (by originating number, then service_type, then a vendor TLV, then the default), one
-bitmap lookup for its opt-outs, and for a marketing program the recipient's window from a
-per-minute memo (QuietCache): zoneinfo work only once per profile and minute.
+bitmap lookup for its opt-outs (both readings of an ambiguous destination), and for a marketing
+program the recipient's window from a per-minute memo (QuietCache, per number): zoneinfo work
+only once per profile and minute. A submit_sm with its own schedule_delivery_time is judged at
+that time.
 """
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pyroaring import BitMap64
+
 from gateway.errors import MalformedPduError
 from gateway.logs import redact
 from gateway.policy import quiet_hours as qh
 from gateway.policy.compliance_settings import Program
-from gateway.policy.numbers import INVALID, mobile_key
+from gateway.policy.numbers import INVALID, international_reading, mobile_key
 from gateway.proxy import EsmeSession, MtVerdict
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
@@ -29,7 +34,6 @@ if TYPE_CHECKING:
     from gateway.optout import OptoutPolicy
 
 log = logging.getLogger(__name__)
-_NANP_LOW, _NANP_HIGH = 10**10, 2 * 10**10  # +1 NPA NXX XXXX as an int
 
 
 Assigned = tuple[str, str, int]  # ("<account>/<program>", quiet action: "" never held | reject | defer, status)
@@ -111,7 +115,12 @@ class _Memo:
 
 
 class QuietCache:
-    """Recipient -> window profile (NANP by area code, others by number), profile -> per-minute verdict."""
+    """Recipient -> window profile, profile -> per-minute verdict.
+
+    Keyed by the whole number: phonenumbers assigns zones and states per exchange prefix, so one
+    area code can span zones (850: Central and Eastern). A recipient's memo is the one shared by
+    every number with the same profile (zones, rule, holidays), so the per-minute work is per
+    profile; by_key is bounded by max_entries (cleared when full)."""
 
     def __init__(self, rules: qh.QuietRules, max_entries: int) -> None:
         self.rules = rules
@@ -124,10 +133,9 @@ class QuietCache:
 
     def memo(self, mobile: int, now: float) -> _Memo:
         """The recipient's verdict for now's minute: .result (None: open) and .stamp."""
-        key = mobile // 10**7 if _NANP_LOW <= mobile < _NANP_HIGH else mobile
-        memo = self.by_key.get(key)
+        memo = self.by_key.get(mobile)
         if memo is None:
-            memo = self._memo_for(key, mobile)
+            memo = self._memo_for(mobile)
         minute = int(now // 60)
         if memo.minute != minute:
             result = memo.result = qh.next_allowed(memo.profile, now)
@@ -135,14 +143,19 @@ class QuietCache:
             memo.minute = minute
         return memo
 
-    def _memo_for(self, key: int, mobile: int) -> _Memo:
+    def hold_at(self, mobile: int, at: float) -> float | None:
+        """The recipient's verdict at a scheduled instant (not memoised: scheduled MTs are rare)."""
+        memo = self.by_key.get(mobile) or self._memo_for(mobile)
+        return qh.next_allowed(memo.profile, at)
+
+    def _memo_for(self, mobile: int) -> _Memo:
         if len(self.by_key) >= self.max_entries:
             self.by_key.clear()
         profile = qh.profile_for(f"+{mobile}", self.rules)
         memo = self._memos.get(profile)
         if memo is None:
             memo = self._memos[profile] = _Memo(profile)
-        self.by_key[key] = memo
+        self.by_key[mobile] = memo
         return memo
 
 
@@ -162,7 +175,10 @@ class ProgramEnforcer:
         found = assign(entry, origin, raw) if entry is not None else None
         return found is None or found[0] in self.marketing
 
-    def check(self, esme: EsmeSession, pdu: P.Pdu, mobile: int, origin: str) -> MtVerdict | None:
+    def check(self, esme: EsmeSession, pdu: P.Pdu, mobile: int, origin: str, dst_ton: int = 1,
+              dst_addr: bytes = b"") -> MtVerdict | None:
+        """An ambiguous destination (dst_ton not 1) is refused when either of its readings opted out of
+        the program (numbers.international_reading), as for a block."""
         entry = self.accounts.get(esme.system_id)
         if entry is None:
             return None
@@ -172,23 +188,43 @@ class ProgramEnforcer:
             return None
         key, action, status = found
         opted_out = self.p.index.programs.get(key)
-        if opted_out is not None and mobile in opted_out:
+        if opted_out and (mobile in opted_out or (dst_ton != 1 and self._other_in(opted_out, dst_ton, dst_addr))):
             self._refused(esme, "program", key, mobile)
             return MtVerdict(status=self.block_status)
         if not action:  # transactional, informational, or quiet hours off
             return None
         now = self.p.clock()
-        memo = self.cache.by_key.get(mobile // 10**7 if _NANP_LOW <= mobile < _NANP_HIGH else mobile)
+        span = schedule_span(pdu.raw) if pdu.command_id == P.SUBMIT_SM else None
+        if span is not None and span[1] > span[0]:  # the application scheduled it: judge at that time
+            return self._scheduled(esme, pdu.raw, span, now, found, mobile)
+        memo = self.cache.by_key.get(mobile)
         if memo is None or memo.minute != int(now // 60):  # once per recipient profile and minute
             memo = self.cache.memo(mobile, now)
         hold = memo.result
         if hold is None:
             return None
-        if action == "defer" and pdu.command_id == P.SUBMIT_SM:
-            raw = defer_raw(pdu.raw, hold, memo.stamp)
-            if raw is not None:
-                self._refused(esme, "quiet_hours_deferred", key, mobile)
-                return MtVerdict(raw=raw) if raw != pdu.raw else None
+        if action == "defer" and span is not None:
+            self._refused(esme, "quiet_hours_deferred", key, mobile)
+            return MtVerdict(raw=with_schedule(pdu.raw, span, memo.stamp))
+        self._refused(esme, "quiet_hours", key, mobile)
+        return MtVerdict(status=status)
+
+    def _other_in(self, opted_out: BitMap64, ton: int, addr: bytes) -> bool:
+        other = international_reading(ton, addr, self.p.plan)
+        return other is not None and other in opted_out
+
+    def _scheduled(self, esme: EsmeSession, raw: bytes, span: tuple[int, int], now: float, found: Assigned,
+                   mobile: int) -> MtVerdict | None:
+        """An MT with a schedule_delivery_time: quiet hours at the requested time (now when it is past
+        or unreadable); defer moves it to the next allowed minute at or after it, never earlier."""
+        key, action, status = found
+        requested = parse_schedule(raw[span[0]:span[1]], now)
+        hold = self.cache.hold_at(mobile, now if requested is None else max(requested, now))
+        if hold is None:
+            return None
+        if action == "defer":
+            self._refused(esme, "quiet_hours_deferred", key, mobile)
+            return MtVerdict(raw=with_schedule(raw, span, smpp_absolute(hold)))
         self._refused(esme, "quiet_hours", key, mobile)
         return MtVerdict(status=status)
 
@@ -202,11 +238,25 @@ class ProgramEnforcer:
         if found is None or mobile is None or mobile == INVALID:
             return None
         key, action, status = found
-        if self.p.index.program_blocked(mobile, key):
+        other = international_reading(address.ton, address.addr, self.p.plan)
+        if self.p.index.program_blocked(mobile, key) or (other is not None and self.p.index.program_blocked(other, key)):
             return "program", address, self.block_status
-        if action and self.cache.memo(mobile, self.p.clock()).result is not None:
+        if action and self._multi_held(raw, mobile):
             return "quiet_hours", address, status
         return None
+
+    def _multi_held(self, raw: bytes, mobile: int) -> bool:
+        """A submit_multi destination inside quiet hours, at the application's schedule if it set one."""
+        now = self.p.clock()
+        try:
+            start = F.submit_multi_dests(raw)[2] + 3  # after esm_class, protocol_id, priority_flag
+        except MalformedPduError:
+            start = -1
+        end = raw.find(0, start, start + 17) if start > 0 else -1
+        requested = parse_schedule(raw[start:end], now) if end > start else None
+        if requested is None or requested <= now:
+            return self.cache.memo(mobile, now).result is not None
+        return self.cache.hold_at(mobile, requested) is not None
 
     def _refused(self, esme: EsmeSession, reason: str, program: str, mobile: int) -> None:
         """Counted; a refusal (not a deferral) is evidence per number too, its account the program."""
@@ -236,10 +286,28 @@ def parse_absolute(value: bytes) -> float | None:
     return base.timestamp() + int(value[12:13]) / 10 - offset
 
 
-def defer_raw(raw: bytes, hold: float, stamp: bytes = b"") -> bytes | None:
-    """raw with schedule_delivery_time set to hold (stamp: hold already formatted), every other byte
-    as it was; raw itself when the application already scheduled it at or after hold; None when the
-    body cannot be read."""
+def parse_relative(value: bytes, now: float) -> float | None:
+    """A relative SMPP time 'YYMMDDhhmmss000R' (SMPP 3.4 section 7.1.1.2) as unix seconds after now."""
+    if len(value) != 16 or value[15:16] != b"R" or not value[:15].isdigit():
+        return None
+    y, mo, d, h, mi, sec = (int(value[i:i + 2]) for i in range(0, 12, 2))
+    base = dt.datetime.fromtimestamp(now, dt.UTC)
+    months = base.month - 1 + mo + 12 * y
+    year, month = base.year + months // 12, months % 12 + 1
+    day = min(base.day, calendar.monthrange(year, month)[1])
+    moved = base.replace(year=year, month=month, day=day) if year <= dt.MAXYEAR else None
+    if moved is None:
+        return None
+    return moved.timestamp() + d * 86400 + h * 3600 + mi * 60 + sec
+
+
+def parse_schedule(value: bytes, now: float) -> float | None:
+    """schedule_delivery_time (absolute or relative) as unix seconds, None when unreadable."""
+    return parse_relative(value, now) if value[15:16] == b"R" else parse_absolute(value)
+
+
+def schedule_span(raw: bytes) -> tuple[int, int] | None:
+    """(start, end) of a submit_sm's schedule_delivery_time (end at its NUL), None when unreadable."""
     find = raw.find
     pos = find(0, 16, 22)  # service_type's NUL
     if pos > 0:
@@ -248,15 +316,28 @@ def defer_raw(raw: bytes, hold: float, stamp: bytes = b"") -> bytes | None:
         pos = find(0, pos + 3, pos + 68)  # destination_addr's
     start = pos + 4  # after esm_class, protocol_id, priority_flag
     end = find(0, start, start + 17) if pos > 0 else -1
-    if end < 0:
-        return None
-    if end > start:
-        current = parse_absolute(raw[start:end])
-        if current is not None and current >= hold:
-            return raw
-    stamp = stamp or smpp_absolute(hold)
+    return None if end < 0 else (start, end)
+
+
+def with_schedule(raw: bytes, span: tuple[int, int], stamp: bytes) -> bytes:
+    """raw with the schedule_delivery_time at span replaced by stamp, every other byte as it was."""
+    start, end = span
     length = len(raw) - (end - start) + len(stamp)
     return length.to_bytes(4, "big") + raw[4:start] + stamp + raw[end:]
+
+
+def defer_raw(raw: bytes, hold: float, stamp: bytes = b"") -> bytes | None:
+    """raw with schedule_delivery_time set to hold (stamp: hold already formatted), every other byte
+    as it was; raw itself when the application already scheduled it at or after hold; None when the
+    body cannot be read."""
+    span = schedule_span(raw)
+    if span is None:
+        return None
+    if span[1] > span[0]:
+        current = parse_absolute(raw[span[0]:span[1]])
+        if current is not None and current >= hold:
+            return raw
+    return with_schedule(raw, span, stamp or smpp_absolute(hold))
 
 
 def program_enforcer(policy: OptoutPolicy, count: Callable[[EsmeSession, str], None]) -> ProgramEnforcer | None:

@@ -111,7 +111,7 @@ class MtEnforcer:
             reason = self.block_reason(mobile, origin, esme.system_id, pdu.raw)
             if reason is not None:
                 return self._refuse_blocked(esme, pdu, dst_addr, reason, mobile)
-        return None if self.programs is None else self.programs.check(esme, pdu, mobile, origin)
+        return None if self.programs is None else self.programs.check(esme, pdu, mobile, origin, dst_ton, dst_addr)
 
     def block_reason(self, mobile: int, origin: str, system_id: str, raw: bytes = b"") -> str | None:
         """A blocked destination (cold path): "blocked", or "deactivated" when only its ended consent

@@ -50,3 +50,24 @@ def test_defer_rewrites_only_the_schedule() -> None:
     assert parse_absolute(b"261201170000004+") == at  # +1 hour as +04 quarter hours: the same instant
     earlier = submit(schedule=b"261201150000000+")
     assert defer_raw(earlier, at) == submit(schedule=b"261201160000000+")
+
+
+def test_relative_schedule_from_now() -> None:
+    from gateway.compliance import parse_relative, parse_schedule
+
+    now = 1796140800.0  # 2026-12-01 16:00 UTC
+    assert parse_relative(b"000002000000000R", now) == now + 2 * 86400
+    assert parse_relative(b"000100013000000R", now) == parse_absolute(b"270101173000000+")  # a month, 1 h 30
+    assert parse_schedule(b"000000000001000R", now) == now + 1
+    assert parse_schedule(b"261201160000000+", now) == now
+    assert parse_schedule(b"2612XX1000000000", now) is None and parse_relative(b"00000200000000R", now) is None
+
+
+def test_quiet_cache_per_number_not_per_area_code() -> None:
+    from gateway.compliance import QuietCache
+    from gateway.policy.quiet_hours import QuietRules
+
+    at = 1796175000.0  # 2026-12-02 01:30 UTC: 19:30 in Pensacola, 20:30 in Tallahassee (Florida: 8-20)
+    cache = QuietCache(QuietRules(), 10)
+    assert cache.hold_until(18502001234, at) is None  # 850-200: Central
+    assert cache.hold_until(18502220100, at) is not None  # 850-222: Eastern, same area code
