@@ -19,6 +19,7 @@ import struct
 import sys
 
 from bench import wire as W
+from bench.procs import use_uvloop
 
 SEQ = struct.Struct("!I")
 MAX_PDU = 64 * 1024
@@ -149,12 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sink-port", type=int, required=True)
     p.add_argument("--sessions", type=int, default=2, help="binds to the sink (default 2, like the gateway's)")
     args = p.parse_args(argv)
-    try:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        print("bench.forwarder: uvloop not installed, using asyncio", file=sys.stderr)
+    use_uvloop("bench.forwarder")
     asyncio.run(serve(args.host, args.port, args.sink_port, args.sessions))
     return 0
 

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from bench import wire as W
+from bench.procs import use_uvloop
 
 RESP = struct.Struct("!IIII8sx")
 SEQ = struct.Struct("!I")
@@ -146,12 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true", help="cProfile the loop (slower; for the shape)")
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args(argv)
-    try:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        pass
+    use_uvloop()
     results = [asyncio.run(run(args.batches, args.batch, args.limits, args.profile)) for _ in range(args.repeat)]
     best = min(r["us_per_msg"] for r in results)
     if args.profile:

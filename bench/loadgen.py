@@ -22,6 +22,7 @@ import time
 from collections import Counter
 
 from bench import wire as W
+from bench.procs import use_uvloop
 
 SEQ_AT = 12
 pack_into = struct.Struct("!I").pack_into
@@ -322,12 +323,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    try:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        print("bench.loadgen: uvloop not installed, using asyncio", file=sys.stderr)
+    use_uvloop("bench.loadgen")
     print(json.dumps(asyncio.run(run(args))), flush=True)
     return 0
 

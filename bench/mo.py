@@ -23,6 +23,7 @@ import sys
 import time
 
 from bench import wire as W
+from bench.procs import use_uvloop
 
 perf = time.perf_counter  # CLOCK_MONOTONIC on Linux: one clock for every process
 RESP = struct.Struct("!IIII8sx")
@@ -254,12 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=0.001, help="probe: seconds between rounds")
     p.add_argument("--timeout", type=float, default=15.0, help="probe: give up after")
     args = p.parse_args(argv)
-    try:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        pass
+    use_uvloop()
     asyncio.run(smsc_main(args) if args.mode == "smsc" else client_main(args))
     return 0
 

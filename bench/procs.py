@@ -147,3 +147,17 @@ class Children:
 
 def _raise_exit(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
+
+
+def use_uvloop(prog: str | None = None) -> None:
+    """Run the child's event loop on uvloop, as `gateway run` does; without it, plain asyncio
+    (a line on stderr naming prog, when given)."""
+    try:
+        import uvloop
+    except ImportError:
+        if prog is not None:
+            print(f"{prog}: uvloop not installed, using asyncio", file=sys.stderr)
+        return
+    import asyncio
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

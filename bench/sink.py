@@ -15,6 +15,7 @@ import struct
 import sys
 
 from bench import wire as W
+from bench.procs import use_uvloop
 
 # submit_sm_resp: header + 8 hex digits of message id + NUL (25 bytes, always)
 RESP = struct.Struct("!IIII8sx")
@@ -109,12 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tls-cert", help="with --tls-key: SMPP over TLS")
     p.add_argument("--tls-key")
     args = p.parse_args(argv)
-    try:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        print("bench.sink: uvloop not installed, using asyncio", file=sys.stderr)
+    use_uvloop("bench.sink")
     asyncio.run(serve(args.host, args.port, args.tls_cert, args.tls_key))
     return 0
 
