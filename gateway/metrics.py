@@ -6,7 +6,6 @@ a custom collector turns them into Prometheus families at scrape time.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -35,10 +34,6 @@ class Stats:
     def pdu_counter(self, side: str, direction: str) -> dict[bytes, int]:
         """The counter a connection bumps per PDU, keyed by the raw command_id bytes (see count_new)."""
         return self.pdus.setdefault((side, direction), {})
-
-    def observe_latency(self, seconds: float) -> None:
-        self.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.latency_sum += seconds
 
 
 OTHER_COMMAND = b"\xff\xff\xff\xff"  # every command id SMPP 3.4 does not define, as one series

@@ -338,7 +338,7 @@ class Proxy:
             message_id = F.response_message_id(raw)
             if message_id:
                 self.receipts.remember(message_id, esme.system_id, now)
-        seconds = now - started  # Stats.observe_latency, inline
+        seconds = now - started  # the latency histogram (gateway_request_latency_seconds)
         stats = self.stats
         stats.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         stats.latency_sum += seconds
