@@ -25,7 +25,8 @@ from gateway.smpp.session import Sequencer
 from gateway.tls import ClientTls, describe, failure_reason
 
 log = logging.getLogger(__name__)
-_pack_seq = P.SEQ.pack
+_pack_seq_into = P.SEQ.pack_into
+MAX_SEQUENCE = P.MAX_SEQUENCE
 THROTTLE_STATUSES = frozenset({st.ESME_RTHROTTLED, st.ESME_RMSGQFUL})  # the carrier asks us to slow down
 
 
@@ -117,13 +118,18 @@ class CarrierConnection(Connection):
             self.close()
 
     def forward(self, pdu: P.Pdu, pending: Pending, raw: bytes | None = None) -> None:
-        seq = self.seq.next()
+        sequencer = self.seq  # Sequencer.next, inline
+        seq = sequencer.value
+        sequencer.value = 1 if seq >= MAX_SEQUENCE else seq + 1
         self.pending[seq] = pending
         data = raw if raw is not None else pdu.raw
         if self.closed:  # Connection.send, inline (the hot path's one write per message)
             return
-        self._out.append(data[:12] + _pack_seq(seq) + data[16:])
-        key = data[4:8]
+        out = self._out  # Connection.send_with_sequence, inline
+        at = len(out) + 12
+        out += data
+        _pack_seq_into(out, at, seq)
+        key = pdu.command_id
         try:
             self._out_counts[key] += 1
         except KeyError:

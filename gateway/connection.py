@@ -18,6 +18,8 @@ from gateway.smpp import status as st
 log = logging.getLogger(__name__)
 
 
+_pack_seq_into = P.SEQ.pack_into
+_unpack_uint32 = P.SEQ.unpack_from  # the command_id at offset 4
 MAX_WRITE_BUFFER = 16 * 1024 * 1024  # a peer that never reads is cut off past this
 
 
@@ -34,7 +36,7 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.closed_future: asyncio.Future[None] = self.loop.create_future()
         self.last_rx = self.loop.time()
-        self._out: list[bytes] = []
+        self._out = bytearray()  # what this loop turn sends, PDUs back to back
         self._flush_scheduled = False
         self._in_counts = stats.pdu_counter(self.side, "in")
         self._out_counts = stats.pdu_counter(self.side, "out")
@@ -57,10 +59,14 @@ class Connection(asyncio.Protocol):
             self.send(P.generic_nack(st.ESME_RINVCMDLEN, getattr(exc, "sequence_number", 0)))
             self.close()
             return
+        self.on_pdus(pdus)
+
+    def on_pdus(self, pdus: list[P.Pdu]) -> None:
+        """One read's PDUs in order; sessions specialise it for their hot command (one loop per read)."""
         counts = self._in_counts
         on_pdu = self.on_pdu
-        for pdu in pdus:  # _dispatch, inline: the hot path's one loop per read
-            key = pdu.raw[4:8]
+        for pdu in pdus:  # _dispatch, inline
+            key = pdu.command_id
             try:
                 counts[key] += 1  # unknown ids all count under one key (count_new)
             except KeyError:
@@ -72,7 +78,7 @@ class Connection(asyncio.Protocol):
                 self._handler_failed(pdu)
 
     def _dispatch(self, pdu: P.Pdu) -> None:
-        key = pdu.raw[4:8]
+        key = pdu.command_id
         try:
             self._in_counts[key] += 1  # unknown ids all count under one key (count_new)
         except KeyError:
@@ -98,8 +104,8 @@ class Connection(asyncio.Protocol):
     def send(self, data: bytes) -> None:
         if self.closed:
             return
-        self._out.append(data)
-        key = data[4:8]
+        self._out += data
+        key: int = _unpack_uint32(data, 4)[0]
         try:
             self._out_counts[key] += 1
         except KeyError:
@@ -108,12 +114,30 @@ class Connection(asyncio.Protocol):
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
 
+    def send_with_sequence(self, data: bytes, sequence_number: int, command_id: int) -> None:
+        """send(data) with only sequence_number rewritten (Pdu.with_sequence), written in place;
+        command_id is data's (the caller has it: no read here)."""
+        if self.closed:
+            return
+        out = self._out
+        at = len(out) + 12
+        out += data
+        _pack_seq_into(out, at, sequence_number)
+        try:
+            self._out_counts[command_id] += 1
+        except KeyError:
+            count_new(self._out_counts, command_id)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         transport = self.transport
-        if self._out and transport is not None and not transport.is_closing():
-            data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
-            self._out.clear()
+        out = self._out
+        if out and transport is not None and not transport.is_closing():
+            data = bytes(out)
+            out.clear()
             transport.write(data)
             if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
                 log.warning("peer_not_reading", extra=self.log_extra())

@@ -23,25 +23,25 @@ class Stats:
     """Plain counters the event loop bumps; read only by the collector."""
 
     def __init__(self) -> None:
-        # (side, direction) -> the 4 command_id bytes of the header -> count
-        self.pdus: dict[tuple[str, str], dict[bytes, int]] = {}
+        # (side, direction) -> command_id -> count
+        self.pdus: dict[tuple[str, str], dict[int, int]] = {}
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.esme_sessions: defaultdict[str, int] = defaultdict(int)
         self.carrier_bound = 0
         self.inflight: dict[str, int] = {"esme": 0, "carrier": 0}
 
-    def pdu_counter(self, side: str, direction: str) -> dict[bytes, int]:
-        """The counter a connection bumps per PDU, keyed by the raw command_id bytes (see count_new)."""
+    def pdu_counter(self, side: str, direction: str) -> dict[int, int]:
+        """The counter a connection bumps per PDU, keyed by command_id (see count_new)."""
         return self.pdus.setdefault((side, direction), {})
 
 
-OTHER_COMMAND = b"\xff\xff\xff\xff"  # every command id SMPP 3.4 does not define, as one series
-_KNOWN_KEYS = frozenset(command_id.to_bytes(4, "big") for command_id in COMMAND_NAMES)
+OTHER_COMMAND = 0xFFFFFFFF  # every command id SMPP 3.4 does not define, as one series
+_KNOWN_KEYS = frozenset(COMMAND_NAMES)
 MAX_COMMAND_KEYS = len(_KNOWN_KEYS) + 1  # a counter never holds more keys than this
 
 
-def count_new(counts: dict[bytes, int], key: bytes) -> None:
+def count_new(counts: dict[int, int], key: int) -> None:
     """First PDU of a known command id, or any PDU of an unknown one: known ids always get their
     own key; unknown ids all count under OTHER_COMMAND, so random ids cannot grow the map (nor
     push the known ones out)."""
@@ -61,8 +61,7 @@ class _StatsCollector(Collector):
         )
         for (side, direction), counts in list(s.pdus.items()):
             merged: defaultdict[str, int] = defaultdict(int)
-            for raw_id, n in list(counts.items()):
-                command_id = int.from_bytes(raw_id, "big")
+            for command_id, n in list(counts.items()):
                 merged[command_name(command_id) if command_id in COMMAND_NAMES else "unknown"] += n
             for name, n in merged.items():
                 pdus.add_metric([side, direction, name], n)

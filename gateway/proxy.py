@@ -25,7 +25,7 @@ from gateway.shaping import OwnWaiting, Shaper, Waiting
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
-from gateway.smpp.segments import mt_segments
+from gateway.smpp.segments import ONE_SEGMENT_BELOW, mt_segments
 
 if TYPE_CHECKING:
     from gateway.limits.bucket import TokenBucket
@@ -40,7 +40,6 @@ TEMPORARY = frozenset({st.ESME_RX_T_APPN, st.ESME_RMSGQFUL, st.ESME_RTHROTTLED})
 OnStatus = Callable[[int, "P.Pdu | None"], None]
 # the hot path's constants as module globals (no attribute lookup per message)
 SUBMIT_SM, DATA_SM, SUBMIT_MULTI, SUBMIT_MULTI_RESP = P.SUBMIT_SM, P.DATA_SM, P.SUBMIT_MULTI, P.SUBMIT_MULTI_RESP
-_pack_seq = P.SEQ.pack
 
 
 class EsmeSession(Protocol):
@@ -52,6 +51,8 @@ class EsmeSession(Protocol):
     bucket: TokenBucket | None  # the account's max_tps, shared by its binds (set by Proxy.esme_bound)
 
     def send(self, data: bytes) -> None: ...
+
+    def send_with_sequence(self, data: bytes, sequence_number: int, command_id: int) -> None: ...
 
     def deliver(self, pdu: P.Pdu, raw: bytes, on_status: OnStatus) -> None: ...
 
@@ -241,7 +242,8 @@ class Proxy:
             self.receipts.forward_control(esme, pdu, now)
             return
         bucket = esme.bucket
-        if bucket is not None and not bucket.take(now, mt_segments(pdu.raw)):  # refusals draw too
+        if bucket is not None and not bucket.take(now, 1 if len(pdu.raw) < ONE_SEGMENT_BELOW and cid != SUBMIT_MULTI
+                                                  else mt_segments(pdu.raw)):  # refusals draw too
             self.shaper.throttled.inc()
             self.answer_locally(esme, P.response_for(pdu, st.ESME_RTHROTTLED))
             return
@@ -345,7 +347,7 @@ class Proxy:
         if extra is not None and resp.command_id == SUBMIT_MULTI_RESP:
             esme.send(self._merge_multi_resp(resp, pending))
         else:
-            esme.send(raw[:12] + _pack_seq(origin_seq) + raw[16:])  # Pdu.with_sequence, inline
+            esme.send_with_sequence(raw, origin_seq, resp.command_id)
 
     def _merge_multi_resp(self, resp: P.Pdu, pending: Pending) -> bytes:
         blocked: list[tuple[F.Address, int]] = pending.extra  # type: ignore[assignment]

@@ -51,14 +51,15 @@ def esme_request_status(state: BindState, command_id: int) -> int | None:
 
 
 class Sequencer:
-    """sequence_number 1..0x7FFFFFFF, wrapping (5.1.4)."""
+    """sequence_number 1..0x7FFFFFFF, wrapping (5.1.4). `value` is the next one (the carrier's
+    forward reads it inline)."""
 
-    __slots__ = ("_next",)
+    __slots__ = ("value",)
 
     def __init__(self, start: int = 1) -> None:
-        self._next = start
+        self.value = start
 
     def next(self) -> int:
-        n = self._next
-        self._next = 1 if n >= P.MAX_SEQUENCE else n + 1
+        n = self.value
+        self.value = 1 if n >= P.MAX_SEQUENCE else n + 1
         return n
