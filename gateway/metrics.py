@@ -79,27 +79,7 @@ class _StatsCollector(Collector):
     def collect(self) -> Iterator[Any]:
         s = self.stats
         accounts = list(s.accounts.items())
-        pdus = CounterMetricFamily(
-            "gateway_pdus", "SMPP PDUs by side, direction and command", labels=["side", "direction", "command"]
-        )
-        merged: defaultdict[tuple[str, str, str], int] = defaultdict(int)
-        for (side, direction), counts in list(s.pdus.items()):
-            _merge(merged, (side, direction), counts)
-        by_account = CounterMetricFamily(
-            "gateway_account_pdus", "application PDUs of bound sessions by account, direction and command",
-            labels=["account", "direction", "command"],
-        )
-        for account, a in accounts:
-            for direction, counts in (("in", a.pdus_in), ("out", a.pdus_out)):
-                mine: defaultdict[tuple[str, str, str], int] = defaultdict(int)
-                _merge(mine, (account, direction), counts)
-                for key, n in mine.items():
-                    by_account.add_metric(list(key), n)
-                    merged["esme", direction, key[2]] += n
-        for key, n in merged.items():
-            pdus.add_metric(list(key), n)
-        yield pdus
-        yield by_account
+        yield from _pdu_families(s, accounts)
         sessions = GaugeMetricFamily("gateway_esme_sessions", "bound application sessions", labels=["account"])
         for account, n in list(s.esme_sessions.items()):
             sessions.add_metric([account], n)
@@ -109,25 +89,53 @@ class _StatsCollector(Collector):
         for side, n in s.inflight.items():
             inflight.add_metric([side], n)
         yield inflight
-        total = [0] * (len(LATENCY_BUCKETS) + 1)
-        total_sum = 0.0
-        latency = HistogramMetricFamily(
-            "gateway_account_request_latency_seconds", "application request to response latency by account",
-            labels=["account"],
-        )
-        for account, a in [*accounts, (None, s.unbound)]:
-            bucket_counts = list(a.latency_counts)
-            total = [x + y for x, y in zip(total, bucket_counts)]
-            total_sum += a.latency_sum
-            if account is not None:
-                latency.add_metric([account], _buckets(bucket_counts), a.latency_sum)
-        yield HistogramMetricFamily(
-            "gateway_request_latency_seconds",
-            "application request to response latency",
-            buckets=_buckets(total),
-            sum_value=total_sum,
-        )
-        yield latency
+        yield from _latency_families(s, accounts)
+
+
+def _pdu_families(s: Stats, accounts: list[tuple[str, AccountStats]]) -> Iterator[Any]:
+    """gateway_pdus_total (every connection) and gateway_account_pdus_total (bound sessions)."""
+    pdus = CounterMetricFamily(
+        "gateway_pdus", "SMPP PDUs by side, direction and command", labels=["side", "direction", "command"]
+    )
+    merged: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+    for (side, direction), counts in list(s.pdus.items()):
+        _merge(merged, (side, direction), counts)
+    by_account = CounterMetricFamily(
+        "gateway_account_pdus", "application PDUs of bound sessions by account, direction and command",
+        labels=["account", "direction", "command"],
+    )
+    for account, a in accounts:
+        for direction, counts in (("in", a.pdus_in), ("out", a.pdus_out)):
+            mine: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+            _merge(mine, (account, direction), counts)
+            for key, n in mine.items():
+                by_account.add_metric(list(key), n)
+                merged["esme", direction, key[2]] += n
+    for key, n in merged.items():
+        pdus.add_metric(list(key), n)
+    yield pdus
+    yield by_account
+
+
+def _latency_families(s: Stats, accounts: list[tuple[str, AccountStats]]) -> Iterator[Any]:
+    """gateway_request_latency_seconds (all) and gateway_account_request_latency_seconds{account}."""
+    total = [0] * (len(LATENCY_BUCKETS) + 1)
+    total_sum = 0.0
+    latency = HistogramMetricFamily(
+        "gateway_account_request_latency_seconds", "application request to response latency by account",
+        labels=["account"],
+    )
+    for name, a in [*accounts, (None, s.unbound)]:
+        bucket_counts = list(a.latency_counts)
+        total = [x + y for x, y in zip(total, bucket_counts)]
+        total_sum += a.latency_sum
+        if name is not None:
+            latency.add_metric([name], _buckets(bucket_counts), a.latency_sum)
+    yield HistogramMetricFamily(
+        "gateway_request_latency_seconds", "application request to response latency",
+        buckets=_buckets(total), sum_value=total_sum,
+    )
+    yield latency
 
 
 def _merge(out: defaultdict[tuple[str, str, str], int], prefix: tuple[str, str], counts: dict[bytes, int]) -> None:
