@@ -5,6 +5,7 @@ alertmanager.yml passes `amtool check-config`. promtool comes with Debian's `pro
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -89,3 +90,29 @@ def test_alertmanager_config() -> None:
     if amtool is None:
         pytest.skip("amtool not installed (apt-get install --no-install-recommends prometheus-alertmanager)")
     assert "SUCCESS" in run(amtool, "check-config", "alertmanager.yml")
+
+
+def test_compose_provisions_the_dashboard_and_the_rules() -> None:
+    """Without docker: the mounts in compose.yaml are where the provisioning files and
+    prometheus.yml look, and the dashboard is well-formed for Grafana's provider."""
+    compose = (DEPLOY / "compose.yaml").read_text()
+    provider = (DEPLOY / "grafana/provisioning/dashboards/gateway.yml").read_text()
+    dashboards_path = provider.split("path:", 1)[1].split()[0]
+    assert f"./grafana/dashboards:{dashboards_path}:ro" in compose
+    assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in compose
+    assert "url: http://prometheus:9090" in (DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text()
+    assert "./prometheus.yml:/etc/prometheus/prometheus.yml:ro" in compose
+    assert "./prometheus:/etc/prometheus/prometheus:ro" in compose  # rule_files: prometheus/alerts.yml
+    assert "- prometheus/alerts.yml" in (DEPLOY / "prometheus.yml").read_text()
+    assert "./alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro" in compose
+    assert 'targets: ["alertmanager:9093"]' in (DEPLOY / "prometheus.yml").read_text()
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text())
+        assert dashboard["uid"] and dashboard["title"]
+        panels = dashboard["panels"]
+        ids = [p["id"] for p in panels]
+        assert len(ids) == len(set(ids))
+        for panel in panels:
+            if panel["type"] != "row":
+                assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+                assert panel["targets"], panel["title"]
