@@ -45,7 +45,8 @@ class Gateway:
         self._housekeeping_task: asyncio.Task[None] | None = None
         self._flusher_task: asyncio.Task[None] | None = None
         self._refusals_task: asyncio.Task[None] | None = None
-        self.tls = TlsSet(settings, self.metrics.certificate_expiry)  # ConfigError when a file does not load: before anything starts
+        # ConfigError when a file does not load: before anything starts; reports each file's expiry
+        self.tls = TlsSet(settings, self.metrics.certificate_expiry)
         self.metrics_token = metrics_token(settings)
         self.reloader = Reloader(self.metrics)
         self.tls.register(self.reloader)
