@@ -45,7 +45,8 @@ class Gateway:
         self._housekeeping_task: asyncio.Task[None] | None = None
         self._flusher_task: asyncio.Task[None] | None = None
         self._refusals_task: asyncio.Task[None] | None = None
-        self.tls = TlsSet(settings)  # ConfigError when a file does not load: before anything starts
+        # ConfigError when a file does not load: before anything starts; reports each file's expiry
+        self.tls = TlsSet(settings, self.metrics.certificate_expiry)
         self.metrics_token = metrics_token(settings)
         self.reloader = Reloader(self.metrics)
         self.tls.register(self.reloader)
@@ -60,6 +61,7 @@ class Gateway:
         self.http_port = 0
         self._tick_task: asyncio.Task[None] | None = None
         self.stopped = asyncio.Event()
+        self.metrics.ready.set_function(lambda: 1.0 if self.ready() else 0.0)  # read at scrape time
 
     async def start(self) -> None:
         s = self.settings

@@ -55,6 +55,7 @@ class EsmeConnection(Connection):
         self.window = 0
         self.outstanding = 0
         self.bucket: TokenBucket | None = None  # the account's max_tps (Proxy.esme_bound)
+        self.account_stats = self.stats.unbound  # the account's counters once bound (_bound)
         self.seq = Sequencer()
         self.out: dict[int, OutRequest] = {}
         self.opened_at = self.loop.time()
@@ -180,6 +181,9 @@ class EsmeConnection(Connection):
         self.account = account
         self.system_id = account.config.system_id
         self.window = account.config.window
+        counters = self.account_stats = self.stats.account(self.system_id)  # per account at no cost per PDU
+        self._in_counts = counters.pdus_in
+        self._out_counts = counters.pdus_out
         self.proxy.esme_bound(account, self)
         self.send(P.response_for(pdu, st.ESME_ROK, F.bind_resp_body(GATEWAY_SYSTEM_ID)))
         log.info("esme_bound", extra=self.log_extra(system_id=self.system_id, mode=self.state.name,

@@ -1,7 +1,9 @@
 """Every Prometheus metric, defined once.
 
 Hot-path counters are plain ints in `Stats` (no locks, no label lookups per message);
-a custom collector turns them into Prometheus families at scrape time.
+a custom collector turns them into Prometheus families at scrape time. A bound application
+session counts into its account's `AccountStats` (chosen once, at bind), so the per-account
+families cost nothing per message; the totals are their sums at scrape time.
 """
 
 from __future__ import annotations
@@ -19,14 +21,27 @@ from gateway.smpp.pdu import COMMAND_NAMES, command_name
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+class AccountStats:
+    """One account's application PDUs and request latency, bumped by its bound sessions."""
+
+    __slots__ = ("latency_counts", "latency_sum", "pdus_in", "pdus_out")
+
+    def __init__(self) -> None:
+        self.pdus_in: dict[int, int] = {}  # command_id -> count (see count_new)
+        self.pdus_out: dict[int, int] = {}
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+
+
 class Stats:
     """Plain counters the event loop bumps; read only by the collector."""
 
     def __init__(self) -> None:
         # (side, direction) -> command_id -> count
+        # (side "esme": connections not bound yet; bound ones count in `accounts`)
         self.pdus: dict[tuple[str, str], dict[int, int]] = {}
-        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
-        self.latency_sum = 0.0
+        self.accounts: dict[str, AccountStats] = {}
+        self.unbound = AccountStats()  # latency of a session without an account (never in practice)
         self.esme_sessions: defaultdict[str, int] = defaultdict(int)
         self.carrier_bound = 0
         self.inflight: dict[str, int] = {"esme": 0, "carrier": 0}
@@ -34,6 +49,13 @@ class Stats:
     def pdu_counter(self, side: str, direction: str) -> dict[int, int]:
         """The counter a connection bumps per PDU, keyed by command_id (see count_new)."""
         return self.pdus.setdefault((side, direction), {})
+
+    def account(self, system_id: str) -> AccountStats:
+        """The counters a session of this account bumps once bound (one per account, kept)."""
+        found = self.accounts.get(system_id)
+        if found is None:
+            found = self.accounts[system_id] = AccountStats()
+        return found
 
 
 OTHER_COMMAND = 0xFFFFFFFF  # every command id SMPP 3.4 does not define, as one series
@@ -56,16 +78,8 @@ class _StatsCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         s = self.stats
-        pdus = CounterMetricFamily(
-            "gateway_pdus", "SMPP PDUs by side, direction and command", labels=["side", "direction", "command"]
-        )
-        for (side, direction), counts in list(s.pdus.items()):
-            merged: defaultdict[str, int] = defaultdict(int)
-            for command_id, n in list(counts.items()):
-                merged[command_name(command_id) if command_id in COMMAND_NAMES else "unknown"] += n
-            for name, n in merged.items():
-                pdus.add_metric([side, direction, name], n)
-        yield pdus
+        accounts = list(s.accounts.items())
+        yield from _pdu_families(s, accounts)
         sessions = GaugeMetricFamily("gateway_esme_sessions", "bound application sessions", labels=["account"])
         for account, n in list(s.esme_sessions.items()):
             sessions.add_metric([account], n)
@@ -75,19 +89,70 @@ class _StatsCollector(Collector):
         for side, n in s.inflight.items():
             inflight.add_metric([side], n)
         yield inflight
-        buckets: list[tuple[str, float]] = []
-        acc = 0
-        for bound, n in zip(LATENCY_BUCKETS, s.latency_counts):
-            acc += n
-            buckets.append((repr(bound), acc))
-        acc += s.latency_counts[-1]
-        buckets.append(("+Inf", acc))
-        yield HistogramMetricFamily(
-            "gateway_request_latency_seconds",
-            "application request to response latency",
-            buckets=buckets,
-            sum_value=s.latency_sum,
-        )
+        yield from _latency_families(s, accounts)
+
+
+def _pdu_families(s: Stats, accounts: list[tuple[str, AccountStats]]) -> Iterator[Any]:
+    """gateway_pdus_total (every connection) and gateway_account_pdus_total (bound sessions)."""
+    pdus = CounterMetricFamily(
+        "gateway_pdus", "SMPP PDUs by side, direction and command", labels=["side", "direction", "command"]
+    )
+    merged: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+    for (side, direction), counts in list(s.pdus.items()):
+        _merge(merged, (side, direction), counts)
+    by_account = CounterMetricFamily(
+        "gateway_account_pdus", "application PDUs of bound sessions by account, direction and command",
+        labels=["account", "direction", "command"],
+    )
+    for account, a in accounts:
+        for direction, counts in (("in", a.pdus_in), ("out", a.pdus_out)):
+            mine: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+            _merge(mine, (account, direction), counts)
+            for key, n in mine.items():
+                by_account.add_metric(list(key), n)
+                merged["esme", direction, key[2]] += n
+    for key, n in merged.items():
+        pdus.add_metric(list(key), n)
+    yield pdus
+    yield by_account
+
+
+def _latency_families(s: Stats, accounts: list[tuple[str, AccountStats]]) -> Iterator[Any]:
+    """gateway_request_latency_seconds (all) and gateway_account_request_latency_seconds{account}."""
+    total = [0] * (len(LATENCY_BUCKETS) + 1)
+    total_sum = 0.0
+    latency = HistogramMetricFamily(
+        "gateway_account_request_latency_seconds", "application request to response latency by account",
+        labels=["account"],
+    )
+    for name, a in [*accounts, (None, s.unbound)]:
+        bucket_counts = list(a.latency_counts)
+        total = [x + y for x, y in zip(total, bucket_counts)]
+        total_sum += a.latency_sum
+        if name is not None:
+            latency.add_metric([name], _buckets(bucket_counts), a.latency_sum)
+    yield HistogramMetricFamily(
+        "gateway_request_latency_seconds", "application request to response latency",
+        buckets=_buckets(total), sum_value=total_sum,
+    )
+    yield latency
+
+
+def _merge(out: defaultdict[tuple[str, str, str], int], prefix: tuple[str, str], counts: dict[int, int]) -> None:
+    """Command-id counts into (prefix..., command name) keys."""
+    for command_id, n in list(counts.items()):
+        out[(*prefix, command_name(command_id) if command_id in COMMAND_NAMES else "unknown")] += n
+
+
+def _buckets(counts: list[int]) -> list[tuple[str, float]]:
+    """Per-bucket counts (the last one past every bound) into cumulative Prometheus buckets."""
+    buckets: list[tuple[str, float]] = []
+    acc = 0
+    for bound, n in zip(LATENCY_BUCKETS, counts):
+        acc += n
+        buckets.append((repr(bound), acc))
+    buckets.append(("+Inf", acc + counts[-1]))
+    return buckets
 
 
 class Metrics:
@@ -157,6 +222,20 @@ class Metrics:
         )
         self.carrier_throttled = Counter(
             "gateway_carrier_throttled", "carrier answers that asked us to slow down, by status", ["status"], registry=r
+        )
+        self.ready = Gauge("gateway_ready", "1 when /readyz answers 200 (carrier bound, store ready)", registry=r)
+        self.certificate_expiry = Gauge(
+            "gateway_certificate_expiry_seconds",
+            "notAfter (unix time) of each certificate file in use: the earliest certificate in the file",
+            ["listener", "role", "file"], registry=r,
+        )
+        self.outbox_backlog = Gauge(
+            "gateway_outbox_backlog", "rows queued in the durable outbox, by account (the whole store)",
+            ["account"], registry=r,
+        )
+        self.outbox_oldest_age = Gauge(
+            "gateway_outbox_oldest_age_seconds", "age of each account's oldest outbox row (the whole store)",
+            ["account"], registry=r,
         )
 
     def render(self) -> bytes:

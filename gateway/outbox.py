@@ -3,7 +3,8 @@ carrier, and delivered in order per account once a receiver binds.
 
 Several gateways share one outbox: a row is claimed with a lease (SKIP LOCKED on
 PostgreSQL) by one gateway at a time and deleted only after the application's ESME_ROK,
-so each row reaches the application once.
+so each row reaches the application once. The poll also refreshes the backlog gauges
+(rows and oldest age per account, read from the store: every gateway shows the whole outbox).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 LEASE = 60.0  # renewed before each delivery, so it only has to cover one
 BATCH = 100
 MAX_BACKOFF = 300.0
+SUMMARY_INTERVAL = 10.0  # backlog gauges: one GROUP BY on the outbox this often, at most
 
 
 class Outbox:
@@ -45,6 +47,8 @@ class Outbox:
         self._wake = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self.backlog: set[str] = set()  # accounts with rows queued here: live MOs queue behind them
+        self.summary_interval = SUMMARY_INTERVAL
+        self._summary_at = 0.0  # time.time() of the next gauge refresh
 
     # --- in: keep what cannot be delivered now ----------------------------------------
     def keep(self, account: str, raw: bytes, on_status: OnStatus) -> None:
@@ -89,6 +93,8 @@ class Outbox:
             self._wake.clear()
             try:
                 await self._expire()
+                if time.time() >= self._summary_at:
+                    await self._refresh_gauges()
                 for account in await self.store.outbox_accounts(time.time()):
                     self._drain(account)
             except StoreError as exc:
@@ -149,6 +155,21 @@ class Outbox:
         retry_at = time.time() + min(MAX_BACKOFF, self.retry_interval * 2.0 ** min(item.attempts, 16))
         await self.store.outbox_retry(item.id, retry_at)
         return retry_at
+
+    async def _refresh_gauges(self) -> None:
+        """gateway_outbox_backlog / _oldest_age_seconds: every configured account (0 when empty),
+        and any other account that still has rows."""
+        summary = await self.store.outbox_summary()
+        now = time.time()
+        self._summary_at = now + self.summary_interval
+        metrics = self.proxy.metrics
+        metrics.outbox_backlog.clear()
+        metrics.outbox_oldest_age.clear()
+        for account in self.proxy.accounts:
+            summary.setdefault(account, (0, now))
+        for account, (rows, oldest) in summary.items():
+            metrics.outbox_backlog.labels(account).set(rows)
+            metrics.outbox_oldest_age.labels(account).set(max(0.0, now - oldest) if rows else 0.0)
 
     async def _expire(self) -> None:
         """Expired rows go, each with its audit event in the same transaction."""

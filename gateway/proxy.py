@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from gateway.config import Account, Settings
 from gateway.errors import MalformedPduError, StoreError, status_for
 from gateway.limits.networks import contains
-from gateway.metrics import LATENCY_BUCKETS, Metrics
+from gateway.metrics import LATENCY_BUCKETS, AccountStats, Metrics
 from gateway.own_queue import OwnQueue, OwnRequest
 from gateway.policy.numbers import e164, originator_text
 from gateway.receipts import OWN, ReceiptRouter
@@ -49,6 +49,7 @@ class EsmeSession(Protocol):
     outstanding: int
     closed: bool
     bucket: TokenBucket | None  # the account's max_tps, shared by its binds (set by Proxy.esme_bound)
+    account_stats: AccountStats  # its account's PDU counters and latency histogram
 
     def send(self, data: bytes) -> None: ...
 
@@ -340,8 +341,8 @@ class Proxy:
             message_id = F.response_message_id(raw)
             if message_id:
                 self.receipts.remember(message_id, esme.system_id, now)
-        seconds = now - started  # the latency histogram (gateway_request_latency_seconds)
-        stats = self.stats
+        seconds = now - started  # the account's latency histogram (gateway_account_request_latency_seconds)
+        stats = esme.account_stats
         stats.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         stats.latency_sum += seconds
         if extra is not None and resp.command_id == SUBMIT_MULTI_RESP:

@@ -5,6 +5,8 @@ asyncio once, whose SNI callback moves every new handshake onto the newest conte
 a certificate reload needs no new listening socket and never touches a session already
 up. The carrier leg gets a fresh `ssl.SSLContext` from `ClientTls.context` per connect.
 `TlsSet` builds all of them from the settings (a file that does not load: ConfigError).
+With the metrics' gauge, every load and reload reports the expiry of each certificate file
+in use (`ExpiryReport`, `gateway_certificate_expiry_seconds`).
 
 Both: TLS 1.2 minimum, the Mozilla "intermediate" cipher list for TLS 1.2 (TLS 1.3
 suites are OpenSSL's defaults, which that list also names), no compression, no
@@ -19,9 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.certs import CertificateFormatError, earliest_expiry
 from gateway.errors import ConfigError
 
 if TYPE_CHECKING:
+    from prometheus_client import Gauge
+
     from gateway.config import Settings
     from gateway.reload import Reloader
 
@@ -114,14 +119,48 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
+class ExpiryReport:
+    """One leg's series of gateway_certificate_expiry_seconds{listener, role, file}: set from the
+    files just loaded, the series of files no longer in use removed."""
+
+    def __init__(self, gauge: Gauge, listener: str) -> None:
+        self.gauge = gauge
+        self.listener = listener
+        self.shown: list[tuple[str, str, str]] = []
+
+    def report(self, files: list[tuple[str, Path | None]]) -> None:
+        for labels in self.shown:
+            self.gauge.remove(*labels)
+        self.shown = []
+        for role, path in files:
+            if path is None:
+                continue
+            try:
+                expiry = earliest_expiry(path)
+            except (OSError, CertificateFormatError) as exc:
+                log.warning("certificate_expiry_unreadable", extra={"listener": self.listener, "role": role,
+                                                                    "file": str(path), "error": str(exc)})
+                continue
+            if expiry is not None:
+                labels = (self.listener, role, str(path))
+                self.gauge.labels(*labels).set(expiry)
+                self.shown.append(labels)
+
+
 class ServerTls:
     """A listener's TLS: `context` goes to create_server once; `reload()` swaps what handshakes use."""
 
-    def __init__(self, files: ServerFiles) -> None:
+    def __init__(self, files: ServerFiles, expiry: ExpiryReport | None = None) -> None:
         self.files = files
+        self.expiry = expiry
         self.context = build_server_context(files)
         self.current = self.context
         self.context.sni_callback = self._pick
+        self._report()
+
+    def _report(self) -> None:
+        if self.expiry is not None:
+            self.expiry.report([("certificate", self.files.cert_file), ("client_ca", self.files.client_ca_file)])
 
     def _pick(self, ssl_obj: Any, server_name: str | None, ctx: ssl.SSLContext) -> None:
         # called for every ClientHello (server_name None without SNI): the newest files win
@@ -133,39 +172,52 @@ class ServerTls:
         """Re-read the files; on any failure the old context stays (ConfigError says why)."""
         fresh = build_server_context(self.files)
         self.current = fresh
+        self._report()
         log.info("tls_reloaded", extra={"listener": self.files.name, "cert_file": str(self.files.cert_file)})
 
 
 class ClientTls:
     """The carrier leg's TLS: the newest context from the files, and the name to check."""
 
-    def __init__(self, files: ClientFiles, server_name: str) -> None:
+    def __init__(self, files: ClientFiles, server_name: str, expiry: ExpiryReport | None = None) -> None:
         self.files = files
         self.server_name = server_name
+        self.expiry = expiry
         self.context = build_client_context(files)
+        self._report()
+
+    def _report(self) -> None:
+        if self.expiry is not None:
+            f = self.files
+            self.expiry.report([("ca", f.ca_file if f.verify else None),
+                                ("certificate", f.cert_file if f.key_file is not None else None)])
 
     def reload(self) -> None:
         self.context = build_client_context(self.files)
+        self._report()
         log.info("tls_reloaded", extra={"listener": "carrier"})
 
 
 class TlsSet:
     """The TLS of each leg that has it: the SMPP listener, the HTTP endpoint, the carrier."""
 
-    def __init__(self, s: Settings) -> None:
+    def __init__(self, s: Settings, expiry: Gauge | None = None) -> None:
+        def report(listener: str) -> ExpiryReport | None:
+            return ExpiryReport(expiry, listener) if expiry is not None else None
+
         lt = s.listen_tls
         self.listen: ServerTls | None = None
         self.http: ServerTls | None = None
         self.carrier: ClientTls | None = None
         if lt.cert_file is not None and lt.key_file is not None:
             self.listen = ServerTls(ServerFiles("listen_tls", lt.cert_file, lt.key_file, lt.client_ca_file,
-                                                lt.min_version))
+                                                lt.min_version), report("listen_tls"))
         if s.http.cert_file is not None and s.http.key_file is not None:
-            self.http = ServerTls(ServerFiles("http", s.http.cert_file, s.http.key_file))
+            self.http = ServerTls(ServerFiles("http", s.http.cert_file, s.http.key_file), report("http"))
         c = s.carrier
         if c.tls:
             self.carrier = ClientTls(ClientFiles(c.tls_ca_file, c.tls_cert_file, c.tls_key_file, c.tls_verify),
-                                     c.server_name)
+                                     c.server_name, report("carrier"))
 
     def register(self, reloader: Reloader) -> None:
         for name, part in (("listen_tls", self.listen), ("http", self.http), ("carrier", self.carrier)):

@@ -310,6 +310,10 @@ class Store(Protocol):
         """Rows queued per account (only accounts that have some)."""
         ...
 
+    async def outbox_summary(self) -> dict[str, tuple[int, float]]:
+        """Per account that has rows: (rows queued, enqueued_at of its oldest row)."""
+        ...
+
     async def outbox_accounts(self, now: float) -> list[str]:
         """Accounts with rows claimable at now, sorted (by any owner: an earlier row
         waiting for a retry or under a live lease holds the later ones back)."""

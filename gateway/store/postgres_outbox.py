@@ -113,6 +113,10 @@ class PgOutbox(PgConnection):
         rows = await self._fetch("SELECT account, count(*) FROM outbox GROUP BY account")
         return {str(r[0]): int(r[1]) for r in rows}
 
+    async def outbox_summary(self) -> dict[str, tuple[int, float]]:
+        rows = await self._fetch("SELECT account, count(*), min(enqueued_at) FROM outbox GROUP BY account")
+        return {str(r[0]): (int(r[1]), float(r[2])) for r in rows}
+
     async def outbox_accounts(self, now: float) -> list[str]:
         rows = await self._fetch(
             "SELECT DISTINCT account FROM outbox WHERE next_attempt_at <= $1 "

@@ -144,6 +144,10 @@ class SqliteOutbox(SqliteConnection):
         rows = await self._query("SELECT account, count(*) FROM outbox GROUP BY account")
         return {str(a): int(n) for a, n in rows}
 
+    async def outbox_summary(self) -> dict[str, tuple[int, float]]:
+        rows = await self._query("SELECT account, count(*), min(enqueued_at) FROM outbox GROUP BY account")
+        return {str(a): (int(n), float(oldest)) for a, n, oldest in rows}
+
     async def outbox_accounts(self, now: float) -> list[str]:
         rows = await self._run(
             lambda c: c.execute(

@@ -25,10 +25,12 @@ async def test_readyz_waits_for_carrier(make_gateway: GatewayFactory, sim: Simul
     status, body = await http_get(gateway.http_port, "/readyz")
     assert status == 503 and "carrier" in body
     assert (await http_get(gateway.http_port, "/healthz"))[0] == 200
+    assert "gateway_ready 0.0" in (await http_get(gateway.http_port, "/metrics"))[1]
 
 
 async def test_readyz_ok_when_bound(gateway: Gateway) -> None:
     assert (await http_get(gateway.http_port, "/readyz"))[0] == 200
+    assert "gateway_ready 1.0" in (await http_get(gateway.http_port, "/metrics"))[1]
     assert (await http_get(gateway.http_port, "/nope"))[0] == 404
 
 
@@ -54,3 +56,25 @@ async def test_garbage_http_does_not_break_the_endpoint(gateway: Gateway) -> Non
     writer.close()
     await writer.wait_closed()
     assert (await http_get(gateway.http_port, "/healthz"))[0] == 200
+
+
+async def test_mt_and_latency_by_account(gateway: Gateway, sim: Simulator) -> None:
+    acme, other = await RawClient.connect(gateway.smpp_port), await RawClient.connect(gateway.smpp_port)
+    await acme.bind()
+    await other.bind("other", "pw2")
+    for _ in range(3):
+        assert (await acme.request(submit_sm())).command_status == 0
+    assert (await other.request(submit_sm(src="14155550177"))).command_status == 0
+    _, body = await http_get(gateway.http_port, "/metrics")
+    for account, n in (("acme", 3), ("other", 1)):
+        assert f'gateway_account_pdus_total{{account="{account}",command="submit_sm",direction="in"}} {n}.0' in body
+        assert (f'gateway_account_pdus_total{{account="{account}",command="submit_sm_resp",direction="out"}} '
+                f'{n}.0') in body
+        assert f'gateway_account_request_latency_seconds_count{{account="{account}"}} {n}.0' in body
+        assert f'gateway_account_request_latency_seconds_bucket{{account="{account}",le="+Inf"}} {n}.0' in body
+    # the totals are the sums, the binds (counted before the account is known) included
+    assert 'gateway_pdus_total{command="submit_sm",direction="in",side="esme"} 4.0' in body
+    assert 'gateway_pdus_total{command="bind_transceiver",direction="in",side="esme"} 2.0' in body
+    assert 'gateway_request_latency_seconds_count 4.0' in body
+    await acme.close()
+    await other.close()

@@ -181,3 +181,32 @@ async def test_live_mo_waits_behind_a_queued_retry(make_gateway: GatewayFactory,
             order.append(text)
     assert order == [b"m1", b"m2", b"m3"]
     await client.close()
+
+
+async def test_backlog_gauges_show_rows_and_oldest_age(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    gateway = await make_gateway(routing=FAST)
+    assert gateway.outbox is not None
+    gateway.outbox.poll_interval = gateway.outbox.summary_interval = 0.05
+    registry = gateway.metrics.registry
+
+    def backlog(account: str) -> float | None:
+        return registry.get_sample_value("gateway_outbox_backlog", {"account": account})
+
+    async with asyncio.timeout(5):  # every configured account shows, 0 when it has nothing queued
+        while backlog("other") != 0 or backlog("acme") != 0:
+            await asyncio.sleep(0.01)
+    for n in range(3):
+        assert await sim.inject_mo("14155550123", "14155550100", f"queued {n}") == st.ESME_ROK
+    async with asyncio.timeout(5):
+        while backlog("acme") != 3:
+            await asyncio.sleep(0.01)
+    age = registry.get_sample_value("gateway_outbox_oldest_age_seconds", {"account": "acme"})
+    assert age is not None and age >= 0
+    client = await RawClient.connect(gateway.smpp_port)
+    client.auto_ack = True
+    await client.bind("acme", "secret", P.BIND_RECEIVER)
+    async with asyncio.timeout(5):
+        while backlog("acme") != 0:
+            await asyncio.sleep(0.01)
+    assert registry.get_sample_value("gateway_outbox_oldest_age_seconds", {"account": "acme"}) == 0
+    await client.close()

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import ssl
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +249,29 @@ async def test_require_tls_refuses_a_plaintext_bind(make_gateway: GatewayFactory
     secure = await tls_connect(gateway.smpp_tls_port, pki.client_context())
     await bind_and_submit(secure, sim)
     await secure.close()
+
+
+def expiry_series(gateway: Gateway) -> dict[tuple[str, str, str], float]:
+    family = next(iter(gateway.metrics.certificate_expiry.collect()))
+    return {(s.labels["listener"], s.labels["role"], s.labels["file"]): s.value for s in family.samples}
+
+
+async def test_certificate_expiry_metric_follows_sighup(make_gateway: GatewayFactory, pki: Pki) -> None:
+    first = datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
+    server = pki.issue("gateway")
+    server.write(pki.ca.issue_cert("localhost", "127.0.0.1", not_after=first))
+    gateway = await make_gateway(listen_tls=listen_tls(server, client_ca_file=str(pki.ca_file)))
+    assert expiry_series(gateway) == {
+        ("listen_tls", "certificate", str(server.cert)): first.timestamp(),
+        ("listen_tls", "client_ca", str(pki.ca_file)): datetime(3000, 1, 1, tzinfo=UTC).timestamp(),  # trustme's CA
+    }
+    renewed = datetime(2032, 6, 7, 8, 9, 10, tzinfo=UTC)
+    server.write(pki.ca.issue_cert("localhost", "127.0.0.1", not_after=renewed))
+    await reload_by_signal(gateway)
+    assert expiry_series(gateway)[("listen_tls", "certificate", str(server.cert))] == renewed.timestamp()
+    assert gateway.metrics.registry.get_sample_value(
+        "gateway_certificate_expiry_seconds",
+        {"listener": "listen_tls", "role": "certificate", "file": str(server.cert)}) == renewed.timestamp()
+    server.cert.write_text("not a certificate\n")  # a failed reload keeps the files in use, and their expiry
+    await reload_by_signal(gateway)
+    assert expiry_series(gateway)[("listen_tls", "certificate", str(server.cert))] == renewed.timestamp()

@@ -200,3 +200,11 @@ async def test_renew_keeps_the_lease_only_for_its_holder(store: Store) -> None:
     assert await store.outbox_claim("acme", "gw2", NOW + 60, lease=30) == []  # renewed past 60
     assert [i.id for i in await store.outbox_claim("acme", "gw2", NOW + 91, lease=30)] == [item_id]
     assert not await store.outbox_renew(item_id, "gw1", NOW + 200)  # gw1 lost it
+
+
+async def test_summary_counts_rows_and_the_oldest_per_account(store: Store) -> None:
+    assert await store.outbox_summary() == {}
+    await put(store, "acme", 2, now=NOW + 5)
+    await put(store, "acme", 1, now=NOW)
+    await put(store, "beta", 1, now=NOW + 9)
+    assert await store.outbox_summary() == {"acme": (3, NOW), "beta": (1, NOW + 9)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import ssl
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,12 @@ import pytest
 from gateway.cli import main
 from gateway.config import load_settings
 from gateway.errors import ConfigError
+from gateway.metrics import Metrics
 from gateway.tls import (
     INTERMEDIATE_CIPHERS,
     ClientFiles,
     ServerFiles,
+    TlsSet,
     build_client_context,
     build_server_context,
 )
@@ -132,3 +135,32 @@ def test_compose_environment_over_the_example_toml(monkeypatch: pytest.MonkeyPat
         capsys.readouterr().err
     out = capsys.readouterr().out
     assert '"tls": false' in out and '"cert_file": null' in out
+
+
+def test_expiry_of_every_file_in_use(tmp_path: Path) -> None:
+    """gateway_certificate_expiry_seconds: the carrier's CA and client certificate, the HTTP listener's
+    certificate; a reload re-reads them; verify off means the CA file is not in use."""
+    pki = Pki(tmp_path)
+    client, http = pki.issue("client"), pki.issue("http")
+    when = datetime(2033, 3, 3, tzinfo=UTC)
+    http.write(pki.ca.issue_cert("localhost", not_after=when))
+    metrics = Metrics()
+    carrier = {"tls": True, "tls_ca_file": str(pki.ca_file), "tls_cert_file": str(client.cert),
+               "tls_key_file": str(client.key)}
+    s = load_settings(None, carrier=carrier, http={"cert_file": str(http.cert), "key_file": str(http.key)})
+    tls = TlsSet(s, metrics.certificate_expiry)
+    family = next(iter(metrics.certificate_expiry.collect()))
+    shown = {(x.labels["listener"], x.labels["role"], x.labels["file"]): x.value for x in family.samples}
+    assert set(shown) == {("carrier", "ca", str(pki.ca_file)), ("carrier", "certificate", str(client.cert)),
+                          ("http", "certificate", str(http.cert))}
+    assert shown["http", "certificate", str(http.cert)] == when.timestamp()
+    assert tls.carrier is not None
+    renewed = datetime(2034, 4, 4, tzinfo=UTC)
+    client.write(pki.ca.issue_cert("client", not_after=renewed))
+    tls.carrier.reload()
+    assert metrics.registry.get_sample_value("gateway_certificate_expiry_seconds", {
+        "listener": "carrier", "role": "certificate", "file": str(client.cert)}) == renewed.timestamp()
+    unverified = load_settings(None, carrier={"tls": True, "tls_verify": False, "tls_ca_file": str(pki.ca_file)})
+    metrics = Metrics()
+    TlsSet(unverified, metrics.certificate_expiry)
+    assert not next(iter(metrics.certificate_expiry.collect())).samples
