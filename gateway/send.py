@@ -112,7 +112,7 @@ class Client:
         self.framer = P.Framer()
         self.seq = 0
         self.pending: dict[int, asyncio.Future[P.Pdu]] = {}
-        self.delivered: asyncio.Queue[P.Pdu] = asyncio.Queue()
+        self.delivered: asyncio.Queue[P.Pdu | None] = asyncio.Queue()  # None: the session ended
         self.closed = asyncio.Event()
         self.peer_unbound = False
         self._task = asyncio.create_task(self._pump(), name="send-reader")
@@ -126,11 +126,12 @@ class Client:
             pass
         finally:
             self.closed.set()
+            self.delivered.put_nowait(None)
             for future in self.pending.values():
                 if not future.done():
-                    future.set_exception(SendError(self._closed_reason()))
+                    future.set_exception(SendError(self.closed_reason()))
 
-    def _closed_reason(self) -> str:
+    def closed_reason(self) -> str:
         return "the peer unbound" if self.peer_unbound else "connection closed by the peer"
 
     def _on_pdu(self, pdu: P.Pdu) -> None:
@@ -151,7 +152,7 @@ class Client:
 
     async def request(self, raw: bytes, what: str) -> P.Pdu:
         if self.closed.is_set():
-            raise SendError(self._closed_reason())
+            raise SendError(self.closed_reason())
         self.seq += 1
         future: asyncio.Future[P.Pdu] = asyncio.get_running_loop().create_future()
         self.pending[self.seq] = future
@@ -249,6 +250,8 @@ async def _wait_receipt(client: Client, ids: list[bytes], req: SendRequest, say:
             pdu = await asyncio.wait_for(client.delivered.get(), max(0.0, deadline - loop.time()))
         except TimeoutError:
             raise SendError(f"no delivery receipt within {req.timeout:g} s", EXIT_NO_RECEIPT) from None
+        if pdu is None:
+            raise SendError(f"{client.closed_reason()} before the receipt arrived", EXIT_NO_RECEIPT)
         key, text, state = _receipt(pdu, by_tlv, by_text)
         if key is None or key not in waiting:
             continue

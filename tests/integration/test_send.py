@@ -7,6 +7,8 @@ import socket
 import sys
 from pathlib import Path
 
+import pytest
+
 from gateway import send as S
 from gateway.app import Gateway
 from gateway.simulator import Simulator
@@ -100,6 +102,21 @@ async def test_receipt_timeout(sim: Simulator) -> None:
     code, out, err = await gateway_send(*at(sim.smpp_port, "--wait-receipt", "--timeout", "0.5", "hi"))
     assert code == S.EXIT_NO_RECEIPT
     assert "message_id=" in out and err.strip() == "error: no delivery receipt within 0.5 s"
+
+
+async def test_connection_lost_while_waiting_for_the_receipt(sim: Simulator) -> None:
+    sim.receipt_delay = 60.0
+    req = S.SendRequest("127.0.0.1", sim.smpp_port, "x", "y", "+" + LONG_CODE, "+" + MOBILE, "hi",
+                        wait_receipt=True, timeout=30)
+    said: list[str] = []
+    task = asyncio.create_task(S.send(req, said.append))
+    await sim.wait_for(lambda p: p.command_id == P.SUBMIT_SM)  # answered by the time we resume
+    sim.drop_all()  # an SMSC crash: no unbind
+    with pytest.raises(S.SendError) as err:
+        await asyncio.wait_for(task, 10)
+    assert err.value.exit_code == S.EXIT_NO_RECEIPT
+    assert str(err.value) == "connection closed by the peer before the receipt arrived"
+    assert [line.split(":")[0] for line in said] == ["bound", "submit_sm_resp"]
 
 
 async def test_no_answer_is_a_timeout(sim: Simulator) -> None:
