@@ -9,6 +9,7 @@ import signal
 import time
 from typing import Any
 
+from gateway import sdnotify
 from gateway.carrier import CarrierPool
 from gateway.cluster import ClusterShare
 from gateway.config import Settings
@@ -193,14 +194,24 @@ class Gateway:
         if path == "/readyz":
             if self.ready():
                 return 200, "text/plain", b"ready\n"
-            reasons = []
-            if not self.proxy.carriers:
-                why = self.carrier.last_error
-                reasons.append(f"no carrier session bound ({why})" if why else "no carrier session bound")
-            if not self.store_ready:
-                reasons.append("store unavailable")
-            return 503, "text/plain", ("; ".join(reasons) + "\n").encode()
+            return 503, "text/plain", ("; ".join(self.not_ready_reasons()) + "\n").encode()
         return 404, "text/plain", b"not found\n"
+
+    def not_ready_reasons(self) -> list[str]:
+        """What /readyz names while not ready."""
+        reasons = []
+        if not self.proxy.carriers:
+            why = self.carrier.last_error
+            reasons.append(f"no carrier session bound ({why})" if why else "no carrier session bound")
+        if not self.store_ready:
+            reasons.append("store unavailable")
+        return reasons
+
+    def status_line(self) -> str:
+        """systemd's STATUS=: readiness and the carrier sessions bound."""
+        if self.ready():
+            return f"ready: {len(self.proxy.carriers)} carrier session(s) bound"
+        return "not ready: " + "; ".join(self.not_ready_reasons())
 
     async def stop(self) -> None:
         """Stop accepting binds, unbind applications after draining, unbind the carrier."""
@@ -256,11 +267,18 @@ def handle_sighup(gateway: Gateway) -> None:
 
 async def run(settings: Settings, **kw: Any) -> int:
     gateway = Gateway(settings, **kw)
+    notifier = sdnotify.Notifier.from_environment()  # systemd Type=notify; no-op elsewhere
     await gateway.start()
     handle_sighup(gateway)
+    watch = sdnotify.start(notifier, gateway.ready, gateway.status_line)
     await wait_for_signal()
+    notifier.notify("STOPPING=1", "STATUS=stopping: draining sessions")
+    if watch is not None:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
     asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
     await gateway.stop()
+    notifier.close()
     return 0
 
 

@@ -60,8 +60,38 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sim.add_argument("--tls-cert-file", help="with --tls-key-file: SMPP over TLS")
     sim.add_argument("--tls-key-file")
+    _send_parser(sub)
     _admin_parsers(sub)
     return p
+
+
+def _send_parser(sub: Any) -> None:
+    send = sub.add_parser("send", help="smoke test: bind, send one message, print the status and the receipt")
+    send.add_argument("text", metavar="TEXT", help="the message (GSM 03.38 when it fits, else UCS-2; "
+                      "long text in concatenated segments)")
+    send.add_argument("--host", default="127.0.0.1")
+    send.add_argument("--port", type=_port, default=2775)
+    send.add_argument("--system-id", required=True)
+    pw = send.add_mutually_exclusive_group(required=True)
+    pw.add_argument("--password")
+    pw.add_argument("--password-file", metavar="FILE", help="the password from a file (one trailing "
+                    "newline stripped), - for standard input")
+    send.add_argument("--system-type", default="")
+    send.add_argument("--from", dest="source", required=True, metavar="ADDR",
+                      help="+E.164 (international), digits (TON unknown) or an alphanumeric sender")
+    send.add_argument("--to", dest="destination", required=True, metavar="ADDR")
+    send.add_argument("--wait-receipt", action="store_true", help="ask for a delivery receipt and wait for it")
+    send.add_argument("--timeout", type=_seconds, default=10.0,
+                      help="seconds for each network wait, the receipt included (default 10)")
+    send.add_argument("--message-id-format", choices=["exact", "hex", "decimal"], default="exact",
+                      help="how receipts spell the submit_sm_resp id (as carrier.message_id_format)")
+    send.add_argument("--tls", action="store_true", help="SMPP over TLS (the system's trust store)")
+    send.add_argument("--tls-ca", metavar="FILE", help="with --tls: trust these CAs instead")
+    send.add_argument("--tls-server-name", help="with --tls: the name checked and sent as SNI (default --host)")
+    send.add_argument("--tls-cert-file", metavar="FILE", help="with --tls-key-file: a client certificate")
+    send.add_argument("--tls-key-file", metavar="FILE")
+    send.add_argument("--tls-insecure", action="store_true",
+                      help="with --tls: accept any certificate (diagnosis only)")
 
 
 def _store_common(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -137,6 +167,20 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text}: a port is 1 to 65535")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text}: seconds above 0, at most 86400")
+    return value
+
+
 def _not_negative(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -157,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                                     tls_cert_file=args.tls_cert_file, tls_key_file=args.tls_key_file))
         if args.command == "hash-password":
             return _hash_password()
+        if args.command == "send":
+            return _send(args)
         settings = _load(args)
         if args.command in ADMIN_COMMANDS:
             return _admin(args, settings)
@@ -215,6 +261,69 @@ def _hash_password() -> int:
         return EXIT_CONFIG
     print(credentials.hash_password(password))
     return 0
+
+
+def _send(args: argparse.Namespace) -> int:
+    """gateway send: arguments to a SendRequest; a failure is one `error:` line and its exit code."""
+    from gateway import send
+
+    try:
+        request = send.SendRequest(
+            host=args.host, port=args.port, system_id=args.system_id, password=_send_password(args),
+            source=args.source, destination=args.destination, text=args.text,
+            system_type=args.system_type, wait_receipt=args.wait_receipt, timeout=args.timeout,
+            tls=_send_tls(args), server_name=args.tls_server_name,
+            message_id_format=args.message_id_format)
+        return asyncio.run(send.send(request, lambda line: print(line, flush=True)))
+    except send.SendError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _send_password(args: argparse.Namespace) -> str:
+    from gateway import credentials
+    from gateway.send import EXIT_USAGE, SendError
+
+    if args.password is not None:
+        return str(args.password)
+    try:
+        if args.password_file == "-":
+            raw = sys.stdin.buffer.read()
+        else:
+            with open(args.password_file, "rb") as f:
+                raw = f.read()
+    except OSError as exc:
+        raise SendError(f"--password-file {args.password_file}: {exc.strerror or exc}", EXIT_USAGE) from None
+    return credentials.strip_newline(raw).decode("latin-1")
+
+
+def _send_tls(args: argparse.Namespace) -> Any:
+    """The client SSLContext for --tls (built as the carrier leg's), or None."""
+    from pathlib import Path
+
+    from gateway.send import EXIT_USAGE, SendError
+    from gateway.tls import ClientFiles, build_client_context
+
+    tls_only = (args.tls_ca, args.tls_server_name, args.tls_cert_file, args.tls_key_file, args.tls_insecure)
+    if not args.tls:
+        if any(tls_only):
+            raise SendError("the --tls-* options need --tls", EXIT_USAGE)
+        return None
+    if bool(args.tls_cert_file) != bool(args.tls_key_file):
+        raise SendError("--tls-cert-file and --tls-key-file go together", EXIT_USAGE)
+    files = ClientFiles(
+        ca_file=Path(args.tls_ca) if args.tls_ca else None,
+        cert_file=Path(args.tls_cert_file) if args.tls_cert_file else None,
+        key_file=Path(args.tls_key_file) if args.tls_key_file else None,
+        verify=not args.tls_insecure)
+    try:
+        return build_client_context(files)
+    except ConfigError as exc:  # names the file that did not load
+        message = str(exc).replace("carrier.tls_ca_file", "--tls-ca").replace("carrier.tls", "--tls-cert-file")
+        raise SendError(message, EXIT_USAGE) from None
 
 
 def _log_warnings(settings: Any) -> None:
