@@ -48,6 +48,7 @@ class EsmeSession(Protocol):
 
     system_id: str
     outstanding: int
+    window: int  # the account's window (a reload sets it for bound sessions)
     closed: bool
     bucket: TokenBucket | None  # the account's max_tps, shared by its binds (set by Proxy.esme_bound)
 
@@ -161,6 +162,30 @@ class Proxy:
         self._own_timer: asyncio.TimerHandle | None = None
         self.shaper = Shaper(self, metrics)  # account and carrier rates (gateway/shaping.py)
         self.pacer = self.shaper.pacer  # None: no carrier max_tps
+
+    def reconfigure(self, settings: Settings, now: float) -> tuple[list[AccountState], list[AccountState]]:
+        """A reload's accounts and limits (cold path, between two PDUs). An account still listed keeps
+        its AccountState, so its bound sessions stay, with the new config: its limits and window apply
+        to their next requests. Returns (removed, changed) accounts; the caller unbinds what must go."""
+        self.settings = settings
+        self.shaper.reconfigure(settings.accounts, settings.carrier, now)
+        states: dict[str, AccountState] = {}
+        changed = []
+        for config in settings.accounts:
+            state = self.accounts.get(config.system_id) or AccountState(config)
+            if state.config != config:
+                changed.append(state)
+            state.config = config
+            states[config.system_id] = state
+            bucket = self.shaper.bucket_for(config.system_id)
+            for session in state.sessions:
+                session.bucket, session.window = bucket, config.window
+        removed = [state for system_id, state in self.accounts.items() if system_id not in states]
+        self.accounts = states
+        self.number_owner = {n: a.system_id for a in settings.accounts for n in a.numbers}
+        self.default_accounts = [s for s in states.values() if not s.config.numbers]
+        self._default_rr = 0
+        return removed, changed
 
     def apply_share(self, fraction: float, now: float | None = None) -> None:
         """Cluster shares: this gateway takes `fraction` of every account and carrier limit."""

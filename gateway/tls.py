@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,11 +130,16 @@ class ServerTls:
         if current is not ctx:
             ssl_obj.context = current
 
-    def reload(self) -> None:
-        """Re-read the files; on any failure the old context stays (ConfigError says why)."""
-        fresh = build_server_context(self.files)
-        self.current = fresh
-        log.info("tls_reloaded", extra={"listener": self.files.name, "cert_file": str(self.files.cert_file)})
+    def prepare(self, files: ServerFiles) -> Callable[[], None]:
+        """A context from (re-read) files, built aside; ConfigError says which file fails. The
+        returned commit makes new handshakes use it."""
+        fresh = build_server_context(files)
+
+        def commit() -> None:
+            self.files, self.current = files, fresh
+            log.info("tls_reloaded", extra={"listener": files.name, "cert_file": str(files.cert_file)})
+
+        return commit
 
 
 class ClientTls:
@@ -144,33 +150,63 @@ class ClientTls:
         self.server_name = server_name
         self.context = build_client_context(files)
 
-    def reload(self) -> None:
-        self.context = build_client_context(self.files)
-        log.info("tls_reloaded", extra={"listener": "carrier"})
+    def prepare(self, files: ClientFiles) -> Callable[[], None]:
+        fresh = build_client_context(files)
+
+        def commit() -> None:
+            self.files, self.context = files, fresh
+            log.info("tls_reloaded", extra={"listener": "carrier"})
+
+        return commit
 
 
 class TlsSet:
     """The TLS of each leg that has it: the SMPP listener, the HTTP endpoint, the carrier."""
 
     def __init__(self, s: Settings) -> None:
-        lt = s.listen_tls
         self.listen: ServerTls | None = None
         self.http: ServerTls | None = None
         self.carrier: ClientTls | None = None
-        if lt.cert_file is not None and lt.key_file is not None:
-            self.listen = ServerTls(ServerFiles("listen_tls", lt.cert_file, lt.key_file, lt.client_ca_file,
-                                                lt.min_version))
-        if s.http.cert_file is not None and s.http.key_file is not None:
-            self.http = ServerTls(ServerFiles("http", s.http.cert_file, s.http.key_file))
-        c = s.carrier
-        if c.tls:
-            self.carrier = ClientTls(ClientFiles(c.tls_ca_file, c.tls_cert_file, c.tls_key_file, c.tls_verify),
-                                     c.server_name)
+        listen, http, carrier = _files(s)
+        if listen is not None:
+            self.listen = ServerTls(listen)
+        if http is not None:
+            self.http = ServerTls(http)
+        if carrier is not None:
+            self.carrier = ClientTls(carrier, s.carrier.server_name)
 
     def register(self, reloader: Reloader) -> None:
-        for name, part in (("listen_tls", self.listen), ("http", self.http), ("carrier", self.carrier)):
-            if part is not None:
-                reloader.add(f"{name} TLS files", part.reload)
+        reloader.add("TLS files", self.prepare)
+
+    def prepare(self, s: Settings) -> Callable[[], None] | None:
+        """Every leg's context from the files s names, built aside (turning a leg's TLS on or off
+        needs a restart: the reload keeps such settings as they run)."""
+        listen, http, carrier = _files(s)
+        commits = []
+        if self.listen is not None and listen is not None:
+            commits.append(self.listen.prepare(listen))
+        if self.http is not None and http is not None:
+            commits.append(self.http.prepare(http))
+        if self.carrier is not None and carrier is not None:
+            commits.append(self.carrier.prepare(carrier))
+        if not commits:
+            return None
+
+        def commit() -> None:
+            for each in commits:
+                each()
+
+        return commit
+
+
+def _files(s: Settings) -> tuple[ServerFiles | None, ServerFiles | None, ClientFiles | None]:
+    lt, http, c = s.listen_tls, s.http, s.carrier
+    listen = None if lt.cert_file is None or lt.key_file is None else ServerFiles(
+        "listen_tls", lt.cert_file, lt.key_file, lt.client_ca_file, lt.min_version)
+    https = None if http.cert_file is None or http.key_file is None else ServerFiles(
+        "http", http.cert_file, http.key_file)
+    carrier = ClientFiles(c.tls_ca_file, c.tls_cert_file, c.tls_key_file, c.tls_verify) if c.tls else None
+    return listen, https, carrier
 
 
 def describe(transport: Any) -> dict[str, Any]:
