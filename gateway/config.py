@@ -25,7 +25,7 @@ from pydantic_settings import (
 )
 
 from gateway import credentials
-from gateway.config_lines import locate
+from gateway.config_lines import account_line, locate, refine
 from gateway.errors import ConfigError
 from gateway.limits.networks import Network, parse_networks
 from gateway.policy.compliance_settings import Program, check_programs
@@ -521,7 +521,9 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
         text = _file_text(path)
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"]) or "settings"
-            line = locate(text, err["loc"]) if text else None
+            line = locate(text, refine(err["loc"], err["msg"])) if text else None
+            if line is None and text and err["msg"].startswith("Value error, accounts:"):
+                line = account_line(text, err["msg"])
             where = f" (line {line} of {path})" if line is not None else ""
             problems.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}{where}")
         raise ConfigError("\n".join(problems)) from None

@@ -53,15 +53,20 @@ def index_lines(text: str) -> dict[Path, int]:
         header = _HEADER.match(line)
         if header is not None:
             current = _resolve(_parts(header.group(2)), counts, array=header.group(1) == "[[")
-            lines.setdefault(current, number)
+            _note(lines, current, number)
             continue
         key = _KEY.match(line)
         if key is None:
             continue
-        path = current + tuple(_parts(key.group(1)))
-        lines.setdefault(path, number)
+        _note(lines, current + tuple(_parts(key.group(1))), number)
         depth = max(0, _depth(line[key.end():]))
     return lines
+
+
+def _note(lines: dict[Path, int], path: Path, number: int) -> None:
+    """path and every table above it ([optout.keywords] is where optout starts, if nothing before)."""
+    for end in range(1, len(path) + 1):
+        lines.setdefault(path[:end], number)
 
 
 def _resolve(parts: list[str], counts: dict[Path, int], array: bool) -> Path:
@@ -78,6 +83,15 @@ def _resolve(parts: list[str], counts: dict[Path, int], array: bool) -> Path:
     return path
 
 
+def refine(loc: Sequence[str | int], message: str) -> tuple[str | int, ...]:
+    """A keyword table error is raised for all of [optout]; the list of the op it names last
+    (`keyword 'STOP' is reserved for op stop, not help`: help) is where the file went wrong."""
+    ops = re.findall(r"\b(?:op|not) (\w+)", message)
+    if tuple(loc) == ("optout",) and ops:
+        return ("optout", "keywords", ops[-1])
+    return tuple(loc)
+
+
 def locate(text: str, loc: Sequence[str | int]) -> int | None:
     lines = index_lines(text)
     for end in range(len(loc), 0, -1):
@@ -85,3 +99,14 @@ def locate(text: str, loc: Sequence[str | int]) -> int | None:
         if found is not None:
             return found
     return None
+
+
+def account_line(text: str, message: str) -> int | None:
+    """An error about all the accounts (`system_id 'x' is listed twice`, a number two accounts
+    own): the line naming the last account it quotes, its last occurrence."""
+    names = re.findall(r"'([^']{1,15})'", message)
+    if not names:
+        return None
+    pattern = re.compile(r"""^\s*system_id\s*=\s*["']""" + re.escape(names[-1]) + r"""["']""")
+    found = [n for n, line in enumerate(text.splitlines(), start=1) if pattern.match(line)]
+    return found[-1] if found else None
