@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 from tests.integration.client import RawClient, submit_sm
 from tests.integration.conftest import GatewayFactory
+from tests.integration.test_cli import _env, _gateway
 from tests.integration.test_optout import LONG_CODE, App, replies_to
 from tests.integration.test_tls_listener import reload_by_signal
 
@@ -244,3 +248,55 @@ async def test_changed_account_keeps_its_sessions_unless_its_rules_refuse_them(
     assert await bind_status(gateway, "acme", "secret") == st.ESME_RINVPASWD
     assert await bind_status(gateway, "acme", "rotated") == st.ESME_ROK
     await acme.close()
+
+
+async def test_gateway_reload_command_signals_the_gateway_in_the_pid_file(sim: Simulator, tmp_path: Path) -> None:
+    config, pid_file = tmp_path / "gateway.toml", tmp_path / "run" / "gateway.pid"
+    pid_file.parent.mkdir()
+    config.write_text(toml([ACME]))
+    env = _env(GATEWAY_LISTEN__PORT="0", GATEWAY_HTTP__PORT="0", GATEWAY_CARRIER__PORT=str(sim.smpp_port),
+               GATEWAY_DATABASE_URL=f"sqlite:///{tmp_path}/gw.db")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "run", "--config", str(config), "--pid-file", str(pid_file), env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    assert proc.stderr is not None
+
+    async def until_event(event: str) -> dict[str, Any]:
+        async with asyncio.timeout(20):
+            while True:
+                line = (await proc.stderr.readline()).decode()  # type: ignore[union-attr]
+                if f'"{event}"' in line:
+                    return dict(json.loads(line))
+
+    try:
+        port = int((await until_event("gateway_started"))["smpp_port"])
+        async with asyncio.timeout(5):
+            while not pid_file.exists():
+                await asyncio.sleep(0.01)
+        assert pid_file.read_text().strip() == str(proc.pid)
+        client = await RawClient.connect(port)
+        assert (await client.bind("newco", "newpw")).command_status == st.ESME_RINVSYSID
+        await client.close()
+        config.write_text(toml([ACME, NEWCO]))
+        code, out, err = await _gateway("reload", "--pid-file", str(pid_file), env=env)
+        assert code == 0 and f"process {proc.pid}" in out, err
+        reloaded = await until_event("reloaded")
+        assert reloaded["changed"] == "['accounts']" and reloaded["failed"] == "[]"
+        client = await RawClient.connect(port)
+        assert (await client.bind("newco", "newpw")).command_status == st.ESME_ROK
+        await client.close()
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 20)
+        assert proc.returncode == 0 and not pid_file.exists()  # removed on the way out
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    code, _, err = await _gateway("reload", "--pid-file", str(pid_file), env=env)
+    assert code == 1 and "not found" in err
+    pid_file.write_text(f"{proc.pid}\n")  # the gateway is gone: a stale file is never signalled
+    code, _, err = await _gateway("reload", "--pid-file", str(pid_file), env=env)
+    assert code == 1 and "stale" in err
+    pid_file.write_text("garbage\n")
+    code, _, err = await _gateway("reload", "--pid-file", str(pid_file), env=env)
+    assert code == 1 and "not a process id" in err
