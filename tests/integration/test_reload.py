@@ -101,6 +101,7 @@ async def test_removed_account_is_unbound_and_the_others_stay(make_gateway: Gate
     config.write_text(toml([ACME]))
     assert gateway.reload()
     unbind = await other.read(lambda p: p.command_id == P.UNBIND)  # the gateway's own, outbound unbind
+    assert (await other.request(submit_sm())).command_status == st.ESME_RINVBNDSTS  # no new requests
     other.respond(unbind, body=b"")
     assert await other.closed()
     assert await bind_status(gateway, "other", "pw2") == st.ESME_RINVSYSID
