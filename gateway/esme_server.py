@@ -238,10 +238,17 @@ class EsmeConnection(Connection):
         if request.on_status is not None:
             request.on_status(self.proxy.unbound_status, None)
 
-    def unbind(self, close: bool = True) -> None:
-        """Send unbind; new requests are refused from now on. Closing may wait for in-flight answers."""
+    def unbind(self, close: bool = True, answered: bool = False) -> None:
+        """Send unbind; new requests are refused from now on. Closing may wait for in-flight answers;
+        answered: the unbind_resp counts as one (`out`), so a drain waits for it too."""
         if self.state in BOUND:
-            self.request(P.UNBIND)
+            if answered:
+                seq = self.seq.next()
+                self.out[seq] = OutRequest(None, self.loop.time() + self.limits.response_timeout)
+                self.stats.inflight["esme"] += 1
+                self.send(P.encode(P.UNBIND, 0, seq))
+            else:
+                self.request(P.UNBIND)
         self._unbound()
         if close:
             self.close()
@@ -308,15 +315,17 @@ class EsmeServer:
 
     def unbind_sessions(self, sessions: list[EsmeConnection], drain_timeout: float, reason: str) -> None:
         """Unbind these sessions now (new requests are refused), close each once its in-flight
-        answers reached it or drain_timeout passed (a reload's removed accounts)."""
+        answers reached it and it answered the unbind, or drain_timeout passed (a reload's removed
+        accounts)."""
         for conn in sessions:
             log.info("esme_unbound_by_reload", extra=conn.log_extra(system_id=conn.system_id, reason=reason))
-            conn.unbind(close=False)
+            conn.unbind(close=False, answered=True)
         if sessions:
             self.unbinding.add(task := asyncio.create_task(self._drain_and_close(sessions, drain_timeout)))
             task.add_done_callback(self.unbinding.discard)
 
     async def _drain_and_close(self, sessions: list[EsmeConnection], drain_timeout: float) -> None:
+        """Until each session has its in-flight answers and our unbind's answer, or drain_timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_timeout
         while any(c.outstanding or c.out for c in sessions if not c.closed) and loop.time() < deadline:
