@@ -20,6 +20,8 @@ from gateway.smpp import status as st
 from tests.integration.client import RawClient, submit_sm
 from tests.integration.conftest import GatewayFactory
 from tests.integration.test_cli import _env, _gateway
+from tests.integration.test_compliance_programs import ALERTS, MOBILE, NOON_PST, PROMO, mo
+from tests.integration.test_mt_enforcement import bound
 from tests.integration.test_optout import LONG_CODE, App, replies_to
 from tests.integration.test_tls_listener import reload_by_signal
 
@@ -45,12 +47,6 @@ def config(tmp_path: Path) -> Path:
     path = tmp_path / "gateway.toml"
     path.write_text(toml([ACME, OTHER]))
     return path
-
-
-async def bound(gateway: Gateway, system_id: str = "acme", password: str = "secret") -> RawClient:
-    client = await RawClient.connect(gateway.smpp_port)
-    assert (await client.bind(system_id, password)).command_status == st.ESME_ROK
-    return client
 
 
 async def bind_status(gateway: Gateway, system_id: str, password: str) -> int:
@@ -301,3 +297,61 @@ async def test_gateway_reload_command_signals_the_gateway_in_the_pid_file(sim: S
     pid_file.write_text("garbage\n")
     code, _, err = await _gateway("reload", "--pid-file", str(pid_file), env=env)
     assert code == 1 and "not a process id" in err
+
+
+PROGRAMS = f"""
+[[accounts]]
+system_id = "acme"
+password = "secret"
+numbers = ["+{ALERTS}", "+{PROMO}"]
+
+[[accounts.programs]]
+name = "alerts"
+category = "transactional"
+numbers = ["+{ALERTS}"]
+
+[[accounts.programs]]
+name = "promo"
+category = "marketing"
+numbers = ["+{PROMO}"]
+quiet_hours = "off"
+
+[[optout.programs.keywords]]
+program = "promo"
+stop = ["STOP PROMO"]
+start = ["PROMO"]
+stop_reply = "You will get no more promo messages. STOP ends all."
+"""
+
+
+async def test_programs_and_their_keywords_take_effect_on_reload(make_gateway: GatewayFactory, sim: Simulator,
+                                                                 config: Path) -> None:
+    config.write_text(toml([{**ACME, "numbers": [f"+{ALERTS}", f"+{PROMO}"]}]))
+    gateway = await make_gateway(config=config)
+    assert gateway.optout is not None
+    gateway.optout.clock = lambda: NOON_PST
+    app = await bound(gateway)
+    await mo(sim, app, MOBILE, ALERTS, "stop promo")  # no program yet: a message like any other
+    assert (await app.request(submit_sm(MOBILE, src=PROMO))).command_status == st.ESME_ROK
+    config.write_text(PROGRAMS)
+    result = gateway.reload()
+    assert result and {"accounts", "optout.programs"} <= set(result.changed)
+    await mo(sim, app, MOBILE, ALERTS, "stop promo")
+    await sim.wait_for(lambda p: p.command_id == P.SUBMIT_SM and b"no more promo" in p.raw)
+    assert (await app.request(submit_sm(MOBILE, src=PROMO))).command_status == st.ESME_RINVDSTADR
+    assert (await app.request(submit_sm(MOBILE, src=ALERTS))).command_status == st.ESME_ROK
+    await app.close()
+
+
+async def test_session_limits_apply_to_the_next_connection(make_gateway: GatewayFactory, sim: Simulator,
+                                                           config: Path) -> None:
+    gateway = await make_gateway(config=config)
+    first = await bound(gateway)
+    config.write_text(toml([ACME, OTHER], "[esme]\nmax_connections_per_ip = 1\n"))
+    assert gateway.reload()
+    second = await RawClient.connect(gateway.smpp_port)
+    assert await second.closed()  # closed at once: the cap counts the session already open
+    assert gateway.metrics.registry.get_sample_value(
+        "gateway_connections_refused_total", {"reason": "max_connections_per_ip"}) == 1
+    assert (await first.request(submit_sm())).command_status == st.ESME_ROK  # the open one stays
+    await first.close()
