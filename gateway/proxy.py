@@ -202,11 +202,9 @@ class Proxy:
         state = self.accounts.get(bind.system_id)
         if state is None:
             return st.ESME_RINVSYSID, None, "unknown_system_id"
-        networks = state.config.networks()
-        if networks is not None and not contains(networks, ip):  # whatever the password: no guessing from there
-            return st.ESME_RBINDFAIL, None, "ip_not_allowed"
-        if state.config.require_tls and not tls:
-            return st.ESME_RBINDFAIL, None, "tls_required"
+        refused = address_refusal(state.config, ip, tls)  # whatever the password: no guessing from there
+        if refused is not None:
+            return st.ESME_RBINDFAIL, None, refused
         if not password_ok:
             return st.ESME_RINVPASWD, None, "wrong_password"
         if len(state.sessions) >= state.config.max_binds:
@@ -538,6 +536,16 @@ class Proxy:
     def purge_routes(self, now: float) -> int:
         """Expired receipt routes: a bounded slice now, the rest over the next loop iterations."""
         return self.receipts.purge(now)
+
+
+def address_refusal(config: Account, ip: str, tls: bool) -> str | None:
+    """Why the account's address rules refuse a session from ip (over TLS or not), None when they don't."""
+    networks = config.networks()
+    if networks is not None and not contains(networks, ip):
+        return "ip_not_allowed"
+    if config.require_tls and not tls:
+        return "tls_required"
+    return None
 
 
 def _answered_locally(esme: EsmeSession, resp: bytes, after: Callable[[], None] | None) -> None:

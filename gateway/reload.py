@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from gateway.config import Account, Settings, load_settings
+from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError
-from gateway.limits.networks import contains
 from gateway.metrics import Metrics
 from gateway.policy.settings import OptoutSettings
+from gateway.proxy import address_refusal
 from gateway.store.base import AuditEvent
 
 if TYPE_CHECKING:
@@ -109,8 +109,7 @@ def split(old: Settings, new: Settings) -> tuple[list[str], list[str]]:
             (changed if name in RELOADABLE else restart).append(name)
             continue
         allowed = RELOADABLE.get(name, frozenset())
-        fields = frozenset(type(a).model_fields)
-        allowed = fields if allowed is None else allowed
+        allowed = frozenset(type(a).model_fields) if allowed is None else allowed
         switch = _SWITCHES.get(name)
         if switch is not None and switch[0](a) != switch[0](b):
             allowed -= switch[1]
@@ -126,10 +125,10 @@ def keep_running(old: Settings, new: Settings, restart: list[str]) -> Settings:
     sections: dict[str, dict[str, Any]] = {}
     for name in restart:
         section, _, key = name.partition(".")
-        if not key:
-            top[name] = getattr(old, name)
-        elif key in type(getattr(old, section)).model_fields:
+        if key:
             sections.setdefault(section, {})[key] = getattr(getattr(old, section), key)
+        else:
+            top[name] = getattr(old, name)
     for section, values in sections.items():
         top[section] = getattr(new, section).model_copy(update=values)
     merged = new.model_copy(update=top)
@@ -182,15 +181,15 @@ class Reloader:
                 return self._failed(name, str(exc) or type(exc).__name__)
             if commit is not None:
                 commits.append((name, commit))
+        broken = []
         for name, commit in commits:
             try:
                 commit()
-            except Exception:  # our bug: the other parts still swap; counted as failed
+            except Exception:  # our bug (a commit only assigns): the other parts still swap; counted as failed
                 log.exception("reload_commit_failed", extra={"part": name})
-                changed.append(f"{name} (failed)")
+                broken.append(f"{name}: could not be swapped in (reload_commit_failed)")
         self.settings = merged
-        ok = not any(c.endswith("(failed)") for c in changed)
-        result = ReloadResult(ok, changed, restart, [] if ok else ["commit failed"], self.version(), time.time())
+        result = ReloadResult(not broken, changed, restart, broken, self.version(), time.time())
         self._count(result)
         if restart:
             log.warning("reload_needs_restart", extra={"settings": restart})
@@ -262,18 +261,9 @@ def _unbind(gateway: Gateway, removed: list[AccountState], changed: list[Account
         if id(state) in gone:
             leaving.setdefault("account_removed", []).append(conn)
         elif id(state) in rules:
-            reason = refused_now(rules[id(state)], conn.ip, conn.tls)
+            reason = address_refusal(rules[id(state)], conn.ip, conn.tls)
             if reason is not None:
                 leaving.setdefault(reason, []).append(conn)
     for reason, sessions in leaving.items():
         gateway.esme.unbind_sessions(sessions, drain_timeout, reason)
 
-
-def refused_now(config: Account, ip: str, tls: bool) -> str | None:
-    """Would a bind of this account from ip (over TLS or not) be refused by its address rules?"""
-    networks = config.networks()
-    if networks is not None and not contains(networks, ip):
-        return "ip_not_allowed"
-    if config.require_tls and not tls:
-        return "tls_required"
-    return None
