@@ -49,15 +49,17 @@ RELOADABLE: dict[str, frozenset[str] | None] = {
     "optout": frozenset(OptoutSettings.model_fields) - {"default_region"},
     "carrier": frozenset({"max_tps", "burst", "max_queue_delay",
                           "tls_ca_file", "tls_cert_file", "tls_key_file", "tls_verify"}),
-    "listen_tls": frozenset({"cert_file", "key_file", "client_ca_file", "min_version"}),
+    "listen_tls": frozenset({"cert_file", "key_file", "client_ca_file"}),
     "http": frozenset({"metrics_token", "metrics_token_file", "cert_file", "key_file"}),
 }
-# turning a listener or a leg's TLS on or off needs a restart: then its files do too
-_SWITCHES: dict[str, tuple[Callable[[Any], bool], frozenset[str]]] = {
-    "listen_tls": (lambda s: bool(s.enabled), frozenset({"cert_file", "key_file", "client_ca_file", "min_version"})),
-    "http": (lambda s: s.cert_file is not None, frozenset({"cert_file", "key_file"})),
-    "carrier": (lambda s: bool(s.tls), frozenset({"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_verify"})),
-}
+# Turning a listener's or the carrier leg's TLS on or off needs a restart, and so does mutual TLS on
+# or off (the verify mode of a handshake comes from the listener's first context): then these do too.
+_SWITCHES: tuple[tuple[str, Callable[[Any], bool], frozenset[str]], ...] = (
+    ("listen_tls", lambda s: bool(s.enabled), frozenset({"cert_file", "key_file", "client_ca_file"})),
+    ("listen_tls", lambda s: s.client_ca_file is not None, frozenset({"client_ca_file"})),
+    ("http", lambda s: s.cert_file is not None, frozenset({"cert_file", "key_file"})),
+    ("carrier", lambda s: bool(s.tls), frozenset({"tls_ca_file", "tls_cert_file", "tls_key_file", "tls_verify"})),
+)
 
 
 @dataclass(frozen=True)
@@ -110,9 +112,9 @@ def split(old: Settings, new: Settings) -> tuple[list[str], list[str]]:
             continue
         allowed = RELOADABLE.get(name, frozenset())
         allowed = frozenset(type(a).model_fields) if allowed is None else allowed
-        switch = _SWITCHES.get(name)
-        if switch is not None and switch[0](a) != switch[0](b):
-            allowed -= switch[1]
+        for section, switch, fields in _SWITCHES:
+            if section == name and switch(a) != switch(b):
+                allowed -= fields
         for key in type(a).model_fields:
             if getattr(a, key) != getattr(b, key):
                 (changed if key in allowed else restart).append(f"{name}.{key}")

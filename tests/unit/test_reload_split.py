@@ -45,6 +45,10 @@ def test_tls_files_reload_while_the_listener_stays_on(tmp_path: Path) -> None:
     renamed = settings(listen_tls={**on, "cert_file": str(tmp_path / "b.pem")})
     assert split(running, renamed) == (["listen_tls.cert_file"], [])
     assert split(settings(), running) == ([], ["listen_tls.cert_file", "listen_tls.key_file"])  # turned on
+    mutual = settings(listen_tls={**on, "client_ca_file": str(tmp_path / "ca.pem"), "min_version": "TLSv1.3"})
+    assert split(running, mutual) == ([], ["listen_tls.client_ca_file", "listen_tls.min_version"])
+    other_ca = settings(listen_tls={**on, "client_ca_file": str(tmp_path / "ca2.pem"), "min_version": "TLSv1.3"})
+    assert split(mutual, other_ca) == (["listen_tls.client_ca_file"], [])
 
 
 def test_keep_running_keeps_restart_settings_and_takes_the_rest() -> None:
