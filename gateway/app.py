@@ -7,9 +7,11 @@ import gc
 import logging
 import signal
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from gateway import sdnotify
+from gateway import pidfile, sdnotify
 from gateway.carrier import CarrierPool
 from gateway.cluster import ClusterShare
 from gateway.config import Settings
@@ -20,7 +22,7 @@ from gateway.metrics import Metrics
 from gateway.optout import OptoutPolicy
 from gateway.outbox import Outbox
 from gateway.proxy import NullPolicy, Policy, Proxy
-from gateway.reload import Reloader
+from gateway.reload import ConfigSource, Reloader, ReloadResult, settings_part
 from gateway.store import describe_database, open_store, require_existing, resolve_database_url
 from gateway.store.base import Store
 from gateway.store.index import BlockIndex
@@ -34,8 +36,8 @@ HOUSEKEEPING_INTERVAL = 3600.0
 
 
 class Gateway:
-    def __init__(self, settings: Settings, policy: Policy | None = None) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, policy: Policy | None = None, source: ConfigSource | None = None) -> None:
+        self.settings = settings  # what runs: a reload replaces it (restart-needed settings kept)
         self.metrics = Metrics()
         self.proxy = Proxy(settings, self.metrics, policy)
         self.store: Store | None = None
@@ -49,9 +51,11 @@ class Gateway:
         # ConfigError when a file does not load: before anything starts; reports each file's expiry
         self.tls = TlsSet(settings, self.metrics.certificate_expiry)
         self.metrics_token = metrics_token(settings)
-        self.reloader = Reloader(self.metrics)
+        self.reloader = Reloader(self.metrics, settings, source)  # source: where settings came from
         self.tls.register(self.reloader)
-        self.reloader.add("http.metrics_token_file", self.metrics_token.reload)
+        self.reloader.add("http.metrics_token", self._prepare_token)
+        self.reloader.add("settings", settings_part(self))
+        self.reloader.version = lambda: self.optout.version if self.optout else self.settings.optout.config_version
         self.esme = EsmeServer(self.proxy, settings.esme)
         self.carrier = CarrierPool(self.proxy, settings.carrier, self.tls.carrier)
         self.cluster = ClusterShare(settings.cluster, self.metrics)
@@ -87,9 +91,14 @@ class Gateway:
         log.info("gateway_started", extra={"smpp_port": self.smpp_port, "smpp_tls_port": self.smpp_tls_port,
                                            "http_port": self.http_port})
 
-    def reload(self) -> bool:
-        """SIGHUP: new handshakes use the re-read files; sessions already up are untouched."""
+    def reload(self) -> ReloadResult:
+        """SIGHUP and the admin API: re-read the configuration and apply it between two PDUs
+        (gateway/reload.py). Truthy when applied; an invalid file changes nothing."""
         return self.reloader.reload()
+
+    def _prepare_token(self, s: Settings) -> Callable[[], None]:
+        token = s.http.metrics_token.get_secret_value().strip() if s.http.metrics_token is not None else None
+        return self.metrics_token.prepare(token, s.http.metrics_token_file)
 
     async def _open_store(self) -> None:
         """Open the store, load every block into the in-memory index, plug the opt-out engine in."""
@@ -124,8 +133,8 @@ class Gateway:
     async def _housekeeping(self) -> None:
         """Hourly: audit events past their retention, expired receipt routes."""
         assert self.store is not None
-        retention = self.settings.events_retention_days * 86400.0
         while True:
+            retention = self.settings.events_retention_days * 86400.0  # a reload may change it
             try:
                 events = await self.store.purge_events(time.time() - retention)
                 routes = await self.store.purge_receipt_routes(time.time())
@@ -265,13 +274,25 @@ def handle_sighup(gateway: Gateway) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, gateway.reload)
 
 
-async def run(settings: Settings, **kw: Any) -> int:
+async def run(settings: Settings, pid_file: Path | None = None, **kw: Any) -> int:
+    """`gateway run`: the pid file is written once SIGHUP reloads (before, it would end the process)."""
     gateway = Gateway(settings, **kw)
     notifier = sdnotify.Notifier.from_environment()  # systemd Type=notify; no-op elsewhere
     await gateway.start()
     handle_sighup(gateway)
     watch = sdnotify.start(notifier, gateway.ready, gateway.status_line)
-    await wait_for_signal()
+    if pid_file is not None:
+        try:
+            pidfile.write(pid_file)
+        except OSError as exc:
+            await gateway.stop()
+            notifier.close()
+            raise ConfigError(f"--pid-file {pid_file}: {exc.strerror or exc}") from None
+    try:
+        await wait_for_signal()
+    finally:
+        if pid_file is not None:
+            pidfile.remove(pid_file)
     notifier.notify("STOPPING=1", "STATUS=stopping: draining sessions")
     if watch is not None:
         watch.cancel()

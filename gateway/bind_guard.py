@@ -52,10 +52,18 @@ class PasswordCheck:
         self._inflight: dict[bytes, asyncio.Future[bool]] = {}
         self._workers = workers or max(1, (os.cpu_count() or 2) // 2)
         self._executor: ThreadPoolExecutor | None = None
+        self._dummy: credentials.ScryptHash | None = None
+        self.set_accounts(accounts)
+
+    def set_accounts(self, accounts: list[Account]) -> None:
+        """The dummy hash an unknown system_id costs: like the accounts' (made again only when they
+        change its parameters: one scrypt). Remembered verifications stay: they name the hash."""
         hashed = [h for h in (a.stored_hash() for a in accounts) if h is not None]
-        self._dummy = (
-            credentials.hash_password(os.urandom(8), hashed[0].n, hashed[0].r, hashed[0].p) if hashed else None
-        )
+        if not hashed:
+            self._dummy = None
+        elif self._dummy is None or (self._dummy.n, self._dummy.r, self._dummy.p) != (
+                hashed[0].n, hashed[0].r, hashed[0].p):
+            self._dummy = credentials.hash_password(os.urandom(8), hashed[0].n, hashed[0].r, hashed[0].p)
 
     def _cache_key(self, account: Account, presented: bytes, stored: credentials.ScryptHash) -> bytes:
         material = b"\x00".join([account.system_id.encode(), presented, str(stored).encode()])
@@ -162,6 +170,9 @@ class BindGuard:
                 counted = False
                 return st.ESME_RBINDFAIL, None, "verify_timeout"
             self.metrics.bind_verify_seconds.observe(loop.time() - started)
+            fresh = self.proxy.accounts.get(bind.system_id)
+            if fresh is not None and fresh.config is not config:  # reloaded meanwhile: its credentials decide
+                ok = await self.passwords.verify(fresh.config, bind.password)
             status, account, reason = self.proxy.authenticate(bind, ip, ok, tls)
             counted = reason in CREDENTIAL_FAILURES
             return status, account, reason
@@ -171,6 +182,17 @@ class BindGuard:
                 log.warning("bind_lockout", extra={"peer_ip": ip, "failures": self.lockout.threshold,
                                                    "window": self.lockout.window,
                                                    "duration": self.lockout.duration})
+
+    def reconfigure(self, limits: Esme, accounts: list[Account]) -> None:
+        """A reload: caps and lockout rules apply from the next connection and the next failure;
+        addresses locked out stay locked for the duration they got."""
+        self.caps.max_total, self.caps.max_per_ip = limits.max_connections, limits.max_connections_per_ip
+        lockout = self.lockout
+        lockout.threshold, lockout.window, lockout.duration = (limits.lockout_threshold, limits.lockout_window,
+                                                               limits.lockout_duration)
+        lockout.exempt = limits.exempt_networks()
+        self.passwords.max_wait = limits.session_init_timeout
+        self.passwords.set_accounts(accounts)
 
     def tick(self, now: float) -> None:
         if now >= self._next_prune:

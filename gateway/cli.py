@@ -12,6 +12,7 @@ from gateway.store.base import ALL_KINDS, SCOPES
 
 EXIT_CONFIG = 2
 EXIT_STORE = 1
+EXIT_RELOAD = 1  # gateway reload: no running gateway to signal
 ADMIN_COMMANDS = frozenset({"blocks", "events", "migrate", "deactivations", "report"})
 
 
@@ -48,7 +49,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gateway", description="SMPP opt-out compliance gateway")
     sub = p.add_subparsers(dest="command", required=True)
-    _common(sub.add_parser("run", help="run the proxy until SIGINT/SIGTERM"))
+    run = sub.add_parser("run", help="run the proxy until SIGINT/SIGTERM; SIGHUP reloads the configuration")
+    _common(run)
+    run.add_argument("--pid-file", metavar="PATH", help="write the process id here (for `gateway reload`)")
+    reload = sub.add_parser("reload", help="send SIGHUP to the gateway in --pid-file: it re-reads its configuration")
+    reload.add_argument("--pid-file", metavar="PATH",
+                        help="default: $RUNTIME_DIRECTORY/gateway.pid, else ./gateway.pid")
     check = sub.add_parser("check-config", help="validate and print the effective configuration")
     _common(check)
     check.add_argument("--strict", action="store_true", help="warnings are errors (exit 2), for CI")
@@ -203,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             return _hash_password()
         if args.command == "send":
             return _send(args)
+        if args.command == "reload":
+            return _reload(args.pid_file)
         settings = _load(args)
         if args.command in ADMIN_COMMANDS:
             return _admin(args, settings)
@@ -227,11 +235,16 @@ def main(argv: list[str] | None = None) -> int:
         _log_warnings(settings)
         if not settings.accounts:
             raise ConfigError("accounts: no application accounts configured (GATEWAY_ACCOUNTS)")
+        from pathlib import Path
+
         from gateway.app import install_uvloop, run
+        from gateway.reload import ConfigSource
 
         install_uvloop()
+        source = ConfigSource(args.config, _overrides(args))  # SIGHUP reads the file again, flags still win
+        pid_file = Path(args.pid_file) if args.pid_file else None
         try:
-            return asyncio.run(run(settings))
+            return asyncio.run(run(settings, pid_file=pid_file, source=source))
         except StoreError as exc:  # cannot load the block list: refuse to run without it
             from gateway.store import mask_url
 
@@ -242,6 +255,22 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(exc).splitlines():
             print(f"config error: {line}", file=sys.stderr)
         return EXIT_CONFIG
+
+
+def _reload(pid_file: str | None) -> int:
+    """SIGHUP to the running gateway; what it applied is in its log (`reloaded`, `reload_failed`)."""
+    from pathlib import Path
+
+    from gateway import pidfile
+
+    path = Path(pid_file) if pid_file else pidfile.default_path()
+    try:
+        pid = pidfile.send_reload(path)
+    except pidfile.PidFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_RELOAD
+    print(f"sent SIGHUP to gateway process {pid}; its log says what was applied (reloaded / reload_failed)")
+    return 0
 
 
 def _hash_password() -> int:

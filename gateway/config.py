@@ -9,6 +9,7 @@ import ipaddress
 import json
 import math
 import os
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,6 +25,7 @@ from pydantic_settings import (
 )
 
 from gateway import credentials
+from gateway.config_lines import account_line, locate, refine
 from gateway.errors import ConfigError
 from gateway.limits.networks import Network, parse_networks
 from gateway.policy.compliance_settings import Program, check_programs
@@ -516,17 +518,31 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
+        text = _file_text(path)
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"]) or "settings"
-            problems.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}")
+            line = locate(text, refine(err["loc"], err["msg"])) if text else None
+            if line is None and text and err["msg"].startswith("Value error, accounts:"):
+                line = account_line(text, err["msg"])
+            where = f" (line {line} of {path})" if line is not None else ""
+            problems.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}{where}")
         raise ConfigError("\n".join(problems)) from None
-    except (ValueError, OSError) as exc:  # bad TOML, bad JSON in env
+    except tomllib.TOMLDecodeError as exc:  # its message names the line and column
+        raise ConfigError("\n".join([*problems, f"config file {path}: {exc}"])) from None
+    except (ValueError, OSError) as exc:  # bad JSON in env, an unreadable file
         raise ConfigError("\n".join([*problems, f"configuration: {exc}"])) from None
     finally:
         _TOML_FILE = None
     if problems:
         raise ConfigError("\n".join(problems))
     return settings
+
+
+def _file_text(path: str | None) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8") if path else ""
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def effective(settings: Settings) -> str:

@@ -92,6 +92,10 @@ class MtEnforcer:
         self._gateway_ids = 0
         self.programs = program_enforcer(policy, self._count)  # None: no account declares programs
 
+    def carry_over(self, old: MtEnforcer) -> None:
+        """A reload rebuilt the enforcer: the refusal tally and the outbox counts go on."""
+        self.tally, self._queued, self._gateway_ids = old.tally, old._queued, old._gateway_ids
+
     # --- the check -----------------------------------------------------------------
     def check(self, esme: EsmeSession, pdu: P.Pdu, scan: F.MtScan | None) -> MtVerdict | None:
         if scan is None:

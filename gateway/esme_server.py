@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from gateway.bind_guard import BindGuard
-from gateway.config import Esme
+from gateway.config import Account, Esme
 from gateway.connection import Connection
 from gateway.errors import MalformedPduError
 from gateway.limits.bucket import TokenBucket
@@ -266,10 +266,17 @@ class EsmeConnection(Connection):
         if request.on_status is not None:
             request.on_status(self.proxy.unbound_status, None)
 
-    def unbind(self, close: bool = True) -> None:
-        """Send unbind; new requests are refused from now on. Closing may wait for in-flight answers."""
+    def unbind(self, close: bool = True, answered: bool = False) -> None:
+        """Send unbind; new requests are refused from now on. Closing may wait for in-flight answers;
+        answered: the unbind_resp counts as one (`out`), so a drain waits for it too."""
         if self.state in BOUND:
-            self.request(P.UNBIND)
+            if answered:
+                seq = self.seq.next()
+                self.out[seq] = OutRequest(None, self.loop.time() + self.limits.response_timeout)
+                self.stats.inflight["esme"] += 1
+                self.send(P.encode(P.UNBIND, 0, seq))
+            else:
+                self.request(P.UNBIND)
         self._unbound()
         if close:
             self.close()
@@ -298,6 +305,7 @@ class EsmeServer:
         self.proxy = proxy
         self.limits = limits
         self.connections: set[EsmeConnection] = set()
+        self.unbinding: set[asyncio.Task[None]] = set()  # sessions a reload unbinds, until they close
         self.servers: list[asyncio.Server] = []
         self.guard = BindGuard(proxy, limits, proxy.metrics)
 
@@ -327,6 +335,37 @@ class EsmeServer:
     def inflight(self) -> int:
         return sum(c.outstanding + len(c.out) for c in self.connections)
 
+    def reconfigure(self, limits: Esme, accounts: list[Account]) -> None:
+        """A reload's session limits: timeouts and max_pdu for connections from now on, caps and
+        lockout at once (BindGuard.reconfigure)."""
+        self.limits = limits
+        self.guard.reconfigure(limits, accounts)
+
+    def unbind_sessions(self, sessions: list[EsmeConnection], drain_timeout: float, reason: str) -> None:
+        """Unbind these sessions now (new requests are refused), close each once its in-flight
+        answers reached it and it answered the unbind, or drain_timeout passed (a reload's removed
+        accounts)."""
+        for conn in sessions:
+            log.info("esme_unbound_by_reload", extra=conn.log_extra(system_id=conn.system_id, reason=reason))
+            conn.unbind(close=False, answered=True)
+        if sessions:
+            self.unbinding.add(task := asyncio.create_task(self._drain_and_close(sessions, drain_timeout)))
+            task.add_done_callback(self.unbinding.discard)
+
+    async def _drain_and_close(self, sessions: list[EsmeConnection], drain_timeout: float) -> None:
+        """Until each session has its in-flight answers and our unbind's answer, or drain_timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_timeout
+        while any(c.outstanding or c.out for c in sessions if not c.closed) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for conn in sessions:
+            conn.close()
+        waits = [c.closed_future for c in sessions]
+        await asyncio.wait(waits, timeout=1.0)
+        for conn in sessions:
+            if not conn.closed_future.done():
+                conn.abort()
+
     async def unbind_all(self, drain_timeout: float) -> None:
         """Unbind every application, let in-flight answers reach them, then close."""
         loop = asyncio.get_running_loop()
@@ -342,6 +381,8 @@ class EsmeServer:
             await asyncio.wait(waits, timeout=1.0)
         for conn in list(self.connections):
             conn.abort()
+        if self.unbinding:
+            await asyncio.wait(self.unbinding, timeout=1.0)
         self.guard.close()
         for server in self.servers:
             await server.wait_closed()

@@ -58,19 +58,16 @@ class BearerToken:
     def __init__(self, token: str | None, token_file: Path | None, paths: frozenset[str]) -> None:
         self.token_file = token_file
         self.paths = paths
-        self.token = token.encode() if token is not None else self._read()
+        self.token = token.encode() if token is not None else _read_token(token_file)
 
-    def _read(self) -> bytes | None:
-        if self.token_file is None:
-            return None
-        text = self.token_file.read_text().strip()  # OSError: the caller keeps the old token
-        if not text:
-            raise ValueError(f"{self.token_file}: empty token file")
-        return text.encode()
+    def prepare(self, token: str | None, token_file: Path | None) -> Callable[[], None]:
+        """The token from the (new) settings, the file read again; OSError/ValueError: the old one stays."""
+        fresh = token.encode() if token is not None else _read_token(token_file)
 
-    def reload(self) -> None:
-        if self.token_file is not None:
-            self.token = self._read()
+        def commit() -> None:
+            self.token, self.token_file = fresh, token_file
+
+        return commit
 
     def __call__(self, path: str, headers: dict[str, str]) -> Response | None:
         if self.token is None or path not in self.paths:
@@ -79,6 +76,15 @@ class BearerToken:
         if scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(), self.token):
             return None
         return json_response(401, {"error": "bearer token required"})
+
+
+def _read_token(token_file: Path | None) -> bytes | None:
+    if token_file is None:
+        return None
+    text = token_file.read_text().strip()  # OSError: the caller keeps the old token
+    if not text:
+        raise ValueError(f"{token_file}: empty token file")
+    return text.encode()
 
 
 async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes]:

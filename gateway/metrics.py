@@ -181,7 +181,13 @@ class Metrics:
         self.carrier_tls_failures = Counter(
             "gateway_carrier_tls_failures", "carrier TLS handshakes that failed", ["reason"], registry=r
         )
-        self.config_reloads = Counter("gateway_config_reloads", "SIGHUP reloads", ["result"], registry=r)
+        self.config_reloads = Counter("gateway_config_reloads", "configuration reloads (SIGHUP, admin API)",
+                                      ["result"], registry=r)
+        self.config_reload_ok = Gauge("gateway_config_last_reload_successful",
+                                      "1: the last reload was applied (or none yet), 0: it failed", registry=r)
+        self.config_reload_ok.set(1)
+        self.config_reload_time = Gauge("gateway_config_last_reload_success_timestamp_seconds",
+                                        "unix time of the last applied reload (0: none since start)", registry=r)
         self.carrier_timeouts = Counter("gateway_carrier_timeouts", "requests the carrier never answered", registry=r)
         self.optout_events = Counter(
             "gateway_optout_events", "opt-out engine events", ["op", "number_type"], registry=r

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from gateway.config import Account
 from gateway.enforcement import MtEnforcer
@@ -69,13 +69,8 @@ class OptoutPolicy:
         self.store = store
         self.index = index
         self.metrics = metrics
-        self.table = KeywordTable(settings)
-        self.version = settings.config_version
-        self.region = settings.default_region
+        self.region = settings.default_region  # numbers are keyed by it: a restart changes it
         self.plan = plan_for_region(settings.default_region)
-        self.alphabets = settings.mo_alphabets
-        self.scope = settings.scope
-        self.toll_free_extra = frozenset(settings.toll_free.extra_numbers)
         self.limiter = ReplyLimiter(settings.reply_window)
         self._originators: dict[tuple[int, bytes], str] = {}
         self._reply_ref = 0
@@ -84,14 +79,35 @@ class OptoutPolicy:
         self.on_applied: Callable[[BlockKey, int], None] | None = None
         self.refusals = RefusalLog()  # MT refused for a block, per mobile: flushed in batches (app)
         self.clock: Callable[[], float] = time.time  # revoke-all's date and quiet hours (tests inject)
-        self.program_keywords = ProgramKeywordTable(settings.programs.keywords)
         self.clarifications = Clarifications()
-        self.account_programs = {s.config.system_id: frozenset(p.name for p in s.config.programs)
-                                 for s in proxy.accounts.values() if s.config.programs}
-        self.account_unassigned = {s.config.system_id: unassigned_numbers(s.config)
-                                   for s in proxy.accounts.values() if s.config.programs}
-        self.mt = MtEnforcer(self)
+        self.reconfigure(self.prepare(settings))
         self.refresh_gauges()
+
+    # --- configuration (at start and on reload) -----------------------------------------
+    def prepare(self, settings: OptoutSettings) -> Tables:
+        """The keyword tables of settings, built aside (a reload swaps them in with reconfigure)."""
+        return Tables(settings, KeywordTable(settings), ProgramKeywordTable(settings.programs.keywords))
+
+    def reconfigure(self, tables: Tables) -> None:
+        """Swap in the keyword configuration and what derives from the proxy's accounts (after the
+        proxy took a reload's accounts). Synchronous: the next MO and MT see all of it at once. What
+        MOs and MTs are under way keeps: the pair queue, reply windows, clarifications, tallies."""
+        settings = self.o = tables.settings
+        self.table, self.program_keywords = tables.table, tables.program_keywords
+        self.version = settings.config_version
+        self.alphabets = settings.mo_alphabets
+        self.scope = settings.scope
+        self.toll_free_extra = frozenset(settings.toll_free.extra_numbers)
+        self.limiter.window = settings.reply_window
+        accounts = self.proxy.accounts.values()
+        self.account_programs = {s.config.system_id: frozenset(p.name for p in s.config.programs)
+                                 for s in accounts if s.config.programs}
+        self.account_unassigned = {s.config.system_id: unassigned_numbers(s.config)
+                                   for s in accounts if s.config.programs}
+        old = getattr(self, "mt", None)
+        self.mt = MtEnforcer(self)
+        if old is not None:
+            self.mt.carry_over(old)
 
     # --- MT (gateway/enforcement.py) ------------------------------------------------
     def check_mt(self, esme: EsmeSession, pdu: P.Pdu, scan: F.MtScan | None) -> MtVerdict | None:
@@ -246,6 +262,10 @@ class OptoutPolicy:
                            counterpart=self._originator(sm.destination.ton, sm.destination.addr),
                            reply_message_id=message_id.decode("latin-1"), rule=stat, text=text,
                            config_version=self.version)
+        self.record(event)
+
+    def record(self, event: AuditEvent) -> None:
+        """An audit event written in the background (the shutdown drain waits for it)."""
         task = asyncio.ensure_future(self._record_evidence(event))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -265,6 +285,15 @@ class OptoutPolicy:
     def refresh_gauges(self) -> None:
         for kind, n in self.index.counts_by_kind().items():
             self.metrics.blocks.labels(kind).set(n)
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """A keyword configuration built aside (OptoutPolicy.prepare)."""
+
+    settings: OptoutSettings
+    table: KeywordTable
+    program_keywords: ProgramKeywordTable
 
 
 def unassigned_numbers(account: Account) -> frozenset[str]:

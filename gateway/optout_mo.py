@@ -129,6 +129,7 @@ class MoJob:
         self.d = MoDecision()
         self.ctx = MoContext(mo.mobile, mo.business)
         self.key = mo.keys.get(policy.scope, mo.keys["number"])  # for the audit record
+        self.version = policy.version  # the keyword configuration it was decided under (a reload moves it)
 
     async def run(self) -> None:
         try:
@@ -152,6 +153,7 @@ class MoJob:
         for _ in range(MAX_ATTEMPTS):
             state = await p.store.pair_state(mo.mobile, mo.business, list(mo.keys.values()))
             self.d, self.ctx, targets = p.decide(mo, state.kind_of)
+            self.version = p.version
             self.key = targets[0] if targets else self.key
             if not self.d.record or self._redelivered(state):
                 self._deliver(mo.pdu.raw)  # as any MO: no event, no reply
@@ -189,7 +191,7 @@ class MoJob:
         event = AuditEvent(
             at=time.time(), op=d.op or "", number=key.number, counterpart=mo.business,
             account=key.counterpart if key.scope == "program" else mo.account, source=d.source, text=mo.text or "", data_coding=mo.sm.data_coding,
-            rule=d.rule, config_version=self.p.version, reply_text=d.reply or "",
+            rule=d.rule, config_version=self.version, reply_text=d.reply or "",
             scope=key.scope, kind=d.block_kind or "",
             mo_fingerprint=mo.fingerprint if d.op in REDELIVERY_OPS else "",  # HELP is no state
             alphabet=mo.alphabet,
@@ -274,7 +276,7 @@ class MoJob:
             event = AuditEvent(at=time.time(), op=f"{op}_reply", number=self.key.number,
                                counterpart=self.mo.business, account=self.mo.account, source="gateway",
                                reply_text=text, reply_message_id=message_id.decode("latin-1"),
-                               config_version=self.p.version, scope=self.key.scope)
+                               config_version=self.version, scope=self.key.scope)
             task = asyncio.create_task(self._record_reply(event))
             self.p.tasks.add(task)
             task.add_done_callback(self.p.tasks.discard)

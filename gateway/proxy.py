@@ -47,6 +47,7 @@ class EsmeSession(Protocol):
 
     system_id: str
     outstanding: int
+    window: int  # the account's window (a reload sets it for bound sessions)
     closed: bool
     bucket: TokenBucket | None  # the account's max_tps, shared by its binds (set by Proxy.esme_bound)
     account_stats: AccountStats  # its account's PDU counters and latency histogram
@@ -164,6 +165,30 @@ class Proxy:
         self.shaper = Shaper(self, metrics)  # account and carrier rates (gateway/shaping.py)
         self.pacer = self.shaper.pacer  # None: no carrier max_tps
 
+    def reconfigure(self, settings: Settings, now: float) -> tuple[list[AccountState], list[AccountState]]:
+        """A reload's accounts and limits (cold path, between two PDUs). An account still listed keeps
+        its AccountState, so its bound sessions stay, with the new config: its limits and window apply
+        to their next requests. Returns (removed, changed) accounts; the caller unbinds what must go."""
+        self.settings = settings
+        self.shaper.reconfigure(settings.accounts, settings.carrier, now)
+        states: dict[str, AccountState] = {}
+        changed = []
+        for config in settings.accounts:
+            state = self.accounts.get(config.system_id) or AccountState(config)
+            if state.config != config:
+                changed.append(state)
+            state.config = config
+            states[config.system_id] = state
+            bucket = self.shaper.bucket_for(config.system_id)
+            for session in state.sessions:
+                session.bucket, session.window = bucket, config.window
+        removed = [state for system_id, state in self.accounts.items() if system_id not in states]
+        self.accounts = states
+        self.number_owner = {n: a.system_id for a in settings.accounts for n in a.numbers}
+        self.default_accounts = [s for s in states.values() if not s.config.numbers]
+        self._default_rr = 0
+        return removed, changed
+
     def apply_share(self, fraction: float, now: float | None = None) -> None:
         """Cluster shares: this gateway takes `fraction` of every account and carrier limit."""
         self.shaper.set_share(fraction, asyncio.get_running_loop().time() if now is None else now)
@@ -179,11 +204,9 @@ class Proxy:
         state = self.accounts.get(bind.system_id)
         if state is None:
             return st.ESME_RINVSYSID, None, "unknown_system_id"
-        networks = state.config.networks()
-        if networks is not None and not contains(networks, ip):  # whatever the password: no guessing from there
-            return st.ESME_RBINDFAIL, None, "ip_not_allowed"
-        if state.config.require_tls and not tls:
-            return st.ESME_RBINDFAIL, None, "tls_required"
+        refused = address_refusal(state.config, ip, tls)  # whatever the password: no guessing from there
+        if refused is not None:
+            return st.ESME_RBINDFAIL, None, refused
         if not password_ok:
             return st.ESME_RINVPASWD, None, "wrong_password"
         if len(state.sessions) >= state.config.max_binds:
@@ -516,6 +539,16 @@ class Proxy:
     def purge_routes(self, now: float) -> int:
         """Expired receipt routes: a bounded slice now, the rest over the next loop iterations."""
         return self.receipts.purge(now)
+
+
+def address_refusal(config: Account, ip: str, tls: bool) -> str | None:
+    """Why the account's address rules refuse a session from ip (over TLS or not), None when they don't."""
+    networks = config.networks()
+    if networks is not None and not contains(networks, ip):
+        return "ip_not_allowed"
+    if config.require_tls and not tls:
+        return "tls_required"
+    return None
 
 
 def _answered_locally(esme: EsmeSession, resp: bytes, after: Callable[[], None] | None) -> None:

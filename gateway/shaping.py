@@ -8,6 +8,7 @@
   the gateway's own auto-replies wait in a queue of their own that always goes first. One that
   waited carrier.max_queue_delay gets 0x58 and is never forwarded.
 - Shares (issue 10 item 4): `Shaper.set_share(fraction)` scales every configured rate and burst.
+- Reload (gateway/reload.py): `Shaper.reconfigure` takes the new limits; unchanged buckets stay as they are.
 
 Hot path: nothing when no limit is configured (one attribute check each); otherwise one
 bucket.take() with the `now` the session already read. Timers run only while requests wait.
@@ -27,6 +28,7 @@ from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 
 if TYPE_CHECKING:
+    from gateway.config import Account, Carrier
     from gateway.metrics import Metrics
     from gateway.proxy import EsmeSession, Proxy
 
@@ -126,6 +128,21 @@ class Pacer:
         self._timer = None
         self.drain(asyncio.get_running_loop().time())
 
+    def release(self, now: float) -> None:
+        """The carrier limit was removed (reload): everything that waits goes on at once, in order."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self.own:
+            own = self.own.popleft()
+            if not self.proxy.send_own_now(own.pdu, now, own.on_response):
+                own.on_response(None)
+        while self.queue:
+            item = self.queue.popleft()
+            item.esme.outstanding -= 1
+            if not item.esme.closed:
+                self.proxy.send_released(item, now)
+
     def close(self) -> None:
         """Stopping: answer everything that waits (temporary status), cancel the timer."""
         if self._timer is not None:
@@ -144,6 +161,7 @@ class Shaper:
 
     def __init__(self, proxy: Proxy, metrics: Metrics) -> None:
         settings = proxy.settings
+        self.proxy = proxy
         self.share = 1.0
         self.metrics = metrics
         self.accounts: dict[str, tuple[float, float, TokenBucket]] = {}
@@ -178,6 +196,56 @@ class Shaper:
             self.pacer.bucket.set_rate(rate * fraction, max(1.0, burst * fraction), now)
             self.pacer.drain(now)
         self._publish()
+
+    def reconfigure(self, accounts: list[Account], carrier: Carrier, now: float) -> None:
+        """A reload's limits, at this gateway's share. A bucket whose limit is unchanged is kept as it
+        is; a changed one keeps the tokens it holds (capped at the new burst); the carrier queue drains
+        at the new rate, or all at once when the carrier limit is gone."""
+        share = self.share
+        fresh: dict[str, tuple[float, float, TokenBucket]] = {}
+        for account in accounts:
+            if account.max_tps is None:
+                continue
+            rate, burst = account.max_tps, account.effective_burst
+            old = self.accounts.get(account.system_id)
+            if old is None:
+                bucket = TokenBucket(rate * share, max(1.0, burst * share), 0.0)
+            else:
+                bucket = old[2]
+                if old[:2] != (rate, burst):
+                    bucket.set_rate(rate * share, max(1.0, burst * share), now)
+            fresh[account.system_id] = (rate, burst, bucket)
+        for gone in set(self.accounts) - set(fresh):
+            self._unpublish(f"account:{gone}")
+        self.accounts = fresh
+        self._reconfigure_carrier(carrier, now)
+        self._publish()
+
+    def _reconfigure_carrier(self, carrier: Carrier, now: float) -> None:
+        pacer, share = self.pacer, self.share
+        if carrier.max_tps is None:
+            self.carrier_limit = None
+            if pacer is not None:
+                self.pacer = self.proxy.pacer = None  # first: what is released must not wait again
+                pacer.release(now)
+                self._unpublish("carrier")
+            return
+        limit = (carrier.max_tps, carrier.effective_burst)
+        if pacer is None:
+            self.pacer = self.proxy.pacer = Pacer(self.proxy, limit[0] * share, max(1.0, limit[1] * share),
+                                                  carrier.max_queue_delay)
+        else:
+            if limit != self.carrier_limit:
+                pacer.bucket.set_rate(limit[0] * share, max(1.0, limit[1] * share), now)
+            pacer.max_queue_delay = carrier.max_queue_delay
+            pacer.drain(now)
+        self.carrier_limit = limit
+
+    def _unpublish(self, label: str) -> None:
+        try:
+            self.metrics.limit_rate.remove(label)
+        except KeyError:
+            pass
 
     def _publish(self) -> None:
         gauge = self.metrics.limit_rate

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,12 +169,17 @@ class ServerTls:
         if current is not ctx:
             ssl_obj.context = current
 
-    def reload(self) -> None:
-        """Re-read the files; on any failure the old context stays (ConfigError says why)."""
-        fresh = build_server_context(self.files)
-        self.current = fresh
-        self._report()
-        log.info("tls_reloaded", extra={"listener": self.files.name, "cert_file": str(self.files.cert_file)})
+    def prepare(self, files: ServerFiles) -> Callable[[], None]:
+        """A context from (re-read) files, built aside; ConfigError says which file fails. The
+        returned commit makes new handshakes use it (and reports the files' expiry)."""
+        fresh = build_server_context(files)
+
+        def commit() -> None:
+            self.files, self.current = files, fresh
+            self._report()
+            log.info("tls_reloaded", extra={"listener": files.name, "cert_file": str(files.cert_file)})
+
+        return commit
 
 
 class ClientTls:
@@ -192,10 +198,15 @@ class ClientTls:
             self.expiry.report([("ca", f.ca_file if f.verify else None),
                                 ("certificate", f.cert_file if f.key_file is not None else None)])
 
-    def reload(self) -> None:
-        self.context = build_client_context(self.files)
-        self._report()
-        log.info("tls_reloaded", extra={"listener": "carrier"})
+    def prepare(self, files: ClientFiles) -> Callable[[], None]:
+        fresh = build_client_context(files)
+
+        def commit() -> None:
+            self.files, self.context = files, fresh
+            self._report()
+            log.info("tls_reloaded", extra={"listener": "carrier"})
+
+        return commit
 
 
 class TlsSet:
@@ -205,24 +216,49 @@ class TlsSet:
         def report(listener: str) -> ExpiryReport | None:
             return ExpiryReport(expiry, listener) if expiry is not None else None
 
-        lt = s.listen_tls
         self.listen: ServerTls | None = None
         self.http: ServerTls | None = None
         self.carrier: ClientTls | None = None
-        if lt.cert_file is not None and lt.key_file is not None:
-            self.listen = ServerTls(ServerFiles("listen_tls", lt.cert_file, lt.key_file, lt.client_ca_file,
-                                                lt.min_version), report("listen_tls"))
-        if s.http.cert_file is not None and s.http.key_file is not None:
-            self.http = ServerTls(ServerFiles("http", s.http.cert_file, s.http.key_file), report("http"))
-        c = s.carrier
-        if c.tls:
-            self.carrier = ClientTls(ClientFiles(c.tls_ca_file, c.tls_cert_file, c.tls_key_file, c.tls_verify),
-                                     c.server_name, report("carrier"))
+        listen, http, carrier = _files(s)
+        if listen is not None:
+            self.listen = ServerTls(listen, report("listen_tls"))
+        if http is not None:
+            self.http = ServerTls(http, report("http"))
+        if carrier is not None:
+            self.carrier = ClientTls(carrier, s.carrier.server_name, report("carrier"))
 
     def register(self, reloader: Reloader) -> None:
-        for name, part in (("listen_tls", self.listen), ("http", self.http), ("carrier", self.carrier)):
-            if part is not None:
-                reloader.add(f"{name} TLS files", part.reload)
+        reloader.add("TLS files", self.prepare)
+
+    def prepare(self, s: Settings) -> Callable[[], None] | None:
+        """Every leg's context from the files s names, built aside (turning a leg's TLS on or off
+        needs a restart: the reload keeps such settings as they run)."""
+        listen, http, carrier = _files(s)
+        commits = []
+        if self.listen is not None and listen is not None:
+            commits.append(self.listen.prepare(listen))
+        if self.http is not None and http is not None:
+            commits.append(self.http.prepare(http))
+        if self.carrier is not None and carrier is not None:
+            commits.append(self.carrier.prepare(carrier))
+        if not commits:
+            return None
+
+        def commit() -> None:
+            for each in commits:
+                each()
+
+        return commit
+
+
+def _files(s: Settings) -> tuple[ServerFiles | None, ServerFiles | None, ClientFiles | None]:
+    lt, http, c = s.listen_tls, s.http, s.carrier
+    listen = None if lt.cert_file is None or lt.key_file is None else ServerFiles(
+        "listen_tls", lt.cert_file, lt.key_file, lt.client_ca_file, lt.min_version)
+    https = None if http.cert_file is None or http.key_file is None else ServerFiles(
+        "http", http.cert_file, http.key_file)
+    carrier = ClientFiles(c.tls_ca_file, c.tls_cert_file, c.tls_key_file, c.tls_verify) if c.tls else None
+    return listen, https, carrier
 
 
 def describe(transport: Any) -> dict[str, Any]:

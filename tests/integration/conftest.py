@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.app import Gateway
-from gateway.config import load_settings
+from gateway.reload import ConfigSource
 from gateway.simulator import Simulator
 
 ACCOUNTS = [
@@ -33,7 +33,9 @@ GatewayFactory = Callable[..., Awaitable[Gateway]]
 async def make_gateway(sim: Simulator, tmp_path: Any) -> AsyncIterator[GatewayFactory]:
     started: list[Gateway] = []
 
-    async def factory(wait_bound: bool = True, **overrides: Any) -> Gateway:
+    async def factory(wait_bound: bool = True, config: Any = None, **overrides: Any) -> Gateway:
+        """A started gateway; overrides win as command-line flags do. config: a TOML file that
+        brings the accounts (and whatever overrides leave to it), read again by every reload."""
         base: dict[str, Any] = {
             "listen": {"host": "127.0.0.1", "port": 0},
             "http": {"host": "127.0.0.1", "port": 0},
@@ -49,7 +51,10 @@ async def make_gateway(sim: Simulator, tmp_path: Any) -> AsyncIterator[GatewayFa
                 base[key] = {**base[key], **value}
             else:
                 base[key] = value
-        gateway = Gateway(load_settings(None, **base))
+        if config is not None:
+            del base["accounts"]
+        source = ConfigSource(None if config is None else str(config), base)
+        gateway = Gateway(source.load(), source=source)
         await gateway.start()
         started.append(gateway)
         if wait_bound:

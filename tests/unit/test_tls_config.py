@@ -157,7 +157,7 @@ def test_expiry_of_every_file_in_use(tmp_path: Path) -> None:
     assert tls.carrier is not None
     renewed = datetime(2034, 4, 4, tzinfo=UTC)
     client.write(pki.ca.issue_cert("client", not_after=renewed))
-    tls.carrier.reload()
+    tls.carrier.prepare(tls.carrier.files)()  # a reload: files re-read aside, then committed
     assert metrics.registry.get_sample_value("gateway_certificate_expiry_seconds", {
         "listener": "carrier", "role": "certificate", "file": str(client.cert)}) == renewed.timestamp()
     unverified = load_settings(None, carrier={"tls": True, "tls_verify": False, "tls_ca_file": str(pki.ca_file)})
