@@ -9,6 +9,8 @@ import signal
 import time
 from typing import Any
 
+from gateway.admin.api import AdminApi
+from gateway.admin.auth import ApiTokens
 from gateway.carrier import CarrierPool
 from gateway.cluster import ClusterShare
 from gateway.config import Settings
@@ -50,6 +52,8 @@ class Gateway:
         self.reloader = Reloader(self.metrics)
         self.tls.register(self.reloader)
         self.reloader.add("http.metrics_token_file", self.metrics_token.reload)
+        self.admin_api = AdminApi(self)  # off until http.api_tokens has one; ConfigError: a token file
+        self.reloader.add("http.api_tokens", self.admin_api.tokens.reload)
         self.esme = EsmeServer(self.proxy, settings.esme)
         self.carrier = CarrierPool(self.proxy, settings.carrier, self.tls.carrier)
         self.cluster = ClusterShare(settings.cluster, self.metrics)
@@ -76,7 +80,8 @@ class Gateway:
         if self.tls.listen is not None:
             self.smpp_tls_port = await self.esme.start(s.listen_tls.host, s.listen_tls.port, self.tls.listen)
         http_tls = self.tls.http.context if self.tls.http is not None else None
-        self.http = await start_http(s.http.host, s.http.port, self._http, self.metrics_token, http_tls)
+        self.http = await start_http(s.http.host, s.http.port, self._http, self.metrics_token, http_tls,
+                                     mount=self.admin_api)
         self.http_port = int(self.http.sockets[0].getsockname()[1])
         self._tick_task = asyncio.create_task(self._ticker(), name="tick")
         gc.collect()
@@ -275,6 +280,7 @@ def check_files(s: Settings) -> None:
     """check-config: every certificate, key and token file loads (ConfigError says which does not)."""
     TlsSet(s)
     metrics_token(s)
+    ApiTokens(s.http.api_tokens)
 
 
 def install_uvloop() -> None:

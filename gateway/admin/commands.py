@@ -19,9 +19,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, Any, TextIO
 
+from gateway.admin import operations as ops
 from gateway.admin_files import ExportFile, export_target
 from gateway.admin_import import ImportReport, import_blocks, open_input
-from gateway.admin import operations as ops
 from gateway.admin_rows import (
     HEADER,
     CsvWriter,
@@ -71,7 +71,7 @@ def _number(raw: str, region: str) -> str:
 
 async def blocks_add(store: Store, number: str, *, counterpart: str = "", scope: str = "number",
                      kind: str = "admin", region: str = "US", out: TextIO = sys.stdout,
-                     actor: ops.Actor = ops.Actor()) -> int:
+                     actor: ops.Actor = ops.NOBODY) -> int:
     site = ops.Site(region)
     key = ops.key(number, counterpart, scope, site)
     done = await ops.add_block(store, site, key, kind, actor)
@@ -86,7 +86,7 @@ async def blocks_add(store: Store, number: str, *, counterpart: str = "", scope:
 
 async def blocks_remove(store: Store, number: str, *, counterpart: str = "", scope: str = "number",
                         kind: str | None = None, region: str = "US", out: TextIO = sys.stdout,
-                        actor: ops.Actor = ops.Actor()) -> int:
+                        actor: ops.Actor = ops.NOBODY) -> int:
     site = ops.Site(region)
     key = ops.key(number, counterpart, scope, site)
     done = await ops.remove_block(store, site, key, kind, actor)

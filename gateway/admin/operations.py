@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.admin_rows import InputError, NumberCheck, RowError, block_key
-from gateway.store.base import ALL_KINDS, SCOPES, AuditEvent, Block, BlockChange, BlockFilter, BlockKey, Store
+from gateway.store.base import (
+    ALL_KINDS,
+    SCOPES,
+    AuditEvent,
+    Block,
+    BlockChange,
+    BlockFilter,
+    BlockKey,
+    Store,
+)
 
 MAX_PAGE = 1000
 FUTURE_SKEW = 300.0  # an opt-out's time may be this far ahead of our clock (the other system's clock)
@@ -43,6 +52,8 @@ class Actor:
     operator: str = ""
     reason: str = ""
 
+
+NOBODY = Actor()
 
 @dataclass(frozen=True, slots=True)
 class BlockQuery:
