@@ -34,6 +34,8 @@ REASONS = {
 }
 
 Response = tuple[int, str, bytes]  # status, content type, body
+Headers = tuple[tuple[str, str], ...]
+Reply = tuple[int, str, bytes, Headers]  # a Mount's: with headers of its own (Allow, WWW-Authenticate)
 Handler = Callable[[str, str, bytes], Awaitable[Response]]  # method, path (no query), body
 Guard = Callable[[str, dict[str, str]], Response | None]  # path, headers -> a refusal, or None to go on
 
@@ -52,9 +54,9 @@ class Mount(Protocol):
 
     def claims(self, path: str) -> bool: ...
 
-    def error(self, status: int, reason: str) -> Response: ...
+    def error(self, status: int, reason: str) -> Reply: ...
 
-    async def handle(self, request: Request) -> Response: ...
+    async def handle(self, request: Request) -> Reply: ...
 
 
 class HttpError(Exception):
@@ -151,14 +153,15 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], requ
         return await reader.readexactly(length)
 
 
-def _error(status: int, reason: str) -> Response:
-    return json_response(status, {"error": reason})
+def _error(status: int, reason: str) -> Reply:
+    return (*json_response(status, {"error": reason}), ())
 
 
 async def serve(handler: Handler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                 guard: Guard | None = None, mount: Mount | None = None) -> None:
     """Serve one request on this connection, then close it."""
     error = _error
+    response: Reply
     try:
         method, target, headers = await read_head(reader)
         path, _, query = target.partition("?")
@@ -169,7 +172,7 @@ async def serve(handler: Handler, reader: asyncio.StreamReader, writer: asyncio.
         else:
             body = await _read_body(reader, headers, required=method in ("POST", "PUT"))
             refused = guard(path, headers) if guard is not None else None
-            response = refused or await handler(method, path, body)
+            response = (*(refused or await handler(method, path, body)), ())
     except HttpError as exc:
         response = error(exc.status, exc.reason)
     except TimeoutError:
@@ -188,11 +191,12 @@ async def serve(handler: Handler, reader: asyncio.StreamReader, writer: asyncio.
     await _reply(writer, response)
 
 
-async def _reply(writer: asyncio.StreamWriter, response: Response) -> None:
-    status, ctype, body = response
+async def _reply(writer: asyncio.StreamWriter, response: Reply) -> None:
+    status, ctype, body, extra = response
+    more = "".join(f"{name}: {value}\r\n" for name, value in extra)
     head = (
         f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: {ctype}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        f"Content-Length: {len(body)}\r\n{more}Connection: close\r\n\r\n"
     )
     try:
         writer.write(head.encode() + body)

@@ -30,7 +30,7 @@ from gateway.admin.openapi import document
 from gateway.admin_rows import InputError
 from gateway.config import effective
 from gateway.errors import StoreError
-from gateway.httpd import REASONS, HttpError, Request, Response
+from gateway.httpd import REASONS, Headers, HttpError, Reply, Request
 from gateway.logs import redact
 from gateway.store.base import BlockKey, Store
 
@@ -55,25 +55,26 @@ class Host(Protocol):
 
 class ProblemError(Exception):
     def __init__(self, status: int, detail: str, slug: str = "", errors: list[dict[str, Any]] | None = None,
-                 title: str = "") -> None:
+                 title: str = "", headers: Headers = ()) -> None:
         super().__init__(detail)
         self.status, self.detail, self.slug, self.errors = status, detail, slug, errors
         self.title = title or REASONS.get(status, "Error")
+        self.headers = headers
 
 
 def problem(status: int, detail: str, slug: str = "", title: str = "",
-            errors: list[dict[str, Any]] | None = None) -> Response:
+            errors: list[dict[str, Any]] | None = None, headers: Headers = ()) -> Reply:
     body = m.Problem(type=PROBLEM_TYPE + slug if slug else "about:blank",
                      title=title or REASONS.get(status, "Error"), status=status, detail=detail,
                      errors=errors)
-    return status, PROBLEM, json.dumps(body.model_dump(mode="json", exclude_none=True)).encode()
+    return status, PROBLEM, json.dumps(body.model_dump(mode="json", exclude_none=True)).encode(), headers
 
 
-def ok(status: int, model: BaseModel) -> Response:
-    return status, "application/json", m.dump(model)
+def ok(status: int, model: BaseModel) -> Reply:
+    return status, "application/json", m.dump(model), ()
 
 
-Action = Callable[["AdminApi", Request, dict[str, str], Grant], Awaitable[Response]]
+Action = Callable[["AdminApi", Request, dict[str, str], Grant], Awaitable[Reply]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,14 +96,14 @@ class AdminApi:
     def claims(self, path: str) -> bool:
         return self.tokens.enabled and (path == "/openapi.json" or path == "/v1" or path.startswith("/v1/"))
 
-    def error(self, status: int, reason: str) -> Response:
+    def error(self, status: int, reason: str) -> Reply:
         return problem(status, reason)
 
-    async def handle(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Reply:
         try:
             return await self._dispatch(request)
         except ProblemError as exc:
-            return problem(exc.status, exc.detail, exc.slug, exc.title, exc.errors)
+            return problem(exc.status, exc.detail, exc.slug, exc.title, exc.errors, exc.headers)
         except InputError as exc:
             return problem(422, str(exc), "invalid-input", "Invalid input")
         except StoreError as exc:
@@ -111,17 +112,18 @@ class AdminApi:
         except HttpError as exc:
             return problem(exc.status, exc.reason)
 
-    async def _dispatch(self, request: Request) -> Response:
+    async def _dispatch(self, request: Request) -> Reply:
         if request.path == "/openapi.json":
             if request.method != "GET":
-                raise ProblemError(405, "use GET")
+                raise ProblemError(405, "use GET", headers=(("Allow", "GET"),))
             if self._document is None:
                 self._document = json.dumps(document(), ensure_ascii=False).encode()
-            return 200, "application/json", self._document
+            return 200, "application/json", self._document, ()
         route, params = self._route(request)
         grant = self.tokens.grant(request.headers)
         if grant is None:
-            raise ProblemError(401, "send 'Authorization: Bearer <token>' with a configured token", "unauthorized")
+            raise ProblemError(401, "send 'Authorization: Bearer <token>' with a configured token", "unauthorized",
+                               headers=(("WWW-Authenticate", 'Bearer realm="gateway admin"'),))
         if not grant.allows(route.role):
             raise ProblemError(403, f"this route needs a {route.role} token; {grant.name} is {grant.role}",
                                "forbidden")
@@ -140,7 +142,7 @@ class AdminApi:
                     raise ProblemError(400, "the path is not UTF-8", "malformed-path") from None
             allowed.append(route.method)
         if allowed:
-            raise ProblemError(405, f"use {' or '.join(allowed)}")
+            raise ProblemError(405, f"use {' or '.join(allowed)}", headers=(("Allow", ", ".join(allowed)),))
         raise ProblemError(404, f"no route {request.path}", "no-route")
 
     # -- helpers --------------------------------------------------------------------
@@ -231,7 +233,7 @@ def _change(done: ops.Outcome) -> m.ChangeOut:
 # -- the routes -----------------------------------------------------------------------
 
 
-async def list_blocks(api: AdminApi, request: Request, params: dict[str, str], grant: Grant) -> Response:
+async def list_blocks(api: AdminApi, request: Request, params: dict[str, str], grant: Grant) -> Reply:
     q = _query(request, m.BlockQuery)
     query = ops.BlockQuery(number=q.number, scope=q.scope, kind=q.kind, counterpart=q.counterpart,
                            account=q.account, limit=q.limit, after=_after(q.cursor))
@@ -239,13 +241,13 @@ async def list_blocks(api: AdminApi, request: Request, params: dict[str, str], g
     return ok(200, m.BlockPage(blocks=[m.BlockOut.of(b) for b in page.blocks], next_cursor=_cursor(page.last)))
 
 
-async def get_blocks(api: AdminApi, request: Request, params: dict[str, str], grant: Grant) -> Response:
+async def get_blocks(api: AdminApi, request: Request, params: dict[str, str], grant: Grant) -> Reply:
     _query(request, m.NoQuery)
     number, blocks = await ops.blocks_of(api._store(), api.site, params["number"])
     return ok(200, m.NumberBlocks(number=number, blocked=bool(blocks), blocks=[m.BlockOut.of(b) for b in blocks]))
 
 
-async def add_block(api: AdminApi, request: Request, params: dict[str, str], grant: Grant) -> Response:
+async def add_block(api: AdminApi, request: Request, params: dict[str, str], grant: Grant) -> Reply:
     _query(request, m.NoQuery)
     body = _body(request, m.BlockAdd)
     site = api.site
@@ -256,7 +258,7 @@ async def add_block(api: AdminApi, request: Request, params: dict[str, str], gra
     return ok(201 if done.changed else 200, _change(done))
 
 
-async def remove_block(api: AdminApi, request: Request, params: dict[str, str], grant: Grant) -> Response:
+async def remove_block(api: AdminApi, request: Request, params: dict[str, str], grant: Grant) -> Reply:
     _query(request, m.NoQuery)
     body = _body(request, m.BlockRemove)
     site = api.site
@@ -267,7 +269,7 @@ async def remove_block(api: AdminApi, request: Request, params: dict[str, str], 
     return ok(200, _change(done))
 
 
-async def add_optout(api: AdminApi, request: Request, params: dict[str, str], grant: Grant) -> Response:
+async def add_optout(api: AdminApi, request: Request, params: dict[str, str], grant: Grant) -> Reply:
     _query(request, m.NoQuery)
     body = _body(request, m.OptoutIn)
     done = await ops.record_optout(api._store(), api.site, body.number, body.channel, body.at,
@@ -278,19 +280,19 @@ async def add_optout(api: AdminApi, request: Request, params: dict[str, str], gr
     return ok(201 if done.changed else 200, _change(done))
 
 
-async def number_events(api: AdminApi, request: Request, params: dict[str, str], grant: Grant) -> Response:
+async def number_events(api: AdminApi, request: Request, params: dict[str, str], grant: Grant) -> Reply:
     q = _query(request, m.EventQuery)
     until = float("inf") if q.until is None else q.until
     number, events = await ops.number_events(api._store(), api.site, params["number"], q.since, until, q.limit)
     return ok(200, m.EventsOut(number=number, events=[m.EventOut.of(e) for e in events]))
 
 
-async def get_config(api: AdminApi, request: Request, params: dict[str, str], grant: Grant) -> Response:
+async def get_config(api: AdminApi, request: Request, params: dict[str, str], grant: Grant) -> Reply:
     _query(request, m.NoQuery)
-    return 200, "application/json", effective(api.host.settings).encode()
+    return 200, "application/json", effective(api.host.settings).encode(), ()
 
 
-async def reload(api: AdminApi, request: Request, params: dict[str, str], grant: Grant) -> Response:
+async def reload(api: AdminApi, request: Request, params: dict[str, str], grant: Grant) -> Reply:
     _query(request, m.NoQuery)
     result = api.host.reload()
     if inspect.isawaitable(result):
