@@ -19,6 +19,7 @@ from gateway.smpp import status as st
 from gateway.store.base import BlockKey
 from tests.integration.client import RawClient, submit_sm
 from tests.integration.conftest import GatewayFactory
+from tests.integration.test_admin_cli import _gateway as cli
 from tests.pg import drop_schema, pg_dsn_or_skip, unique_schema
 
 READ = "read-token-0123456789"
@@ -239,3 +240,20 @@ async def test_config_masked_openapi_and_reload(make_gateway: GatewayFactory, tm
     assert (status, result) == (200, {"ok": True})
     assert (await call(port, "GET", "/v1/blocks", "file-token-aaaaaaaaaaaa"))[0] == 401
     assert (await call(port, "GET", "/v1/blocks", "file-token-bbbbbbbbbbbb"))[0] == 200
+
+
+async def test_cli_and_api_share_the_operations(make_gateway: GatewayFactory, tmp_path: Path) -> None:
+    db = tmp_path / "api.db"
+    gateway = await api_gateway(make_gateway, f"sqlite:///{db}")
+    code, out, err = await cli(db, "blocks", "add", MOBILE, "--counterpart", LONG_CODE,
+                               "--operator", "dave", "--reason", "ticket 7")
+    assert (code, err) == (0, "") and "blocked +14155550123" in out
+    await call(gateway.http_port, "POST", "/v1/optouts", WRITE, {"number": "+14155550124", "channel": "web"})
+    _, _, history = await call(gateway.http_port, "GET", f"/v1/events/{MOBILE}", READ)
+    assert [(e["op"], e["operator"], e["reason"]) for e in history["events"]] == [("admin_add", "dave", "ticket 7")]
+    code, out, _ = await cli(db, "blocks", "list", "--format", "csv")
+    assert code == 0 and "+14155550124,,global,optout,web," in out
+    code, out, err = await cli(db, "blocks", "add", "garbage", "--counterpart", LONG_CODE)
+    status, _, problem = await call(gateway.http_port, "POST", "/v1/blocks", WRITE,
+                                    {"number": "garbage", "counterpart": LONG_CODE, "reason": "r", "operator": "o"})
+    assert code == 2 and status == 422 and err.strip() == f"error: {problem['detail']}"  # one validation
