@@ -160,8 +160,12 @@ class AdminApi:
     async def _enforce(self) -> None:
         """This gateway's index takes the change now (the others follow the event log)."""
         sync = self.host.sync
-        if sync is not None:
+        if sync is None:
+            return
+        try:
             await sync.catch_up()
+        except StoreError as exc:  # the change is durable: the index poll applies it when the store is back
+            log.warning("admin_api_enforce_deferred", extra={"error": str(exc)})
 
     def _log(self, op: str, grant: Grant, done: ops.Outcome, operator: str) -> None:
         log.info("admin_api_change", extra={"op": op, "token": grant.name, "operator": operator,

@@ -24,6 +24,8 @@ from gateway.store.base import (
 )
 
 MAX_PAGE = 1000
+# sources the gateway writes itself: an opt-out from another channel never passes for one of them
+RESERVED_CHANNELS = frozenset({"keyword", "carrier", "operator", "import", "deactivation"})
 FUTURE_SKEW = 300.0  # an opt-out's time may be this far ahead of our clock (the other system's clock)
 
 
@@ -158,6 +160,8 @@ async def record_optout(store: Store, site: Site, raw_number: str, channel: str,
     """A revocation of consent taken on another channel (voice, email, web...): an optout block,
     lifted only by the mobile's own opt-in. Without a counterpart it is global (every sender).
     The event's time is when the consumer revoked; op optout, source the channel."""
+    if channel in RESERVED_CHANNELS:
+        raise InputError(f"channel {channel!r}: the gateway's own source; name the channel it came from")
     clock = time.time() if now is None else now
     when = clock if at is None else at
     if when > clock + FUTURE_SKEW:

@@ -156,6 +156,7 @@ async def test_bad_input_gets_a_problem_and_changes_nothing(make_gateway: Gatewa
         ("POST", "/v1/blocks", None, b"{" + b" " * MAX_BODY + b"}", 413),  # over the size limit
         ("DELETE", "/v1/blocks/12", {"reason": "r", "operator": "o"}, None, 422),
         ("POST", "/v1/optouts", {"number": MOBILE, "channel": "Voice Call!"}, None, 422),
+        ("POST", "/v1/optouts", {"number": MOBILE, "channel": "keyword"}, None, 422),  # the gateway's own
         ("POST", "/v1/optouts", {"number": MOBILE, "channel": "voice", "at": 9e10}, None, 422),  # future
         ("POST", "/v1/optouts", {"number": "garbage", "channel": "voice"}, None, 422),
         ("GET", "/v1/blocks?cursor=garbage", None, None, 422),
