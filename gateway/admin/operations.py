@@ -178,7 +178,7 @@ async def number_events(store: Store, site: Site, raw_number: str, since: float 
     mobile = number(raw_number, site)
     if until <= since:
         raise InputError(f"until {until} is not after since {since}")
-    return mobile, [e for e in await store.events_of(mobile, limit=limit) if since <= e.at < until]
+    return mobile, [e for e in await store.events_of(mobile) if since <= e.at < until][:limit]
 
 
 def describe(k: BlockKey) -> str:
