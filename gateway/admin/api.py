@@ -108,7 +108,7 @@ class AdminApi:
             return problem(422, str(exc), "invalid-input", "Invalid input")
         except StoreError as exc:
             log.warning("admin_api_store_error", extra={"path": request.path, "error": str(exc)})
-            return problem(503, "the store is unavailable; nothing was changed, or try again", "store-unavailable")
+            return problem(503, "the store is unavailable; try again", "store-unavailable")
         except HttpError as exc:
             return problem(exc.status, exc.reason)
 
