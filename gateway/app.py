@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway import pidfile, sdnotify
+from gateway.admin.api import AdminApi
+from gateway.admin.auth import ApiTokens
 from gateway.carrier import CarrierPool
 from gateway.cluster import ClusterShare
 from gateway.config import Settings
@@ -56,6 +58,8 @@ class Gateway:
         self.reloader.add("http.metrics_token", self._prepare_token)
         self.reloader.add("settings", settings_part(self))
         self.reloader.version = lambda: self.optout.version if self.optout else self.settings.optout.config_version
+        self.admin_api = AdminApi(self)  # off until http.api_tokens has one; ConfigError: a token file
+        self.reloader.add("http.api_tokens", lambda s: self.admin_api.tokens.prepare(s.http.api_tokens))
         self.esme = EsmeServer(self.proxy, settings.esme)
         self.carrier = CarrierPool(self.proxy, settings.carrier, self.tls.carrier)
         self.cluster = ClusterShare(settings.cluster, self.metrics)
@@ -83,7 +87,8 @@ class Gateway:
         if self.tls.listen is not None:
             self.smpp_tls_port = await self.esme.start(s.listen_tls.host, s.listen_tls.port, self.tls.listen)
         http_tls = self.tls.http.context if self.tls.http is not None else None
-        self.http = await start_http(s.http.host, s.http.port, self._http, self.metrics_token, http_tls)
+        self.http = await start_http(s.http.host, s.http.port, self._http, self.metrics_token, http_tls,
+                                     mount=self.admin_api)
         self.http_port = int(self.http.sockets[0].getsockname()[1])
         self._tick_task = asyncio.create_task(self._ticker(), name="tick")
         gc.collect()
@@ -316,6 +321,7 @@ def check_files(s: Settings) -> None:
     """check-config: every certificate, key and token file loads (ConfigError says which does not)."""
     TlsSet(s)
     metrics_token(s)
+    ApiTokens(s.http.api_tokens)
 
 
 def install_uvloop() -> None:

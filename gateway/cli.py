@@ -113,6 +113,11 @@ def _block_key_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scope", choices=SCOPES, help="default: optout.scope from the configuration")
 
 
+def _actor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--operator", help="who makes the change, in the audit event (default: the login name)")
+    p.add_argument("--reason", help="why, in the audit event")
+
+
 def _admin_parsers(sub: Any) -> None:
     blocks = sub.add_parser("blocks", help="the block list (CSV in and out)")
     bsub = blocks.add_subparsers(dest="blocks_command", required=True)
@@ -124,9 +129,11 @@ def _admin_parsers(sub: Any) -> None:
     add = _store_common(bsub.add_parser("add", help="block a mobile (recorded in the audit log)"))
     _block_key_args(add)
     add.add_argument("--kind", choices=ALL_KINDS, help="default admin (never lifted by START)")
+    _actor_args(add)
     rm = _store_common(bsub.add_parser("remove", help="lift a block of any kind"))
     _block_key_args(rm)
     rm.add_argument("--kind", choices=ALL_KINDS, help="lift only a block of this kind")
+    _actor_args(rm)
     imp = _store_common(bsub.add_parser("import", help="load a CSV (number,counterpart,scope,kind,source,created_at)"))
     imp.add_argument("file", help="CSV file, or - for stdin")
     imp.add_argument("--partial", action="store_true", help="load the valid rows even if some are invalid")

@@ -312,6 +312,28 @@ class Cluster(BaseModel):
     )
 
 
+MIN_API_TOKEN = 16  # characters: a guessable token is no token
+
+
+class ApiToken(BaseModel):
+    """One bearer token of the admin HTTP API (README "Admin HTTP API")."""
+
+    model_config = STRICT
+
+    name: str = Field("", max_length=64, description="who holds it, for the log")
+    token: SecretStr | None = None
+    token_file: FilePath = Field(None, description="the token from a file (re-read on SIGHUP)")
+    role: Literal["read", "write"] = Field("read", description="read: GET routes; write: every route")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ApiToken:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("http.api_tokens: set token or token_file (one of them)")
+        if self.token is not None and len(self.token.get_secret_value().strip()) < MIN_API_TOKEN:
+            raise ValueError(f"http.api_tokens: a token has at least {MIN_API_TOKEN} characters")
+        return self
+
+
 class Http(BaseModel):
     model_config = STRICT
 
@@ -321,6 +343,7 @@ class Http(BaseModel):
     metrics_token_file: FilePath = Field(None, description="the token from a file (re-read on SIGHUP)")
     cert_file: FilePath = Field(None, description="set with key_file: the endpoint speaks HTTPS")
     key_file: FilePath = None
+    api_tokens: list[ApiToken] = Field(default_factory=list, description="none: the admin API is off")
 
     @model_validator(mode="after")
     def _tls_and_token(self) -> Http:

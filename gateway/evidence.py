@@ -24,7 +24,7 @@ from gateway.refusals import parse_refusal
 from gateway.store.base import AuditEvent
 
 STOP_OPS = frozenset({"stop"})
-REVIEW_OPS = frozenset({"stop", "start", "admin_add", "admin_remove"})  # a possible opt-out was looked at
+REVIEW_OPS = frozenset({"stop", "start", "admin_add", "admin_remove", "optout"})  # a possible opt-out was looked at
 
 
 @dataclass

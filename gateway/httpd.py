@@ -3,6 +3,8 @@ bodies only, every step under a deadline, garbage answered with a 4xx and never 
 
 Shared by the gateway's /metrics /healthz /readyz and the simulator's MO endpoint: a handler
 takes (method, path, body) and returns (status, content type, body) or raises HttpError.
+A Mount (the admin API) takes the paths it claims whole, as a Request with its query and
+headers, and words every error on them itself (problem JSON), a body too large included.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +26,37 @@ BODY_TIMEOUT = 5.0
 WRITE_TIMEOUT = 5.0
 MAX_BODY = 64 * 1024
 REASONS = {
-    200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    200: "OK", 201: "Created", 400: "Bad Request", 403: "Forbidden", 415: "Unsupported Media Type",
+    422: "Unprocessable Content", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
     401: "Unauthorized",
     411: "Length Required", 413: "Payload Too Large", 500: "Internal Server Error", 502: "Bad Gateway",
     503: "Service Unavailable", 504: "Gateway Timeout",
 }
 
 Response = tuple[int, str, bytes]  # status, content type, body
+Headers = tuple[tuple[str, str], ...]
+Reply = tuple[int, str, bytes, Headers]  # a Mount's: with headers of its own (Allow, WWW-Authenticate)
 Handler = Callable[[str, str, bytes], Awaitable[Response]]  # method, path (no query), body
 Guard = Callable[[str, dict[str, str]], Response | None]  # path, headers -> a refusal, or None to go on
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    path: str  # without the query, still percent-encoded
+    query: str  # after '?', still percent-encoded
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+
+
+class Mount(Protocol):
+    """Serves the paths it claims (claims() is asked before the body is read)."""
+
+    def claims(self, path: str) -> bool: ...
+
+    def error(self, status: int, reason: str) -> Reply: ...
+
+    async def handle(self, request: Request) -> Reply: ...
 
 
 class HttpError(Exception):
@@ -93,6 +119,13 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes]:
 
 
 async def read_request_headers(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes]:
+    method, target, headers = await read_head(reader)
+    body = await _read_body(reader, headers, required=method in ("POST", "PUT"))
+    return method, target.split("?", 1)[0], headers, body
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str]]:
+    """(method, request target with its query, headers) of the next request."""
     async with asyncio.timeout(HEAD_TIMEOUT):
         head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -106,9 +139,7 @@ async def read_request_headers(reader: asyncio.StreamReader) -> tuple[str, str, 
             if not sep:
                 raise HttpError(400, "bad header line")
             headers[name.strip().lower()] = value.strip()
-    method = parts[0]
-    body = await _read_body(reader, headers, required=method in ("POST", "PUT"))
-    return method, parts[1].split("?", 1)[0], headers, body
+    return parts[0], parts[1], headers
 
 
 async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], required: bool) -> bytes:
@@ -128,19 +159,32 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], requ
         return await reader.readexactly(length)
 
 
+def _error(status: int, reason: str) -> Reply:
+    return (*json_response(status, {"error": reason}), ())
+
+
 async def serve(handler: Handler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                guard: Guard | None = None) -> None:
+                guard: Guard | None = None, mount: Mount | None = None) -> None:
     """Serve one request on this connection, then close it."""
+    error = _error
+    response: Reply
     try:
-        method, path, headers, body = await read_request_headers(reader)
-        refused = guard(path, headers) if guard is not None else None
-        response = refused or await handler(method, path, body)
+        method, target, headers = await read_head(reader)
+        path, _, query = target.partition("?")
+        if mount is not None and mount.claims(path):
+            error = mount.error
+            body = await _read_body(reader, headers, required=method in ("POST", "PUT"))
+            response = await mount.handle(Request(method, path, query, headers, body))
+        else:
+            body = await _read_body(reader, headers, required=method in ("POST", "PUT"))
+            refused = guard(path, headers) if guard is not None else None
+            response = (*(refused or await handler(method, path, body)), ())
     except HttpError as exc:
-        response = json_response(exc.status, {"error": exc.reason})
+        response = error(exc.status, exc.reason)
     except TimeoutError:
-        response = json_response(408, {"error": "request not received in time"})
+        response = error(408, "request not received in time")
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-        response = json_response(400, {"error": "malformed request"})
+        response = error(400, "malformed request")
     except OSError:
         writer.transport.abort()
         return
@@ -149,15 +193,16 @@ async def serve(handler: Handler, reader: asyncio.StreamReader, writer: asyncio.
         raise
     except Exception:
         log.exception("http_handler_failed")
-        response = json_response(500, {"error": "internal error"})
+        response = error(500, "internal error")
     await _reply(writer, response)
 
 
-async def _reply(writer: asyncio.StreamWriter, response: Response) -> None:
-    status, ctype, body = response
+async def _reply(writer: asyncio.StreamWriter, response: Reply) -> None:
+    status, ctype, body, extra = response
+    more = "".join(f"{name}: {value}\r\n" for name, value in extra)
     head = (
         f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: {ctype}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        f"Content-Length: {len(body)}\r\n{more}Connection: close\r\n\r\n"
     )
     try:
         writer.write(head.encode() + body)
@@ -174,7 +219,7 @@ async def _reply(writer: asyncio.StreamWriter, response: Response) -> None:
 
 
 async def start_http(host: str, port: int, handler: Handler, guard: Guard | None = None,
-                     tls: ssl.SSLContext | None = None) -> asyncio.Server:
-    return await asyncio.start_server(lambda r, w: serve(handler, r, w, guard), host, port,
+                     tls: ssl.SSLContext | None = None, mount: Mount | None = None) -> asyncio.Server:
+    return await asyncio.start_server(lambda r, w: serve(handler, r, w, guard, mount), host, port,
                                       reuse_address=True, limit=MAX_BODY, ssl=tls,
                                       ssl_handshake_timeout=HEAD_TIMEOUT if tls is not None else None)

@@ -50,7 +50,7 @@ RELOADABLE: dict[str, frozenset[str] | None] = {
     "carrier": frozenset({"max_tps", "burst", "max_queue_delay",
                           "tls_ca_file", "tls_cert_file", "tls_key_file", "tls_verify"}),
     "listen_tls": frozenset({"cert_file", "key_file", "client_ca_file"}),
-    "http": frozenset({"metrics_token", "metrics_token_file", "cert_file", "key_file"}),
+    "http": frozenset({"metrics_token", "metrics_token_file", "api_tokens", "cert_file", "key_file"}),
 }
 # Turning a listener's or the carrier leg's TLS on or off needs a restart, and so does mutual TLS on
 # or off (the verify mode of a handshake comes from the listener's first context): then these do too.

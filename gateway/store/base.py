@@ -69,6 +69,8 @@ class AuditEvent:
     kind: str = ""
     mo_fingerprint: str = ""  # a keyword MO's identity (policy.decide.mo_fingerprint): redelivery check
     alphabet: str = ""  # data_coding 0 read under several alphabets: the one the keyword matched under
+    operator: str = ""  # who made an operator change (the CLI's --operator, the admin API's operator)
+    reason: str = ""  # why, as the operator gave it
     id: int = 0  # assigned by the store
 
 
@@ -80,6 +82,34 @@ class BlockChange:
     block: Block
     # remove only: kinds a remove may lift (START never lifts "admin")
     lift_kinds: tuple[str, ...] = field(default=("optout", "carrier", "admin", "deactivated"))
+
+
+@dataclass(frozen=True, slots=True)
+class BlockFilter:
+    """Which blocks list_blocks returns: every field set must match (None: any)."""
+
+    scope: str | None = None
+    kind: str | None = None
+    counterparts: tuple[str, ...] | None = None  # the block's counterpart is one of these
+    after: BlockKey | None = None  # keyset paging: keys after this one in (number, counterpart, scope) order
+
+    def sql(self, mark: Callable[[], str]) -> tuple[str, list[object]]:
+        """' AND ...' conditions (mark() gives the next placeholder) and their parameters."""
+        parts: list[str] = []
+        params: list[object] = []
+        for column, value in (("scope", self.scope), ("kind", self.kind)):
+            if value is not None:
+                parts.append(f"{column} = {mark()}")
+                params.append(value)
+        if self.counterparts is not None:
+            marks = ", ".join(mark() for _ in self.counterparts) or "NULL"
+            parts.append(f"counterpart IN ({marks})")
+            params.extend(self.counterparts)
+        if self.after is not None:
+            a = self.after
+            parts.append(f"(number, counterpart, scope) > ({mark()}, {mark()}, {mark()})")
+            params.extend((a.number, a.counterpart, a.scope))
+        return "".join(f" AND {p}" for p in parts), params
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,9 +261,11 @@ class Store(Protocol):
     # -- operator CLI ---------------------------------------------------------
 
     async def list_blocks(
-        self, limit: int = 100, offset: int = 0, number: str | None = None
+        self, limit: int = 100, offset: int = 0, number: str | None = None, *,
+        where: BlockFilter | None = None,
     ) -> list[Block]:
-        """A page of blocks ordered by (number, counterpart, scope); optionally one mobile's."""
+        """A page of blocks ordered by (number, counterpart, scope); optionally one mobile's,
+        and only those matching where (its after: the keys following a cursor)."""
         ...
 
     async def count_blocks(self) -> dict[str, int]:

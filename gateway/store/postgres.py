@@ -22,6 +22,7 @@ from gateway.store.base import (
     AuditEvent,
     Block,
     BlockChange,
+    BlockFilter,
     BlockKey,
     Heartbeat,
     InstanceRow,
@@ -113,12 +114,15 @@ class PostgresStore(PgOutbox, OperatorMixin):
         return schema.block_from_row(rows[0]) if rows else None
 
     async def list_blocks(
-        self, limit: int = 100, offset: int = 0, number: str | None = None
+        self, limit: int = 100, offset: int = 0, number: str | None = None, *,
+        where: BlockFilter | None = None,
     ) -> list[Block]:
+        marks = iter(range(4, 10_000))
+        conditions, params = (where or BlockFilter()).sql(lambda: f"${next(marks)}")
         rows = await self._fetch(
-            f"{_BLOCKS_SELECT} WHERE ($3::text IS NULL OR number = $3) "
+            f"{_BLOCKS_SELECT} WHERE ($3::text IS NULL OR number = $3){conditions} "
             "ORDER BY number, counterpart, scope LIMIT $1 OFFSET $2",
-            limit, offset, number,
+            limit, offset, number, *params,
         )
         return [schema.block_from_row(r) for r in rows]
 

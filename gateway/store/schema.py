@@ -19,7 +19,7 @@ from gateway.store.base import KIND_RANK, AuditEvent, Block, BlockChange, BlockK
 EVENT_COLUMNS: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(AuditEvent) if f.name != "id"
 )
-_LATER_EVENT_COLUMNS = ("mo_fingerprint", "alphabet")  # added by migrations 3 and 5
+_LATER_EVENT_COLUMNS = ("mo_fingerprint", "alphabet", "operator", "reason")  # migrations 3, 5, 6
 BLOCK_COLUMNS: tuple[str, ...] = ("number", "counterpart", "scope", "kind", "source", "created_at")
 PAGE_SIZE = 20_000
 MAX_DIGITS = 18  # a mobile as an unsigned 64-bit integer, with room to spare
@@ -38,6 +38,10 @@ _MIGRATION_4 = (  # cluster heartbeats: one row per running gateway (times on th
 )
 _MIGRATION_5 = (  # which reading of data_coding 0 a keyword matched under (optout.smsc_default_alphabets)
     "ALTER TABLE events ADD COLUMN alphabet TEXT NOT NULL DEFAULT ''",
+)
+_MIGRATION_6 = (  # who made an operator change and why (CLI --operator/--reason, the admin API)
+    "ALTER TABLE events ADD COLUMN operator TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE events ADD COLUMN reason TEXT NOT NULL DEFAULT ''",
 )
 
 
@@ -82,6 +86,7 @@ SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _MIGRATION_3,
     _MIGRATION_4,
     _MIGRATION_5,
+    _MIGRATION_6,
 )
 
 POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -118,6 +123,7 @@ BEGIN RAISE EXCEPTION 'events are append-only'; END $$""",
     tuple(statement.replace("TEXT", "text") for statement in _MIGRATION_3),
     tuple(s.replace("TEXT", "text").replace("REAL", "double precision") for s in _MIGRATION_4),
     tuple(statement.replace("TEXT", "text") for statement in _MIGRATION_5),
+    tuple(statement.replace("TEXT", "text") for statement in _MIGRATION_6),
 )
 
 OUTBOX_COLUMNS = "id, account, raw, enqueued_at, expires_at, attempts"

@@ -20,6 +20,7 @@ from gateway.store.base import (
     AuditEvent,
     Block,
     BlockChange,
+    BlockFilter,
     BlockKey,
     Heartbeat,
     InstanceRow,
@@ -179,11 +180,14 @@ class SqliteStore(SqliteOutbox, OperatorMixin):
         return schema.block_from_row(rows[0]) if rows else None
 
     async def list_blocks(
-        self, limit: int = 100, offset: int = 0, number: str | None = None
+        self, limit: int = 100, offset: int = 0, number: str | None = None, *,
+        where: BlockFilter | None = None,
     ) -> list[Block]:
-        where, params = ("WHERE number = ?", [number]) if number is not None else ("", [])
+        conditions, params = (where or BlockFilter()).sql(lambda: "?")
+        if number is not None:
+            conditions, params = f" AND number = ?{conditions}", [number, *params]
         rows = await self._query(
-            f"{_BLOCKS_SELECT} {where} ORDER BY number, counterpart, scope LIMIT ? OFFSET ?",
+            f"{_BLOCKS_SELECT} WHERE 1 = 1{conditions} ORDER BY number, counterpart, scope LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
         return [schema.block_from_row(r) for r in rows]

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.errors import StoreError
 from gateway.store import open_store
-from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey, Store
+from gateway.store.base import AuditEvent, Block, BlockChange, BlockFilter, BlockKey, Store
 from gateway.store.index import BlockIndex
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
@@ -239,6 +239,25 @@ async def test_receipt_routes_upsert_get_expire(store: Store) -> None:
     assert await store.get_receipt_route("nope") is None
     assert await store.purge_receipt_routes(time.time()) == 1
     assert await store.purge_receipt_routes(later) == 2
+
+
+async def test_list_blocks_filters_and_keyset_cursor(store: Store) -> None:
+    blocks = [block(key(f"+1415555{i:04d}", "acme", "account"), "admin", "import") for i in range(4)]
+    blocks += [block(key("+14155550002", LONG_CODE)), block(key("+14155550002", "", "global"), "carrier")]
+    await store.import_blocks(blocks)
+    ordered = await store.list_blocks()
+    assert len(ordered) == 6
+    assert await store.list_blocks(where=BlockFilter(scope="account")) == blocks[:4]
+    assert await store.list_blocks(where=BlockFilter(kind="carrier")) == [blocks[5]]
+    assert await store.list_blocks(where=BlockFilter(counterparts=(LONG_CODE, ""))) == [blocks[5], blocks[4]]
+    assert await store.list_blocks(where=BlockFilter(counterparts=())) == []
+    assert await store.list_blocks(number="+14155550002", where=BlockFilter(scope="global")) == [blocks[5]]
+    pages, after = [], None
+    while page := await store.list_blocks(limit=4, where=BlockFilter(after=after)):
+        pages.append(page)
+        after = page[-1].key
+    assert [len(p) for p in pages] == [4, 2] and [b for p in pages for b in p] == ordered
+    assert await store.list_blocks(where=BlockFilter(scope="account", after=blocks[1].key)) == blocks[2:4]
 
 
 async def test_import_list_count_and_remove_block(store: Store) -> None:

@@ -41,3 +41,9 @@ def test_empty_period() -> None:
     s = summarise([], 0.0, 1.0)
     assert s.lines()[2] == "stop confirmations sent: 0, no confirmation sent; without one: 0"
     assert s.as_dict()["confirmation_median_seconds"] is None
+
+
+def test_an_optout_from_another_channel_reviews_a_possible_optout() -> None:
+    events = [_e(1, 10.0, "possible_optout", A), _e(2, 11.0, "possible_optout", B),
+              _e(3, 12.0, "optout", A, source="voice", block_state="blocked", counterpart="")]
+    assert summarise(events, 0.0, 60.0).unreviewed == 1  # B's; A's was followed by the voice opt-out

@@ -1,5 +1,8 @@
 """Operator commands: `gateway blocks ...`, `gateway events ...`, `gateway migrate`.
 
+The console side of the operator surface: the operations themselves live in operations.py
+(shared with the HTTP API); these format their results as text and CSV.
+
 Each command is a coroutine over an opened Store, writing to the given streams, so
 tests can drive it on any backend; `run()` opens the store from the settings for the
 console script. Changes go through store.record() with an audit event, so running
@@ -16,24 +19,23 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, Any, TextIO
 
+from gateway.admin import operations as ops
 from gateway.admin_files import ExportFile, export_target
 from gateway.admin_import import ImportReport, import_blocks, open_input
 from gateway.admin_rows import (
     HEADER,
     CsvWriter,
     InputError,
-    NumberCheck,
     RowDefaults,
     RowError,
     block_csv_row,
-    block_key,
     csv_number,
     csv_text,
     iso,
     parse_time,
 )
 from gateway.store import open_store
-from gateway.store.base import ALL_KINDS, AuditEvent, Block, BlockChange, Store
+from gateway.store.base import AuditEvent, Store
 
 __all__ = ["InputError", "run"]
 
@@ -49,10 +51,9 @@ Command = Callable[[Store], Awaitable[int]]
 async def blocks_list(store: Store, *, number: str | None = None, limit: int = 100,
                       offset: int = 0, fmt: str = "table", region: str = "US",
                       out: TextIO = sys.stdout) -> int:
-    if number is not None:
-        number = _number(number, region)
-    blocks = await store.list_blocks(limit=limit, offset=offset, number=number)
-    rows = [block_csv_row(b) for b in blocks]
+    query = ops.BlockQuery(number=number, limit=limit, offset=offset)
+    page = await ops.list_blocks(store, ops.Site(region), query)
+    rows = [block_csv_row(b) for b in page.blocks]
     if fmt == "csv":
         writer = CsvWriter(out)
         writer.writerow(HEADER)
@@ -65,57 +66,37 @@ async def blocks_list(store: Store, *, number: str | None = None, limit: int = 1
 
 
 def _number(raw: str, region: str) -> str:
-    try:
-        return NumberCheck(region)(raw.strip(), "number")
-    except RowError as exc:
-        raise InputError(str(exc)) from None
-
-
-def _key_args(number: str, counterpart: str, scope: str, region: str) -> Any:
-    try:
-        return block_key(NumberCheck(region), number.strip(), counterpart.strip(), scope)
-    except RowError as exc:
-        raise InputError(str(exc)) from None
-
-
-def _describe(block_number: str, counterpart: str, scope: str) -> str:
-    where = f" for {counterpart}" if counterpart else ""
-    return f"{block_number} (scope {scope}{where})"
+    return ops.number(raw, ops.Site(region))
 
 
 async def blocks_add(store: Store, number: str, *, counterpart: str = "", scope: str = "number",
-                     kind: str = "admin", region: str = "US", out: TextIO = sys.stdout) -> int:
-    key = _key_args(number, counterpart, scope, region)
-    now = time.time()
-    event = AuditEvent(at=now, op="admin_add", source="operator")
-    _, changed = await store.record(event, BlockChange("add", Block(key, kind, "operator", now)))
-    what = _describe(key.number, key.counterpart, scope)
-    if changed:
+                     kind: str = "admin", region: str = "US", out: TextIO = sys.stdout,
+                     actor: ops.Actor = ops.NOBODY) -> int:
+    site = ops.Site(region)
+    key = ops.key(number, counterpart, scope, site)
+    done = await ops.add_block(store, site, key, kind, actor)
+    what = ops.describe(key)
+    if done.changed:
         print(f"blocked {what}, kind {kind}", file=out)
     else:
-        existing = await store.get_block(key)
-        found = existing.kind if existing else "unknown"
+        found = done.block.kind if done.block else "unknown"
         print(f"already blocked {what}, kind {found}: unchanged", file=out)
     return 0
 
 
 async def blocks_remove(store: Store, number: str, *, counterpart: str = "", scope: str = "number",
-                        kind: str | None = None, region: str = "US", out: TextIO = sys.stdout) -> int:
-    key = _key_args(number, counterpart, scope, region)
-    now = time.time()
-    lift = (kind,) if kind else ALL_KINDS
-    event = AuditEvent(at=now, op="admin_remove", source="operator")
-    change = BlockChange("remove", Block(key, kind or "admin", "operator", now), lift)
-    _, changed = await store.record(event, change)
-    what = _describe(key.number, key.counterpart, scope)
-    if changed:
+                        kind: str | None = None, region: str = "US", out: TextIO = sys.stdout,
+                        actor: ops.Actor = ops.NOBODY) -> int:
+    site = ops.Site(region)
+    key = ops.key(number, counterpart, scope, site)
+    done = await ops.remove_block(store, site, key, kind, actor)
+    what = ops.describe(key)
+    if done.changed:
         print(f"lifted {what}", file=out)
-        return 0
-    existing = await store.get_block(key)
-    if existing is None:
+    elif done.block is None:
         print(f"not blocked: {what}", file=out)
     else:
-        print(f"not lifted: {what} is kind {existing.kind}, not {kind}", file=out)
+        print(f"not lifted: {what} is kind {done.block.kind}, not {kind}", file=out)
     return 0
 
 
@@ -162,7 +143,7 @@ async def _number_export(store: Store, number: str, since: float, until: float, 
                          err: TextIO) -> int:
     from gateway.evidence import refusal_lines
 
-    events = [e for e in await store.events_of(number) if since <= e.at < until]
+    _, events = await ops.number_events(store, ops.Site(), number, since, until)
 
     async def listed() -> AsyncIterator[AuditEvent]:
         for event in events:
@@ -265,10 +246,11 @@ def _blocks_command(args: argparse.Namespace, settings: Any) -> Command:
                                      fmt=args.format, region=region)
     if sub == "add":
         return lambda s: blocks_add(s, args.number, counterpart=args.counterpart or "",
-                                    scope=scope, kind=args.kind or "admin", region=region)
+                                    scope=scope, kind=args.kind or "admin", region=region,
+                                    actor=_actor(args))
     if sub == "remove":
         return lambda s: blocks_remove(s, args.number, counterpart=args.counterpart or "",
-                                       scope=scope, kind=args.kind, region=region)
+                                       scope=scope, kind=args.kind, region=region, actor=_actor(args))
     if sub == "export":
         return lambda s: _to_file(args.file, args.force, s, lambda out: blocks_export(s, out))
     source = open_input(args.file)
@@ -282,6 +264,19 @@ def _blocks_command(args: argparse.Namespace, settings: Any) -> Command:
         return code
 
     return run_import
+
+
+def _actor(args: argparse.Namespace) -> ops.Actor:
+    """--operator (default: the login name) and --reason, for the audit event."""
+    operator = args.operator
+    if operator is None:
+        import getpass
+
+        try:
+            operator = getpass.getuser()
+        except (OSError, KeyError):
+            operator = ""
+    return ops.Actor(operator, args.reason or "")
 
 
 async def _to_file(path: str | None, force: bool, store: Store,
