@@ -275,8 +275,19 @@ async def wait_for_signal() -> None:
     await stop.wait()
 
 
-def handle_sighup(gateway: Gateway) -> None:
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, gateway.reload)
+def handle_sighup(gateway: Gateway, notifier: sdnotify.Notifier | None = None) -> None:
+    """SIGHUP reloads; under systemd the reload is announced (RELOADING=1, then READY=1 again)."""
+    if notifier is None or not notifier.enabled:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, gateway.reload)
+        return
+
+    def reload() -> None:
+        notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        result = gateway.reload()
+        lines = ["READY=1"] if gateway.ready() else []  # never READY before the first readiness
+        notifier.notify(*lines, f"STATUS=reload {'applied' if result else 'failed: nothing changed'}")
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
 
 
 async def run(settings: Settings, pid_file: Path | None = None, **kw: Any) -> int:
@@ -284,7 +295,7 @@ async def run(settings: Settings, pid_file: Path | None = None, **kw: Any) -> in
     gateway = Gateway(settings, **kw)
     notifier = sdnotify.Notifier.from_environment()  # systemd Type=notify; no-op elsewhere
     await gateway.start()
-    handle_sighup(gateway)
+    handle_sighup(gateway, notifier)
     watch = sdnotify.start(notifier, gateway.ready, gateway.status_line)
     if pid_file is not None:
         try:

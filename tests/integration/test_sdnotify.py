@@ -78,9 +78,14 @@ async def test_ready_watchdog_stopping(notify_socket: tuple[str, socket.socket],
             assert sim.bound_count == 1
             assert messages.seen[ready_at + 1] == "STATUS=ready: 1 carrier session(s) bound"
             await messages.until("WATCHDOG=1", after=ready_at)
+            proc.send_signal(signal.SIGHUP)  # systemctl reload: announced, then ready again
+            reloading = await messages.until("RELOADING=1", after=ready_at)
+            assert messages.seen[reloading + 1].startswith("MONOTONIC_USEC=")
+            again = await messages.until("READY=1", after=reloading)
+            assert messages.seen[again + 1] == "STATUS=reload applied"
             proc.send_signal(signal.SIGTERM)
-            stopping = await messages.until("STOPPING=1", after=ready_at)
-            assert messages.seen.count("READY=1") == 1
+            stopping = await messages.until("STOPPING=1", after=again)
+            assert messages.seen.count("READY=1") == 2
             assert proc.stderr is not None
             _, err = await asyncio.wait_for(proc.communicate(), 20)
             assert proc.returncode == 0, err.decode()[-2000:]
