@@ -326,20 +326,6 @@ def with_schedule(raw: bytes, span: tuple[int, int], stamp: bytes) -> bytes:
     return length.to_bytes(4, "big") + raw[4:start] + stamp + raw[end:]
 
 
-def defer_raw(raw: bytes, hold: float, stamp: bytes = b"") -> bytes | None:
-    """raw with schedule_delivery_time set to hold (stamp: hold already formatted), every other byte
-    as it was; raw itself when the application already scheduled it at or after hold; None when the
-    body cannot be read."""
-    span = schedule_span(raw)
-    if span is None:
-        return None
-    if span[1] > span[0]:
-        current = parse_absolute(raw[span[0]:span[1]])
-        if current is not None and current >= hold:
-            return raw
-    return with_schedule(raw, span, stamp or smpp_absolute(hold))
-
-
 def program_enforcer(policy: OptoutPolicy, count: Callable[[EsmeSession, str], None]) -> ProgramEnforcer | None:
     """The per-program step for policy's accounts, None when no account declares programs."""
     accounts = index_programs([state.config for state in policy.proxy.accounts.values()])
