@@ -131,14 +131,14 @@ class OptoutPolicy:
         mobile = "+" + digits
         toll_free = business.startswith("+") and is_toll_free(business, self.toll_free_extra)
         has_sar = sar_is_segment(sm.tlvs.get(P.TAG_SAR_TOTAL_SEGMENTS))
-        readings = decode_readings(sm.data_coding, sm.esm_class, sm.payload, self.alphabets, has_sar)
-        alphabet, decoded = best_reading(readings, self.table, region_of(mobile), toll_free) if len(
-            readings) > 1 else readings[0]
         # scope account: the block belongs to the account owning the number; a number nobody owns
         # keys as itself (scope number), so every account sending from it is refused
         owner = proxy.number_owner.get(business)
         state = proxy.accounts[owner] if owner is not None else proxy.account_for(sm.destination)
         account = owner or ""
+        readings = decode_readings(sm.data_coding, sm.esm_class, sm.payload, self.alphabets, has_sar)
+        alphabet, decoded = best_reading(readings, self.table, region_of(mobile), toll_free,
+                                         self._program_op(account)) if len(readings) > 1 else readings[0]
         keys = self._keys(mobile, business, account)
         program = None if decoded.is_segment else self._program_match(decoded.text, account)
         if program is not None:
@@ -146,6 +146,17 @@ class OptoutPolicy:
         return MoInput(link, pdu, sm, decoded.text, decoded.is_segment, mobile, business, state, toll_free,
                        can_receive_reply(sm.source.ton, sm.source.addr), keys,
                        mo_fingerprint(decoded.text, sm.payload), alphabet if len(readings) > 1 else "", program)
+
+    def _program_op(self, account: str) -> Callable[[str], str | None] | None:
+        """For best_reading: the op of a program keyword of account, None when it has none."""
+        if not self.program_keywords or account not in self.account_programs:
+            return None
+
+        def op(text: str) -> str | None:
+            match = self._program_match(text, account)
+            return None if match is None else match.op
+
+        return op
 
     def _program_match(self, text: str | None, account: str) -> ProgramMatch | None:
         """A program keyword of the account owning the texted number (compliance: programs)."""
