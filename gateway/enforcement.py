@@ -90,7 +90,7 @@ class MtEnforcer:
         self.tally = RefusalTally()
         self._queued: dict[str, int] = {}  # rejected receipts this gateway put in the outbox, per account
         self._gateway_ids = 0
-        self.programs = program_enforcer(policy, self._count)  # None: no account declares programs
+        self.programs = program_enforcer(policy, self._count_for)  # None: no account declares programs
 
     # --- the check -----------------------------------------------------------------
     def check(self, esme: EsmeSession, pdu: P.Pdu, scan: F.MtScan | None) -> MtVerdict | None:
@@ -111,7 +111,8 @@ class MtEnforcer:
             reason = self.block_reason(mobile, origin, esme.system_id, pdu.raw)
             if reason is not None:
                 return self._refuse_blocked(esme, pdu, dst_addr, reason, mobile)
-        return None if self.programs is None else self.programs.check(esme, pdu, mobile, origin, dst_ton, dst_addr)
+        return None if self.programs is None else self.programs.check(esme, pdu, mobile, origin, dst_ton, dst_addr,
+                                                                      len(src_addr))
 
     def block_reason(self, mobile: int, origin: str, system_id: str, raw: bytes = b"") -> str | None:
         """A blocked destination (cold path): "blocked", or "deactivated" when only its ended consent
@@ -211,8 +212,11 @@ class MtEnforcer:
             self.p.refusals.note(mobile, reason, esme.system_id)
 
     def _count(self, esme: EsmeSession, reason: str, n: int = 1) -> None:
+        self._count_for(esme.system_id, reason, n)
+
+    def _count_for(self, system_id: str, reason: str, n: int) -> None:
         self._counters[reason].inc(n)
-        if self.tally.add(esme.system_id, reason, n):
+        if self.tally.add(system_id, reason, n):
             asyncio.get_running_loop().call_later(LOG_INTERVAL, self.flush_log)
 
     def _detail(self, esme: EsmeSession, reason: str, command: str, addr: bytes) -> None:

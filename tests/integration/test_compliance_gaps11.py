@@ -9,8 +9,10 @@ from typing import Any
 from gateway.simulator import Simulator
 from gateway.smpp import status as st
 from tests.integration.conftest import GatewayFactory
+from tests.integration.test_compliance import _refused, _until
 from tests.integration.test_compliance_programs import ALERTS, MOBILE, PROMO, start
-from tests.integration.test_mt_enforcement import bound, submit_sm
+from tests.integration.test_mt_enforcement import bound, mts_at_carrier, submit_multi, submit_sm
+from tests.integration.test_quiet_review11 import schedule_of, scheduled
 
 UNDERSCORE = {"keywords": [{"program": "promo", "stop": ["PROMO_OFF"], "start": ["PROMO_ON"]}]}
 
@@ -31,4 +33,31 @@ async def test_program_keyword_counts_under_any_alphabet(make_gateway: GatewayFa
     assert [(e.account, e.alphabet) for e in stops] == [("acme/promo", "ascii")]
     assert (await app.request(submit_sm(MOBILE, src=PROMO))).command_status == st.ESME_RINVDSTADR
     assert (await app.request(submit_sm(MOBILE, src=ALERTS))).command_status == 0
+    await app.close()
+
+
+SG = "6581234567"  # TON 0: +16581234567 (Jamaica, by its length) or Singapore +6581234567
+
+
+async def test_quiet_hours_under_both_readings_reject(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    """20:00 UTC: 15:00 in Jamaica (open), 04:00 in Singapore (closed): the ambiguous destination
+    takes the window open under both readings; written as international, only its own."""
+    gateway = await start(make_gateway, quiet="reject")
+    app = await bound(gateway)
+    assert (await app.request(submit_sm(SG, dst_ton=0, src=PROMO))).command_status == 0x45
+    assert (await app.request(submit_multi([(SG, 0)], src=PROMO))).command_status == 0x45
+    assert (await app.request(submit_sm(f"1{SG}", src=PROMO))).command_status == 0  # TON 1: Jamaica alone
+    assert (await app.request(submit_sm(SG, dst_ton=0, src=ALERTS))).command_status == 0  # transactional
+    await app.close()
+
+
+async def test_quiet_hours_under_both_readings_defer(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    gateway = await start(make_gateway, quiet="defer")
+    app = await bound(gateway)
+    assert (await app.request(submit_sm(SG, dst_ton=0, src=PROMO))).command_status == 0
+    assert schedule_of(mts_at_carrier(sim)[-1].raw, PROMO, SG) == b"261202000000000+"  # 08:00 in Singapore
+    assert (await app.request(scheduled(SG, PROMO, b"261201210000000+", dst_ton=0))).command_status == 0
+    assert schedule_of(mts_at_carrier(sim)[-1].raw, PROMO, SG) == b"261202000000000+"  # asked at 05:00 SGT
+    await _until(lambda: _refused(gateway, "quiet_hours_deferred") == 2)  # counted, once per loop turn
+    assert _refused(gateway, "quiet_hours") == 0
     await app.close()
