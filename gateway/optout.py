@@ -43,8 +43,8 @@ from gateway.policy.readings import best_reading, decode_readings
 from gateway.policy.settings import OptoutSettings
 from gateway.policy.text import sar_is_segment
 from gateway.program_mo import (
-    Clarifications,
     clarify_decision,
+    clarify_open,
     program_decision,
     revoke_all_targets,
 )
@@ -85,7 +85,6 @@ class OptoutPolicy:
         self.refusals = RefusalLog()  # MT refused for a block, per mobile: flushed in batches (app)
         self.clock: Callable[[], float] = time.time  # revoke-all's date and quiet hours (tests inject)
         self.program_keywords = ProgramKeywordTable(settings.programs.keywords)
-        self.clarifications = Clarifications()
         self.account_programs = {s.config.system_id: frozenset(p.name for p in s.config.programs)
                                  for s in proxy.accounts.values() if s.config.programs}
         self.account_unassigned = {s.config.system_id: unassigned_numbers(s.config)
@@ -163,19 +162,20 @@ class OptoutPolicy:
         programs = self.account_programs.get(account) if self.program_keywords else None
         return None if programs is None else self.program_keywords.classify(text, programs)
 
-    def decide(self, mo: MoInput, kind_of: Callable[[BlockKey], str | None]) -> tuple[MoDecision, MoContext,
-                                                                                    list[BlockKey]]:
+    def decide(self, mo: MoInput, kind_of: Callable[[BlockKey], str | None],
+               clarify_at: float = 0.0) -> tuple[MoDecision, MoContext, list[BlockKey]]:
         """The decision for mo against blocks as kind_of tells them (the index, or the store's
-        state in MoJob), with the keys it writes."""
+        state in MoJob), with the keys it writes; clarify_at: when the pair's pending revoke-all
+        clarification was offered (PairState.clarify_at, 0.0 none)."""
         if mo.program is not None:
-            return self._admin_applied(mo, *self._program_decision(mo, kind_of), kind_of)
+            return self._admin_applied(mo, *self._program_decision(mo, kind_of, clarify_at), kind_of)
         ctx = MoContext(mo.mobile, mo.business, toll_free=mo.toll_free, block=_strongest(mo.keys, kind_of),
                         can_reply=mo.can_reply, epoch=any(kind_of(k) == "deactivated" for k in mo.keys.values()))
         decision = decide_mo(mo.text, mo.is_segment, ctx, self.table, self.o)
         targets = self._targets(decision, mo.keys, kind_of)
         admin = any(kind_of(k) == "admin" for k in mo.keys.values())
-        if len(targets) > 1 and decision.block_action == "add" and decision.reply and self._offers_choice():
-            decision = replace(decision, reply=self.o.revoke_all.clarify_reply)  # revoke-all: offer the choice
+        if decision.block_action == "add" and decision.reply and self._offers_choice(targets):
+            decision = replace(decision, reply=self.o.revoke_all.clarify_reply, offers_clarification=True)
         if decision.block_action == "remove" and admin:
             decision = replace(decision, reply=None)  # still blocked by an operator: no "resubscribed"
         if admin and self.o.admin_block_drops_mo and not mo.toll_free:
@@ -194,22 +194,23 @@ class OptoutPolicy:
             decision = admin_dropped(decision)
         return decision, ctx, targets
 
-    def _program_decision(self, mo: MoInput, kind_of: Callable[[BlockKey], str | None]) -> tuple[
+    def _program_decision(self, mo: MoInput, kind_of: Callable[[BlockKey], str | None], clarify_at: float) -> tuple[
             MoDecision, MoContext, list[BlockKey]]:
         """A program keyword; the one clarification of a revoke-all STOP when it answers one."""
         revoke = self.o.revoke_all
-        if revoke.clarify_reply and self.clarifications.open(mo.mobile, mo.account, self.clock(),
-                                                              revoke.clarify_window):
+        if revoke.clarify_reply and clarify_open(clarify_at, self.clock(), revoke.clarify_window):
             programs = self.account_programs.get(mo.account, frozenset())
             found = clarify_decision(mo, programs, self.account_unassigned.get(mo.account, frozenset()), kind_of)
             if found is not None:
                 return found
         return program_decision(mo, kind_of)
 
-    def _offers_choice(self) -> bool:
-        """Revoke-all's one clarification is offered: never under scope global, whose block
-        stops every sender (the clarification lifts nothing outside the account)."""
-        return bool(self.o.revoke_all.clarify_reply) and self.scope != "global"
+    def _offers_choice(self, targets: list[BlockKey]) -> bool:
+        """Revoke-all's one clarification is offered: a STOP that revoked the whole account (revoke-all
+        in force, or scope account), never under scope global, whose one block stops every sender
+        of every account (see program_mo)."""
+        return (bool(self.o.revoke_all.clarify_reply) and self.scope != "global"
+                and any(k.scope == "account" for k in targets) and self.o.revoke_all.on(self.clock()))
 
     def _business(self, address: F.Address) -> str | None:
         """The number the mobile texted, keyed by the very function MT source_addr goes through
@@ -236,10 +237,7 @@ class OptoutPolicy:
             if decision.block_kind == "carrier":
                 return [keys["number"]]
             key = keys.get(self.scope, keys["number"])
-            targets = revoke_all_targets(key, keys, decision, self.o.revoke_all.on(self.clock()))
-            if len(targets) > 1 and self._offers_choice():  # the confirmation offers the choice
-                self.clarifications.note(key.number, targets[-1].counterpart, self.clock())
-            return targets
+            return revoke_all_targets(key, keys, decision, self.o.revoke_all.on(self.clock()))
         if decision.block_action == "remove":
             return [k for k in keys.values() if kind_of(k) in decision.lift_kinds]
         return []

@@ -29,7 +29,7 @@ from gateway.policy.decide import (
 )
 from gateway.policy.program_keywords import ProgramMatch
 from gateway.policy.text import encode_reply, segment
-from gateway.program_mo import clarify_changes
+from gateway.program_mo import clarification_write, clarify_changes
 from gateway.proxy import OWN, AccountState, CarrierLink, Proxy
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
@@ -151,14 +151,14 @@ class MoJob:
             return
         for _ in range(MAX_ATTEMPTS):
             state = await p.store.pair_state(mo.mobile, mo.business, list(mo.keys.values()))
-            self.d, self.ctx, targets = p.decide(mo, state.kind_of)
+            self.d, self.ctx, targets = p.decide(mo, state.kind_of, state.clarify_at)
             self.key = targets[0] if targets else self.key
             if not self.d.record or self._redelivered(state):
                 self._deliver(mo.pdu.raw)  # as any MO: no event, no reply
                 return
             items = [self._item(change) for change in self._changes(targets)]
             started = time.perf_counter()
-            results = await p.store.record_mo(items, state)
+            results = await p.store.record_mo(items, state, clarification_write(self.d, mo.keys, p.clock()))
             p.metrics.store_latency.observe(time.perf_counter() - started)
             if results is not None:
                 self._applied(items, results)

@@ -39,6 +39,28 @@ _MIGRATION_4 = (  # cluster heartbeats: one row per running gateway (times on th
 _MIGRATION_5 = (  # which reading of data_coding 0 a keyword matched under (optout.smsc_default_alphabets)
     "ALTER TABLE events ADD COLUMN alphabet TEXT NOT NULL DEFAULT ''",
 )
+_MIGRATION_6 = (  # revoke-all's pending clarifications: (mobile, account) -> when its STOP offered one
+    """CREATE TABLE clarifications (
+    number TEXT NOT NULL, account TEXT NOT NULL, offered_at REAL NOT NULL,
+    PRIMARY KEY (number, account))""",
+    "CREATE INDEX clarifications_offered ON clarifications (offered_at)",
+)
+
+
+def clarify_sql(mark: Callable[[int], str]) -> tuple[str, str, str, str]:
+    """(read, offer, consume, purge) statements of the clarifications table."""
+    return (
+        f"SELECT offered_at FROM clarifications WHERE number = {mark(1)} AND account = {mark(2)}",
+        f"INSERT INTO clarifications (number, account, offered_at) VALUES ({mark(1)}, {mark(2)}, {mark(3)}) "
+        "ON CONFLICT (number, account) DO UPDATE SET offered_at = excluded.offered_at",
+        f"DELETE FROM clarifications WHERE number = {mark(1)} AND account = {mark(2)}",
+        f"DELETE FROM clarifications WHERE offered_at < {mark(1)}",
+    )
+
+
+def account_of(keys: Sequence[BlockKey]) -> str | None:
+    """The account of the asked account-scope key (whose clarification pair_state reads)."""
+    return next((k.counterpart for k in keys if k.scope == "account"), None)
 
 
 def pair_last_sql(mark: Callable[[int], str]) -> str:
@@ -82,6 +104,7 @@ SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _MIGRATION_3,
     _MIGRATION_4,
     _MIGRATION_5,
+    _MIGRATION_6,
 )
 
 POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -118,6 +141,7 @@ BEGIN RAISE EXCEPTION 'events are append-only'; END $$""",
     tuple(statement.replace("TEXT", "text") for statement in _MIGRATION_3),
     tuple(s.replace("TEXT", "text").replace("REAL", "double precision") for s in _MIGRATION_4),
     tuple(statement.replace("TEXT", "text") for statement in _MIGRATION_5),
+    tuple(s.replace("TEXT", "text").replace("REAL", "double precision") for s in _MIGRATION_6),
 )
 
 OUTBOX_COLUMNS = "id, account, raw, enqueued_at, expires_at, attempts"

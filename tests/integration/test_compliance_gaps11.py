@@ -7,12 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.simulator import Simulator
+from gateway.smpp import pdu as P
 from gateway.smpp import status as st
+from tests.integration import test_compliance_review11 as R
 from tests.integration.conftest import GatewayFactory
 from tests.integration.test_compliance import _refused, _until
-from tests.integration.test_compliance_programs import ALERTS, MOBILE, PROMO, start
+from tests.integration.test_compliance_programs import ALERTS, MOBILE, PROMO, mo, start
 from tests.integration.test_mt_enforcement import bound, mts_at_carrier, submit_multi, submit_sm
 from tests.integration.test_quiet_review11 import schedule_of, scheduled
+from tests.integration.test_shared_store import pg_url  # noqa: F401  (the fixture)
 
 UNDERSCORE = {"keywords": [{"program": "promo", "stop": ["PROMO_OFF"], "start": ["PROMO_ON"]}]}
 
@@ -60,4 +63,73 @@ async def test_quiet_hours_under_both_readings_defer(make_gateway: GatewayFactor
     assert schedule_of(mts_at_carrier(sim)[-1].raw, PROMO, SG) == b"261202000000000+"  # asked at 05:00 SGT
     await _until(lambda: _refused(gateway, "quiet_hours_deferred") == 2)  # counted, once per loop turn
     assert _refused(gateway, "quiet_hours") == 0
+    await app.close()
+
+
+# -- revoke-all's clarification: durable, and under each scope -----------------------------------
+
+
+async def _acme(make_gateway: GatewayFactory, **db: Any) -> Any:
+    g = await make_gateway(accounts=R.accounts(), optout={"programs": R.KEYWORDS,
+                                                          "revoke_all": {"clarify_reply": R.CLARIFY}}, **db)
+    assert g.optout is not None
+    g.optout.clock = lambda: R.ON
+    return g
+
+
+async def _offer_then_answer_elsewhere(make_gateway: GatewayFactory, sim: Simulator, **db: Any) -> Any:
+    """STOP through one gateway, which then stops; the answer reaches a fresh one on the same store."""
+    first = await _acme(make_gateway, **db)
+    app = await bound(first)
+    await mo(sim, app, R.MOBILE, R.B, "STOP")
+    await sim.wait_for(lambda p: p.command_id == P.SUBMIT_SM and b"Reply ALERTS" in p.raw)
+    await app.close()
+    await first.stop()
+    second = await _acme(make_gateway, **db)
+    assert second.optout is not None
+    second.optout.clock = lambda: R.ON + 240  # within the 5 minutes
+    app = await bound(second)
+    assert [await R.status(app, n) for n in (R.A, R.B, R.C)] == [st.ESME_RINVDSTADR] * 3  # until it answers
+    await mo(sim, app, R.MOBILE, R.B, "ALERTS")
+    assert [await R.status(app, n) for n in (R.A, R.B, R.C)] == [0, st.ESME_RINVDSTADR, st.ESME_RINVDSTADR]
+    assert [e.rule for e in await _events(second, "clarify")][:1] == ["clarify:alerts:ALERTS"]
+    await mo(sim, app, R.MOBILE, R.B, "STOP")  # a new STOP offers a new choice; a late answer is ordinary
+    second.optout.clock = lambda: R.ON + 600
+    await mo(sim, app, R.MOBILE, R.B, "ALERTS")
+    assert await R.status(app, R.A) == st.ESME_RINVDSTADR
+    await app.close()
+    return second
+
+
+async def test_clarification_survives_a_restart(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    await _offer_then_answer_elsewhere(make_gateway, sim)
+
+
+async def test_clarification_honoured_by_another_gateway_on_postgres(make_gateway: GatewayFactory, sim: Simulator,
+                                                                    pg_url: str) -> None:
+    await _offer_then_answer_elsewhere(make_gateway, sim, database_url=pg_url)
+
+
+async def test_clarification_offered_under_scope_account(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    """Scope account: the STOP's own block is the account's; its confirmation offers the choice too."""
+    g = await R._gateway(make_gateway, scope="account", revoke_all={"clarify_reply": R.CLARIFY})
+    app = await bound(g)
+    await mo(sim, app, R.MOBILE, R.B, "STOP")
+    await sim.wait_for(lambda p: p.command_id == P.SUBMIT_SM and b"Reply ALERTS" in p.raw)
+    assert [await R.status(app, n) for n in (R.A, R.B, R.C)] == [st.ESME_RINVDSTADR] * 3
+    await mo(sim, app, R.MOBILE, R.B, "ALERTS")
+    assert [await R.status(app, n) for n in (R.A, R.B, R.C)] == [0, st.ESME_RINVDSTADR, st.ESME_RINVDSTADR]
+    await app.close()
+
+
+async def test_no_clarification_before_revoke_all_is_in_force(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    """Scope account before the effective date: the ordinary STOP reply, a later keyword is ordinary."""
+    g = await R._gateway(make_gateway, scope="account", revoke_all={"clarify_reply": R.CLARIFY,
+                                                                    "effective": "2027-06-01"})
+    app = await bound(g)
+    await mo(sim, app, R.MOBILE, R.B, "STOP")
+    reply = await sim.wait_for(lambda p: p.command_id == P.SUBMIT_SM and R.MOBILE.encode() in p.raw)
+    assert b"Reply ALERTS" not in reply.raw
+    await mo(sim, app, R.MOBILE, R.B, "ALERTS")
+    assert await R.status(app, R.A) == st.ESME_RINVDSTADR
     await app.close()
