@@ -235,7 +235,7 @@ class ProgramEnforcer:
             memo = self.cache.memo(mobile, now, other)
         if memo.result is None:
             return None
-        if action == "defer" and start > 0:
+        if action == "defer" and start > 0 and not (raw[start + 1] and expires_by(raw, start + 1, memo.result, now)):
             self._defer_counted(esme.system_id)
             return MtVerdict(raw=_LENGTH(len(raw) + len(memo.stamp)) + raw[4:start] + memo.stamp + raw[start:])
         self._refused(esme, "quiet_hours", key, mobile)
@@ -258,7 +258,7 @@ class ProgramEnforcer:
         hold = self.cache.hold_at(mobile, now if requested is None else max(requested, now), other)
         if hold is None:
             return None
-        if action == "defer" and span[1] > span[0]:
+        if action == "defer" and span[1] > span[0] and not expires_by(raw, span[1] + 1, hold, now):
             self._defer_counted(esme.system_id)
             return MtVerdict(raw=with_schedule(raw, span, smpp_absolute(hold)))
         self._refused(esme, "quiet_hours", key, mobile)
@@ -357,6 +357,16 @@ def parse_relative(value: bytes, now: float) -> float | None:
 def parse_schedule(value: bytes, now: float) -> float | None:
     """schedule_delivery_time (absolute or relative) as unix seconds, None when unreadable."""
     return parse_relative(value, now) if value[15:16] == b"R" else parse_absolute(value)
+
+
+def expires_by(raw: bytes, start: int, hold: float, now: float) -> bool:
+    """The validity_period at start (absolute, or relative to now) ends at or before hold: deferred,
+    the SMSC would let it expire undelivered, so defer refuses it as reject would."""
+    end = raw.find(0, start, start + 17)
+    if end <= start:
+        return False
+    expiry = parse_schedule(raw[start:end], now)
+    return expiry is not None and expiry <= hold
 
 
 def schedule_start(raw: bytes, src_len: int, dst_len: int) -> int:

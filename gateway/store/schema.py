@@ -51,8 +51,8 @@ def clarify_sql(mark: Callable[[int], str]) -> tuple[str, str, str, str]:
     """(read, offer, consume, purge) statements of the clarifications table."""
     return (
         f"SELECT offered_at FROM clarifications WHERE number = {mark(1)} AND account = {mark(2)}",
-        f"INSERT INTO clarifications (number, account, offered_at) VALUES ({mark(1)}, {mark(2)}, {mark(3)}) "
-        "ON CONFLICT (number, account) DO UPDATE SET offered_at = excluded.offered_at",
+        (f"INSERT INTO clarifications (number, account, offered_at) VALUES ({mark(1)}, {mark(2)}, {mark(3)}) "
+         "ON CONFLICT (number, account) DO UPDATE SET offered_at = excluded.offered_at"),
         f"DELETE FROM clarifications WHERE number = {mark(1)} AND account = {mark(2)}",
         f"DELETE FROM clarifications WHERE offered_at < {mark(1)}",
     )

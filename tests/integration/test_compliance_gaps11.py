@@ -4,6 +4,7 @@ injected)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from gateway.simulator import Simulator
@@ -13,9 +14,14 @@ from tests.integration import test_compliance_review11 as R
 from tests.integration.conftest import GatewayFactory
 from tests.integration.test_compliance import _refused, _until
 from tests.integration.test_compliance_programs import ALERTS, MOBILE, PROMO, mo, start
-from tests.integration.test_mt_enforcement import bound, mts_at_carrier, submit_multi, submit_sm
+from tests.integration.test_mt_enforcement import (
+    _addr,
+    bound,
+    mts_at_carrier,
+    submit_multi,
+    submit_sm,
+)
 from tests.integration.test_quiet_review11 import schedule_of, scheduled
-from tests.integration.test_shared_store import pg_url  # noqa: F401  (the fixture)
 
 UNDERSCORE = {"keywords": [{"program": "promo", "stop": ["PROMO_OFF"], "start": ["PROMO_ON"]}]}
 
@@ -132,4 +138,32 @@ async def test_no_clarification_before_revoke_all_is_in_force(make_gateway: Gate
     assert b"Reply ALERTS" not in reply.raw
     await mo(sim, app, R.MOBILE, R.B, "ALERTS")
     assert await R.status(app, R.A) == st.ESME_RINVDSTADR
+    await app.close()
+
+
+def with_validity(dst: str, src: str, schedule: bytes, validity: bytes) -> bytes:
+    body = (b"\x00" + _addr(1, src) + _addr(1, dst) + b"\x00\x00\x00" + schedule + b"\x00" + validity + b"\x00"
+            + b"\x00\x00\x00\x00" + b"\x02hi")
+    return P.encode(P.SUBMIT_SM, 0, 1, body)
+
+
+async def test_defer_never_past_the_validity_period(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    """22:00 PST, held until 08:00: a message valid for 2 hours would expire at the SMSC before it
+    may be sent; refused with quiet_status instead of accepted and silently lost. One valid
+    longer is deferred with its validity_period untouched."""
+    night = dt.datetime(2026, 12, 2, 6, 0, tzinfo=dt.UTC).timestamp()
+    gateway = await start(make_gateway, at=night, quiet="defer")
+    app = await bound(gateway)
+    before = len(mts_at_carrier(sim))
+    for validity in (b"000000020000000R", b"261202080000000+"):  # 2 h relative; 00:00 PST absolute
+        resp = await app.request(with_validity(MOBILE, PROMO, b"", validity))
+        assert resp.command_status == 0x45
+    assert len(mts_at_carrier(sim)) == before
+    raw = with_validity(MOBILE, PROMO, b"", b"000001000000000R")  # a day: deferred
+    assert (await app.request(raw)).command_status == 0
+    sent = mts_at_carrier(sim)[-1].raw
+    assert schedule_of(sent, PROMO, MOBILE) == b"261202160000000+" and b"000001000000000R" in sent
+    scheduled_raw = with_validity(MOBILE, PROMO, b"261202070000000+", b"261202090000000+")  # 23:00-01:00 PST
+    assert (await app.request(scheduled_raw)).command_status == 0x45
+    await _until(lambda: _refused(gateway, "quiet_hours") == 3)
     await app.close()
