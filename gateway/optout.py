@@ -232,11 +232,10 @@ class OptoutPolicy:
     def _targets(self, decision: MoDecision, keys: dict[str, BlockKey],
                  kind_of: Callable[[BlockKey], str | None]) -> list[BlockKey]:
         """Where the decision writes: an add goes to the configured scope (a carrier mirror to the
-        toll-free number itself); a lift takes every liftable block the pair has."""
+        toll-free number itself, and under revoke-all the account's key besides: the network's
+        STOP is the consumer's revocation); a lift takes every liftable block the pair has."""
         if decision.block_action == "add":  # no owning account in scope account: the number's own key
-            if decision.block_kind == "carrier":
-                return [keys["number"]]
-            key = keys.get(self.scope, keys["number"])
+            key = keys["number"] if decision.block_kind == "carrier" else keys.get(self.scope, keys["number"])
             return revoke_all_targets(key, keys, decision, self.o.revoke_all.on(self.clock()))
         if decision.block_action == "remove":
             return [k for k in keys.values() if kind_of(k) in decision.lift_kinds]

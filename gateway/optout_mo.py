@@ -178,8 +178,9 @@ class MoJob:
         d, now = self.d, time.time()
         if d.op == "clarify":  # revoke-all's one clarification: lifts and adds (gateway/program_mo.py)
             return clarify_changes(targets, d.source, now, self.mo.business)
-        if d.block_action == "add":
-            return [BlockChange("add", Block(k, d.block_kind or "optout", d.source, now)) for k in targets]
+        if d.block_action == "add":  # a carrier mirror is the number's; revoke-all's account key is ours
+            return [BlockChange("add", Block(k, d.block_kind if d.block_kind and k.scope == "number" else "optout",
+                                             d.source, now)) for k in targets]
         if d.block_action == "remove":
             return [BlockChange("remove", Block(k, "optout", d.source, now), d.lift_kinds) for k in targets]
         return [None]

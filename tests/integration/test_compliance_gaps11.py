@@ -167,3 +167,26 @@ async def test_defer_never_past_the_validity_period(make_gateway: GatewayFactory
     assert (await app.request(scheduled_raw)).command_status == 0x45
     await _until(lambda: _refused(gateway, "quiet_hours") == 3)
     await app.close()
+
+
+TOLL_FREE = "18005550100"
+
+
+async def test_revoke_all_covers_a_toll_free_stop(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    """The network's STOP on the business's toll-free number is the consumer's revocation too: under
+    revoke-all every number of the business stops (the mirror stays per number, the account's key is
+    the gateway's own opt-out, lifted by a START to any of its numbers)."""
+    accounts = [{"system_id": "acme", "password": "secret", "numbers": [f"+{ALERTS}", f"+{TOLL_FREE}"]}]
+    gateway = await make_gateway(accounts=accounts)
+    assert gateway.optout is not None
+    gateway.optout.clock = lambda: R.ON
+    app = await bound(gateway)
+    assert await sim.inject_mo(MOBILE, TOLL_FREE, "STOP") == 0
+    await _until(lambda: bool(gateway.optout and gateway.optout.index.is_blocked(int(MOBILE), f"+{TOLL_FREE}",
+                                                                                   "acme")))
+    assert (await app.request(submit_sm(MOBILE, src=TOLL_FREE))).command_status == st.ESME_RINVDSTADR
+    assert (await app.request(submit_sm(MOBILE, src=ALERTS))).command_status == st.ESME_RINVDSTADR
+    await mo(sim, app, MOBILE, ALERTS, "START")  # the business's own opt-in: the network's block stays
+    assert (await app.request(submit_sm(MOBILE, src=ALERTS))).command_status == 0
+    assert (await app.request(submit_sm(MOBILE, src=TOLL_FREE))).command_status == st.ESME_RINVDSTADR
+    await app.close()
