@@ -196,13 +196,21 @@ class ProgramEnforcer:
         self.block_status = policy.o.block_status
         self.count = count  # (system_id, reason, n)
         self.marketing: frozenset[str] = frozenset()  # "<account>/<program>" of marketing programs
+        self.deactivated: dict[str, str] = {}  # "<account>/<program>" -> its own deactivated (refuse | allow)
         self._deferred: dict[str, int] = {}  # deferrals per account not yet counted (one loop iteration)
 
-    def marketing_or_unassigned(self, system_id: str, origin: str, raw: bytes) -> bool:
-        """optout.deactivated_action "marketing": does this MT stay refused (cold path)?"""
+    def deactivated_refuses(self, system_id: str, origin: str, raw: bytes, action: str) -> bool:
+        """An MT to a number whose consent epoch ended: refused? Its program's own `deactivated`,
+        else optout.deactivated_action (action; "marketing": refused unless assigned to a program
+        that is not marketing). Cold path: after an index hit."""
         entry = self.accounts.get(system_id)
         found = assign(entry, origin, raw) if entry is not None else None
-        return found is None or found[0] in self.marketing
+        own = self.deactivated.get(found[0]) if found is not None else None
+        if own is not None:
+            return own == "refuse"
+        if action == "marketing":
+            return found is None or found[0] in self.marketing
+        return action != "allow"
 
     def check(self, esme: EsmeSession, pdu: P.Pdu, mobile: int, origin: str, dst_ton: int = 1,
               dst_addr: bytes = b"", src_len: int = -1) -> MtVerdict | None:
@@ -408,6 +416,7 @@ def program_enforcer(policy: OptoutPolicy, count: Callable[[str, str, int], None
     settings = policy.o.programs
     cache = QuietCache(settings.quiet_hours.rules(), settings.quiet_cache_max)
     enforcer = ProgramEnforcer(accounts, policy, cache, count)
-    enforcer.marketing = frozenset(f"{state.config.system_id}/{p.name}" for state in policy.proxy.accounts.values()
-                                   for p in state.config.programs if p.category == "marketing")
+    programs = [(state.config.system_id, p) for state in policy.proxy.accounts.values() for p in state.config.programs]
+    enforcer.marketing = frozenset(f"{sid}/{p.name}" for sid, p in programs if p.category == "marketing")
+    enforcer.deactivated = {f"{sid}/{p.name}": p.deactivated for sid, p in programs if p.deactivated is not None}
     return enforcer

@@ -116,13 +116,14 @@ class MtEnforcer:
 
     def block_reason(self, mobile: int, origin: str, system_id: str, raw: bytes = b"") -> str | None:
         """A blocked destination (cold path): "blocked", or "deactivated" when only its ended consent
-        epoch blocks it (None under optout.deactivated_action "allow", and under "marketing" for an
-        MT assigned to a program that is not marketing: an unassigned MT is refused)."""
+        epoch blocks it (None when the MT's program says `deactivated = "allow"`, or, without a
+        program's own setting, under optout.deactivated_action "allow", and under "marketing" for
+        an MT assigned to a program that is not marketing: an unassigned MT is refused)."""
         if self.p.index.kinds_for(mobile, origin, system_id) != {"deactivated"}:
             return "blocked"
         action = self.o.deactivated_action
-        if action == "marketing" and self.programs is not None:
-            return "deactivated" if self.programs.marketing_or_unassigned(system_id, origin, raw) else None
+        if self.programs is not None:
+            return "deactivated" if self.programs.deactivated_refuses(system_id, origin, raw, action) else None
         return None if action == "allow" else "deactivated"
 
     def _other_blocked(self, ton: int, addr: bytes, origin: str, system_id: str) -> bool:

@@ -190,3 +190,19 @@ async def test_revoke_all_covers_a_toll_free_stop(make_gateway: GatewayFactory, 
     assert (await app.request(submit_sm(MOBILE, src=ALERTS))).command_status == 0
     assert (await app.request(submit_sm(MOBILE, src=TOLL_FREE))).command_status == st.ESME_RINVDSTADR
     await app.close()
+
+
+async def test_deactivated_number_configurable_per_program(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    """Issue 11 item 4: the refusal after a deactivation is configurable per program; a program's own
+    `deactivated` wins over optout.deactivated_action, the others follow it."""
+    accounts = R.accounts()
+    programs = accounts[0]["programs"]
+    programs[0] = {**programs[0], "deactivated": "refuse"}  # alerts: transactional, still refused
+    programs[1] = {**programs[1], "deactivated": "allow"}  # promo: marketing, allowed
+    g = await make_gateway(accounts=accounts, optout={"deactivated_action": "marketing"})
+    assert g.optout is not None
+    g.optout.clock = lambda: R.ON  # noon in California: quiet hours stay out of it
+    app = await bound(g)
+    await R._deactivate(g)
+    assert [await R.status(app, n) for n in (R.A, R.B, R.C)] == [st.ESME_RINVDSTADR, 0, st.ESME_RINVDSTADR]
+    await app.close()
