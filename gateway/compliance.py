@@ -220,9 +220,11 @@ class ProgramEnforcer:
         entry = self.accounts.get(esme.system_id)
         if entry is None:
             return None
+        raw = pdu.raw
         found = entry.by_number.get(origin)
-        if found is None:
-            found = entry.default if entry.by_number_only else assign(entry, origin, pdu.raw)
+        if found is None:  # no service_type (its first byte NUL) and no TLV programs: the default at once
+            found = entry.default if entry.by_number_only or not (raw[16] or entry.by_tlv) else assign(
+                entry, origin, raw)
             if found is None:
                 return None
         key, action, status = found
@@ -233,7 +235,6 @@ class ProgramEnforcer:
         if not action:  # transactional, informational, or quiet hours off
             return None
         now = self.p.clock()
-        raw = pdu.raw
         start = schedule_start(raw, src_len, len(dst_addr)) if pdu.command_id == P.SUBMIT_SM else -1
         if start > 0 and raw[start]:  # the application scheduled it: judge at that time
             return self._scheduled(esme, raw, now, found, mobile, dst_ton, dst_addr)
