@@ -111,16 +111,28 @@ def summarise(events: list[AuditEvent], since: float, until: float) -> Summary:
 
 
 def _confirmations(s: Summary, events: list[AuditEvent]) -> None:
-    """Each STOP with the first stop_reply to the same pair after it."""
+    """Each STOP with the first stop_reply to the same pair after it. One STOP under revoke-all
+    writes an event per key (its scope's and the account's), one right after the other in one
+    transaction: the ones after the first count once."""
     waiting: dict[tuple[str, str], list[float]] = {}
+    previous: AuditEvent | None = None
     for event in events:
         pair = (event.number, event.counterpart)
-        if event.op in STOP_OPS:
+        same_mo = previous is not None and _same_mo(previous, event)
+        previous = event
+        if event.op in STOP_OPS and not same_mo:
             s.stops += 1
             waiting.setdefault(pair, []).append(event.at)
         elif event.op == "stop_reply" and waiting.get(pair):
             s.confirmations.append(max(0.0, event.at - waiting[pair].pop(0)))
     s.unconfirmed = sum(len(v) for v in waiting.values())
+
+
+def _same_mo(before: AuditEvent, event: AuditEvent) -> bool:
+    """Two events of one keyword MO: consecutive ids, same op, pair and MO fingerprint."""
+    return (event.id == before.id + 1 and event.op == before.op and event.number == before.number
+            and event.counterpart == before.counterpart and event.mo_fingerprint == before.mo_fingerprint
+            and bool(event.mo_fingerprint))
 
 
 def _unreviewed(inside: list[AuditEvent], everything: list[AuditEvent]) -> int:

@@ -191,7 +191,7 @@ class MoJob:
             at=time.time(), op=d.op or "", number=key.number, counterpart=mo.business,
             account=key.counterpart if key.scope == "program" else mo.account, source=d.source, text=mo.text or "", data_coding=mo.sm.data_coding,
             rule=d.rule, config_version=self.p.version, reply_text=d.reply or "",
-            scope=key.scope, kind=d.block_kind or "",
+            scope=key.scope, kind=change.block.kind if change and change.action == "add" else d.block_kind or "",
             mo_fingerprint=mo.fingerprint if d.op in REDELIVERY_OPS else "",  # HELP is no state
             alphabet=mo.alphabet,
         )

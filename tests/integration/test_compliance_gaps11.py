@@ -4,6 +4,7 @@ injected)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -186,6 +187,8 @@ async def test_revoke_all_covers_a_toll_free_stop(make_gateway: GatewayFactory, 
                                                                                    "acme")))
     assert (await app.request(submit_sm(MOBILE, src=TOLL_FREE))).command_status == st.ESME_RINVDSTADR
     assert (await app.request(submit_sm(MOBILE, src=ALERTS))).command_status == st.ESME_RINVDSTADR
+    stops = [(e.scope, e.kind) for e in await _events(gateway, "stop")]
+    assert stops == [("number", "carrier"), ("account", "optout")]  # as other gateways replay them
     await mo(sim, app, MOBILE, ALERTS, "START")  # the business's own opt-in: the network's block stays
     assert (await app.request(submit_sm(MOBILE, src=ALERTS))).command_status == 0
     assert (await app.request(submit_sm(MOBILE, src=TOLL_FREE))).command_status == st.ESME_RINVDSTADR
@@ -206,3 +209,32 @@ async def test_deactivated_number_configurable_per_program(make_gateway: Gateway
     await R._deactivate(g)
     assert [await R.status(app, n) for n in (R.A, R.B, R.C)] == [st.ESME_RINVDSTADR, 0, st.ESME_RINVDSTADR]
     await app.close()
+
+
+async def test_report_counts_one_revoke_all_stop_once(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    """Under revoke-all one STOP writes two events (its number's key and the account's): the report
+    honours one STOP, confirmed once, not two with one "without a confirmation"."""
+    from gateway.evidence import summarise
+
+    g = await R._gateway(make_gateway)
+    app = await bound(g)
+    await mo(sim, app, R.MOBILE, R.B, "STOP")
+    await _until_events(g, lambda events: any(e.op == "stop_reply" for e in events))
+    events = await g.store.events_after(0)
+    assert [e.scope for e in events if e.op == "stop"] == ["number", "account"]
+    summary = summarise(events, 0.0, 4e9)
+    assert (summary.stops, len(summary.confirmations), summary.unconfirmed) == (1, 1, 0)
+    await mo(sim, app, R.MOBILE, R.B, "START")
+    await mo(sim, app, R.MOBILE, R.B, "STOP")  # the same text again: a second STOP (its reply rate-limited)
+    summary = summarise(await g.store.events_after(0), 0.0, 4e9)
+    assert (summary.stops, len(summary.confirmations), summary.unconfirmed) == (2, 1, 1)
+    await app.close()
+
+
+async def _until_events(g: Any, condition: Any) -> None:
+    async def events() -> list[Any]:
+        return list(await g.store.events_after(0))
+
+    async with asyncio.timeout(5):
+        while not condition(await events()):
+            await asyncio.sleep(0.01)
