@@ -104,7 +104,8 @@ def summarise(events: list[AuditEvent], since: float, until: float) -> Summary:
     s.refused = refusals(inside)
     s.epochs = sum(e.op == "deactivation" for e in inside)
     s.retired = sum(e.op == "deactivation_retired" for e in inside)
-    s.possible_optouts_acted = sum(e.op == "possible_optout" and e.block_state == "blocked" for e in inside)
+    s.possible_optouts_acted = sum(e.op == "possible_optout" and e.block_state == "blocked"
+                                   and not (i and _same_mo(inside[i - 1], e)) for i, e in enumerate(inside))
     _confirmations(s, inside)
     s.unreviewed = _unreviewed(inside, events)
     return s
