@@ -5,16 +5,10 @@ from __future__ import annotations
 import struct
 import types
 
-from gateway.compliance import (
-    assign,
-    index_programs,
-    parse_absolute,
-    schedule_span,
-    smpp_absolute,
-    with_schedule,
-)
+from gateway.compliance import assign, index_programs
 from gateway.policy.compliance_settings import Program
 from gateway.smpp import pdu as P
+from gateway.smpp.schedule import parse_absolute, schedule_span, smpp_absolute, with_schedule
 
 
 def _addr(addr: str) -> bytes:
@@ -61,7 +55,7 @@ def test_defer_rewrites_only_the_schedule() -> None:
 
 
 def test_relative_schedule_from_now() -> None:
-    from gateway.compliance import parse_relative, parse_schedule
+    from gateway.smpp.schedule import parse_relative, parse_schedule
 
     now = 1796140800.0  # 2026-12-01 16:00 UTC
     assert parse_relative(b"000002000000000R", now) == now + 2 * 86400
