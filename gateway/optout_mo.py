@@ -177,7 +177,8 @@ class MoJob:
     def _changes(self, targets: list[BlockKey]) -> list[BlockChange | None]:
         d, now = self.d, time.time()
         if d.op == "clarify":  # revoke-all's one clarification: lifts and adds (gateway/program_mo.py)
-            return clarify_changes(targets, d.source, now, self.mo.business)
+            return clarify_changes(targets, d.source, now, self.mo.business,
+                                   self.p.account_unassigned.get(self.mo.account, frozenset()))
         if d.block_action == "add":  # a carrier mirror is the number's; revoke-all's account key is ours
             return [BlockChange("add", Block(k, d.block_kind if d.block_kind and k.scope == "number" else "optout",
                                              d.source, now)) for k in targets]

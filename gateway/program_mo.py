@@ -68,18 +68,22 @@ def clarify_decision(mo: MoInput, programs: frozenset[str], unassigned: frozense
                         and kind_of(number) in LIFT_KEYWORD else [])
     others = [BlockKey(mo.mobile, f"{account.counterpart}/{name}", "program")
               for name in sorted(programs - {match.program})]
-    outside = [BlockKey(mo.mobile, n, "number") for n in sorted(unassigned - {mo.business})]
+    # the texted number outside every program keeps its own block (scope number), else gets one
+    kept = {mo.business} if number is not None and kind_of(number) is not None else set()
+    outside = [BlockKey(mo.mobile, n, "number") for n in sorted(unassigned - kept)]
     ctx = MoContext(mo.mobile, mo.business, toll_free=mo.toll_free, block="optout", can_reply=mo.can_reply)
     rule = f"clarify:{match.program}:{match.keyword}"
     return MoDecision("clarify", rule, "keyword", "remove", lift_kinds=LIFT_KEYWORD, reply=match.reply), ctx, [
         *lift, *others, *outside]
 
 
-def clarify_changes(targets: list[BlockKey], source: str, now: float, business: str) -> list[BlockChange | None]:
+def clarify_changes(targets: list[BlockKey], source: str, now: float, business: str,
+                    unassigned: frozenset[str]) -> list[BlockChange | None]:
     """A clarification's changes: lift the account's key (and the texted number's own when it is in
     a program), add the other programs' opt-outs and the account's numbers outside every program."""
     return [BlockChange("remove", Block(k, "optout", source, now), LIFT_KEYWORD)
-            if k.scope == "account" or (k.scope == "number" and k.counterpart == business)
+            if k.scope == "account" or (k.scope == "number" and k.counterpart == business
+                                        and business not in unassigned)
             else BlockChange("add", Block(k, "optout", source, now)) for k in targets]
 
 

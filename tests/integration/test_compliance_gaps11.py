@@ -238,3 +238,15 @@ async def _until_events(g: Any, condition: Any) -> None:
     async with asyncio.timeout(5):
         while not condition(await events()):
             await asyncio.sleep(0.01)
+
+
+async def test_clarification_under_scope_account_keeps_numbers_outside_programs_revoked(
+        make_gateway: GatewayFactory, sim: Simulator) -> None:
+    """Scope account: the number texted (in no program) has no block of its own to keep it revoked;
+    the clarification gives it one, as every other number outside the programs."""
+    g = await R._gateway(make_gateway, scope="account", revoke_all={"clarify_reply": R.CLARIFY})
+    app = await bound(g)
+    await mo(sim, app, R.MOBILE, R.C, "STOP")
+    await mo(sim, app, R.MOBILE, R.C, "ALERTS")
+    assert [await R.status(app, n) for n in (R.A, R.B, R.C)] == [0, st.ESME_RINVDSTADR, st.ESME_RINVDSTADR]
+    await app.close()
