@@ -204,6 +204,8 @@ class ProgramEnforcer:
         self.marketing: frozenset[str] = frozenset()  # "<account>/<program>" of marketing programs
         self.deactivated: dict[str, str] = {}  # "<account>/<program>" -> its own deactivated (refuse | allow)
         self._deferred: dict[str, int] = {}  # deferrals per account not yet counted (one loop iteration)
+        # MtEnforcer._refuse_blocked: a program opt-out answered as any block (block_mode "receipt" too)
+        self.refuse_blocked: Callable[[EsmeSession, P.Pdu, bytes, str, int, str], MtVerdict] | None = None
 
     def deactivated_refuses(self, system_id: str, origin: str, raw: bytes, action: str) -> bool:
         """An MT to a number whose consent epoch ended: refused? Its program's own `deactivated`,
@@ -236,6 +238,8 @@ class ProgramEnforcer:
         key, action, status = found
         opted_out = self.p.index.programs.get(key)
         if opted_out and (mobile in opted_out or (dst_ton != 1 and self._other_in(opted_out, dst_ton, dst_addr))):
+            if self.refuse_blocked is not None:  # as any block: optout.block_mode, evidence for the program
+                return self.refuse_blocked(esme, pdu, dst_addr, "program", mobile, key)
             self._refused(esme, "program", key, mobile)
             return MtVerdict(status=self.block_status)
         if not action:  # transactional, informational, or quiet hours off

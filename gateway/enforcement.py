@@ -91,6 +91,8 @@ class MtEnforcer:
         self._queued: dict[str, int] = {}  # rejected receipts this gateway put in the outbox, per account
         self._gateway_ids = 0
         self.programs = program_enforcer(policy, self._count_for)  # None: no account declares programs
+        if self.programs is not None:
+            self.programs.refuse_blocked = self._refuse_blocked
 
     # --- the check -----------------------------------------------------------------
     def check(self, esme: EsmeSession, pdu: P.Pdu, scan: F.MtScan | None) -> MtVerdict | None:
@@ -236,10 +238,11 @@ class MtEnforcer:
         return MtVerdict(status=status)
 
     def _refuse_blocked(self, esme: EsmeSession, pdu: P.Pdu, dst_addr: bytes, reason: str = "blocked",
-                        mobile: int | None = None) -> MtVerdict:
+                        mobile: int | None = None, account: str = "") -> MtVerdict:
+        """account: whose refusal the evidence names (a program's "<system_id>/<program>"), else the sender."""
         self._count(esme, reason)
         if mobile is not None:
-            self.p.refusals.note(mobile, reason, esme.system_id)  # evidence per number (gateway/refusals.py)
+            self.p.refusals.note(mobile, reason, account or esme.system_id)  # evidence per number (refusals.py)
         self._detail(esme, reason, P.command_name(pdu.command_id), dst_addr)
         if self.o.block_mode == "status":
             return MtVerdict(status=self.o.block_status)

@@ -250,3 +250,22 @@ async def test_clarification_under_scope_account_keeps_numbers_outside_programs_
     await mo(sim, app, R.MOBILE, R.C, "ALERTS")
     assert [await R.status(app, n) for n in (R.A, R.B, R.C)] == [0, st.ESME_RINVDSTADR, st.ESME_RINVDSTADR]
     await app.close()
+
+
+async def test_program_opt_out_under_block_mode_receipt(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    """A program opt-out is a block (scope program): block_mode "receipt" accepts it with a gateway
+    message id and a REJECTD receipt, as for a STOP, instead of a status the application never reads."""
+    from gateway.smpp import fields as F
+
+    gateway = await start(make_gateway, block_mode="receipt")
+    app = await bound(gateway)
+    await mo(sim, app, MOBILE, ALERTS, "STOP PROMO")
+    await sim.wait_for(lambda p: p.command_id == P.SUBMIT_SM and b"no more promo" in p.raw)  # its reply
+    before = len(mts_at_carrier(sim))
+    resp = await app.request(submit_sm(MOBILE, src=PROMO, registered=1))
+    assert resp.command_status == 0
+    message_id = F.response_message_id(resp.raw)
+    await app.wait(lambda: any(b"stat:REJECTD" in p.raw and message_id in p.raw for p in app.delivered))
+    assert len(mts_at_carrier(sim)) == before
+    assert _refused(gateway, "program") == 1
+    await app.close()
