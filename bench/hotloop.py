@@ -1,4 +1,5 @@
-"""The gateway's MT hot path in one process, no sockets: `python -m bench.hotloop [--limits] [--profile]`.
+"""The gateway's MT hot path in one process, no sockets:
+`python -m bench.hotloop [--limits] [--programs off|open|defer|reject] [--profile]`.
 
 A real Gateway (SQLite, the opt-out policy, the real EsmeConnection and CarrierConnection)
 whose two connections get fake transports: batches of submit_sm go into the application
@@ -7,7 +8,9 @@ with submit_sm_resp into the carrier session's data_received, and the answers re
 application's transport. The figure is process CPU per message of that round trip: the
 Python cost of the path (framing, checks, shaping, remapping, counters), without the
 syscalls the real bench adds. A steady number for comparing two versions of the code;
-`make bench` remains the measure of record.
+`make bench` remains the measure of record. --programs: the account declares bench.run's
+programs (a marketing default) with the clock at noon in California (open) or at 23:00 there
+(defer: every MT gets schedule_delivery_time; reject: every MT refused).
 """
 
 from __future__ import annotations
@@ -74,7 +77,11 @@ def answers(data: bytes) -> bytes:
     return b"".join(out)
 
 
-async def run(batches: int, batch: int, limits: bool, profile: bool) -> dict[str, float]:
+NOON_PST, NIGHT_PST = 1796155200.0, 1796194800.0  # 2026-12-01 12:00 and 23:00 in California
+
+
+async def run(batches: int, batch: int, limits: bool, profile: bool, programs: str = "off") -> dict[str, float]:
+    from bench.run import BENCH_PROGRAMS
     from gateway.app import Gateway
     from gateway.config import load_settings
     from gateway.simulator import Simulator
@@ -86,11 +93,19 @@ async def run(batches: int, batch: int, limits: bool, profile: bool) -> dict[str
                                "sessions": 1, "window": 10 * batch}
     if limits:
         account["max_tps"] = carrier["max_tps"] = 1e9
+    if programs != "off":
+        quiet = "reject" if programs == "reject" else "defer"
+        account["programs"] = [{**p, "quiet_hours": quiet} if p.get("default") else p
+                               for p in BENCH_PROGRAMS["programs"]]
     tmp = tempfile.mkdtemp(prefix="hotloop-")
     gw = Gateway(load_settings(None, listen={"host": "127.0.0.1", "port": 0}, http={"host": "127.0.0.1", "port": 0},
                                carrier=carrier, accounts=[account], database_url=f"sqlite:///{tmp}/gw.db",
                                log_level="WARNING"))
     await gw.start()
+    if programs != "off":
+        assert gw.optout is not None
+        at = NOON_PST if programs == "open" else NIGHT_PST
+        gw.optout.clock = lambda: at
     await asyncio.wait_for(gw.proxy.carrier_ready.wait(), 10)
     link = gw.proxy.carriers[0]
     carrier_out = FakeTransport(keep=True)
@@ -145,16 +160,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=100, help="submit_sm per read")
     p.add_argument("--limits", action="store_true", help="account and carrier max_tps 1e9 (shaping on)")
     p.add_argument("--profile", action="store_true", help="cProfile the loop (slower; for the shape)")
+    p.add_argument("--programs", choices=("off", "open", "defer", "reject"), default="off",
+                   help="programs and quiet hours: off, window open, or night (defer / reject every MT)")
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args(argv)
     use_uvloop()
-    results = [asyncio.run(run(args.batches, args.batch, args.limits, args.profile)) for _ in range(args.repeat)]
+    results = [asyncio.run(run(args.batches, args.batch, args.limits, args.profile, args.programs))
+               for _ in range(args.repeat)]
     best = min(r["us_per_msg"] for r in results)
     if args.profile:
         print(f"function calls per message (cProfile): {results[0]['calls_per_msg']:.1f}")
     each = ", ".join(f"{r['us_per_msg']:.2f} (loop thread {r['thread_us_per_msg']:.2f}, wall {r['wall_us_per_msg']:.2f})"
                      for r in results)
-    print(f"hotloop ({'shaping on' if args.limits else 'shaping off'}): {each} µs CPU/msg (best {best:.2f})")
+    print(f"hotloop ({'shaping on' if args.limits else 'shaping off'}, programs {args.programs}): {each} µs CPU/msg (best {best:.2f})")
     return 0
 
 

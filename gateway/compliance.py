@@ -11,9 +11,9 @@ that time.
 
 from __future__ import annotations
 
-import calendar
-import datetime as dt
+import asyncio
 import logging
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -28,12 +28,21 @@ from gateway.policy.numbers import INVALID, international_reading, mobile_key
 from gateway.proxy import EsmeSession, MtVerdict
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
+from gateway.smpp.schedule import (
+    expires_by,
+    parse_schedule,
+    schedule_span,
+    schedule_start,
+    smpp_absolute,
+    with_schedule,
+)
 
 if TYPE_CHECKING:
     from gateway.config import Account
     from gateway.optout import OptoutPolicy
 
 log = logging.getLogger(__name__)
+_LENGTH = struct.Struct("!I").pack
 
 
 Assigned = tuple[str, str, int]  # ("<account>/<program>", quiet action: "" never held | reject | defer, status)
@@ -105,10 +114,10 @@ def _by_tlv(entry: AccountPrograms, raw: bytes) -> Assigned | None:
 
 
 class _Memo:
-    __slots__ = ("minute", "profile", "result", "stamp")
+    __slots__ = ("minute", "profiles", "result", "stamp")
 
-    def __init__(self, profile: qh.Profile) -> None:
-        self.profile = profile
+    def __init__(self, profiles: tuple[qh.Profile, ...]) -> None:
+        self.profiles = profiles
         self.minute = -1
         self.result: float | None = None
         self.stamp = b""  # result as an SMPP absolute time (defer), computed once per minute
@@ -120,42 +129,67 @@ class QuietCache:
     Keyed by the whole number: phonenumbers assigns zones and states per exchange prefix, so one
     area code can span zones (850: Central and Eastern). A recipient's memo is the one shared by
     every number with the same profile (zones, rule, holidays), so the per-minute work is per
-    profile; by_key is bounded by max_entries (cleared when full)."""
+    profile; an ambiguous destination (two readings) shares the memo of its two profiles, the
+    window open under both. by_key and by_pair are bounded by max_entries (cleared when full)."""
 
     def __init__(self, rules: qh.QuietRules, max_entries: int) -> None:
         self.rules = rules
         self.max_entries = max_entries
         self.by_key: dict[int, _Memo] = {}
-        self._memos: dict[qh.Profile, _Memo] = {}
+        self.by_pair: dict[int, tuple[int, _Memo]] = {}  # national reading -> (international, memo)
+        self._memos: dict[tuple[qh.Profile, ...], _Memo] = {}
+        self._profiles: dict[int, qh.Profile] = {}
 
-    def hold_until(self, mobile: int, now: float) -> float | None:
-        return self.memo(mobile, now).result
+    def hold_until(self, mobile: int, now: float, other: int | None = None) -> float | None:
+        return self.memo(mobile, now, other).result
 
-    def memo(self, mobile: int, now: float) -> _Memo:
-        """The recipient's verdict for now's minute: .result (None: open) and .stamp."""
-        memo = self.by_key.get(mobile)
+    def memo(self, mobile: int, now: float, other: int | None = None) -> _Memo:
+        """The recipient's verdict for now's minute: .result (None: open) and .stamp. other: the
+        international reading of an ambiguous destination (numbers.international_reading)."""
+        memo = self.by_key.get(mobile) if other is None else self._pair(mobile, other)
         if memo is None:
             memo = self._memo_for(mobile)
         minute = int(now // 60)
         if memo.minute != minute:
-            result = memo.result = qh.next_allowed(memo.profile, now)
+            result = memo.result = qh.next_allowed_all(memo.profiles, now)
             memo.stamp = b"" if result is None else smpp_absolute(result)
             memo.minute = minute
         return memo
 
-    def hold_at(self, mobile: int, at: float) -> float | None:
+    def hold_at(self, mobile: int, at: float, other: int | None = None) -> float | None:
         """The recipient's verdict at a scheduled instant (not memoised: scheduled MTs are rare)."""
-        memo = self.by_key.get(mobile) or self._memo_for(mobile)
-        return qh.next_allowed(memo.profile, at)
+        memo = (self.by_key.get(mobile) if other is None else self._pair(mobile, other)) or self._memo_for(mobile)
+        return qh.next_allowed_all(memo.profiles, at)
+
+    def _pair(self, mobile: int, other: int) -> _Memo:
+        found = self.by_pair.get(mobile)
+        if found is not None and found[0] == other:
+            return found[1]
+        if len(self.by_pair) >= self.max_entries:
+            self.by_pair.clear()
+        profiles = tuple(dict.fromkeys((self._profile(mobile), self._profile(other))))  # the same one: once
+        memo = self._shared(profiles)
+        self.by_pair[mobile] = (other, memo)
+        return memo
 
     def _memo_for(self, mobile: int) -> _Memo:
         if len(self.by_key) >= self.max_entries:
             self.by_key.clear()
-        profile = qh.profile_for(f"+{mobile}", self.rules)
-        memo = self._memos.get(profile)
+        memo = self.by_key[mobile] = self._shared((self._profile(mobile),))
+        return memo
+
+    def _profile(self, mobile: int) -> qh.Profile:
+        profile = self._profiles.get(mobile)
+        if profile is None:
+            if len(self._profiles) >= self.max_entries:
+                self._profiles.clear()
+            profile = self._profiles[mobile] = qh.profile_for(f"+{mobile}", self.rules)
+        return profile
+
+    def _shared(self, profiles: tuple[qh.Profile, ...]) -> _Memo:
+        memo = self._memos.get(profiles)
         if memo is None:
-            memo = self._memos[profile] = _Memo(profile)
-        self.by_key[mobile] = memo
+            memo = self._memos[profiles] = _Memo(profiles)
         return memo
 
 
@@ -163,49 +197,66 @@ class ProgramEnforcer:
     """The per-program step of MT enforcement (see module docstring)."""
 
     def __init__(self, accounts: dict[str, AccountPrograms], policy: OptoutPolicy, cache: QuietCache,
-                 count: Callable[[EsmeSession, str], None]) -> None:
+                 count: Callable[[str, str, int], None]) -> None:
         self.accounts, self.p, self.cache = accounts, policy, cache
         self.block_status = policy.o.block_status
-        self.count = count
+        self.count = count  # (system_id, reason, n)
         self.marketing: frozenset[str] = frozenset()  # "<account>/<program>" of marketing programs
+        self.deactivated: dict[str, str] = {}  # "<account>/<program>" -> its own deactivated (refuse | allow)
+        self._deferred: dict[str, int] = {}  # deferrals per account not yet counted (one loop iteration)
+        # MtEnforcer._refuse_blocked: a program opt-out answered as any block (block_mode "receipt" too)
+        self.refuse_blocked: Callable[[EsmeSession, P.Pdu, bytes, str, int, str], MtVerdict] | None = None
 
-    def marketing_or_unassigned(self, system_id: str, origin: str, raw: bytes) -> bool:
-        """optout.deactivated_action "marketing": does this MT stay refused (cold path)?"""
+    def deactivated_refuses(self, system_id: str, origin: str, raw: bytes, action: str) -> bool:
+        """An MT to a number whose consent epoch ended: refused? Its program's own `deactivated`,
+        else optout.deactivated_action (action; "marketing": refused unless assigned to a program
+        that is not marketing). Cold path: after an index hit."""
         entry = self.accounts.get(system_id)
         found = assign(entry, origin, raw) if entry is not None else None
-        return found is None or found[0] in self.marketing
+        own = self.deactivated.get(found[0]) if found is not None else None
+        if own is not None:
+            return own == "refuse"
+        if action == "marketing":
+            return found is None or found[0] in self.marketing
+        return action != "allow"
 
     def check(self, esme: EsmeSession, pdu: P.Pdu, mobile: int, origin: str, dst_ton: int = 1,
-              dst_addr: bytes = b"") -> MtVerdict | None:
+              dst_addr: bytes = b"", src_len: int = -1) -> MtVerdict | None:
         """An ambiguous destination (dst_ton not 1) is refused when either of its readings opted out of
-        the program (numbers.international_reading), as for a block."""
+        the program (numbers.international_reading), as for a block, and held when either reading is
+        in quiet hours. src_len: the source_addr's length from mt_scan (finds the schedule at once)."""
         entry = self.accounts.get(esme.system_id)
         if entry is None:
             return None
-        found = entry.by_number.get(origin) or (entry.default if entry.by_number_only else assign(entry, origin,
-                                                                                                    pdu.raw))
-        if found is None:
-            return None
+        raw = pdu.raw
+        found = entry.by_number.get(origin)
+        if found is None:  # no service_type (its first byte NUL) and no TLV programs: the default at once
+            found = entry.default if entry.by_number_only or not (raw[16] or entry.by_tlv) else assign(
+                entry, origin, raw)
+            if found is None:
+                return None
         key, action, status = found
         opted_out = self.p.index.programs.get(key)
         if opted_out and (mobile in opted_out or (dst_ton != 1 and self._other_in(opted_out, dst_ton, dst_addr))):
+            if self.refuse_blocked is not None:  # as any block: optout.block_mode, evidence for the program
+                return self.refuse_blocked(esme, pdu, dst_addr, "program", mobile, key)
             self._refused(esme, "program", key, mobile)
             return MtVerdict(status=self.block_status)
         if not action:  # transactional, informational, or quiet hours off
             return None
         now = self.p.clock()
-        span = schedule_span(pdu.raw) if pdu.command_id == P.SUBMIT_SM else None
-        if span is not None and span[1] > span[0]:  # the application scheduled it: judge at that time
-            return self._scheduled(esme, pdu.raw, span, now, found, mobile)
-        memo = self.cache.by_key.get(mobile)
+        start = schedule_start(raw, src_len, len(dst_addr)) if pdu.command_id == P.SUBMIT_SM else -1
+        if start > 0 and raw[start]:  # the application scheduled it: judge at that time
+            return self._scheduled(esme, raw, now, found, mobile, dst_ton, dst_addr)
+        memo = self.cache.by_key.get(mobile) if dst_ton == 1 else None  # the common case: one lookup
         if memo is None or memo.minute != int(now // 60):  # once per recipient profile and minute
-            memo = self.cache.memo(mobile, now)
-        hold = memo.result
-        if hold is None:
+            other = international_reading(dst_ton, dst_addr, self.p.plan) if dst_ton != 1 else None
+            memo = self.cache.memo(mobile, now, other)
+        if memo.result is None:
             return None
-        if action == "defer" and span is not None:
-            self._refused(esme, "quiet_hours_deferred", key, mobile)
-            return MtVerdict(raw=with_schedule(pdu.raw, span, memo.stamp))
+        if action == "defer" and start > 0 and not (raw[start + 1] and expires_by(raw, start + 1, memo.result, now)):
+            self._defer_counted(esme.system_id)
+            return MtVerdict(raw=_LENGTH(len(raw) + len(memo.stamp)) + raw[4:start] + memo.stamp + raw[start:])
         self._refused(esme, "quiet_hours", key, mobile)
         return MtVerdict(status=status)
 
@@ -213,20 +264,41 @@ class ProgramEnforcer:
         other = international_reading(ton, addr, self.p.plan)
         return other is not None and other in opted_out
 
-    def _scheduled(self, esme: EsmeSession, raw: bytes, span: tuple[int, int], now: float, found: Assigned,
-                   mobile: int) -> MtVerdict | None:
+    def _scheduled(self, esme: EsmeSession, raw: bytes, now: float, found: Assigned, mobile: int,
+                   dst_ton: int, dst_addr: bytes) -> MtVerdict | None:
         """An MT with a schedule_delivery_time: quiet hours at the requested time (now when it is past
         or unreadable); defer moves it to the next allowed minute at or after it, never earlier."""
         key, action, status = found
-        requested = parse_schedule(raw[span[0]:span[1]], now)
-        hold = self.cache.hold_at(mobile, now if requested is None else max(requested, now))
+        span = schedule_span(raw)
+        if span is None:  # cannot happen after mt_scan; judged as unscheduled data_sm would be
+            span = (0, 0)
+        requested = parse_schedule(raw[span[0]:span[1]], now) if span[1] > span[0] else None
+        other = international_reading(dst_ton, dst_addr, self.p.plan) if dst_ton != 1 else None
+        hold = self.cache.hold_at(mobile, now if requested is None else max(requested, now), other)
         if hold is None:
             return None
-        if action == "defer":
-            self._refused(esme, "quiet_hours_deferred", key, mobile)
+        if action == "defer" and span[1] > span[0] and not expires_by(raw, span[1] + 1, hold, now):
+            self._defer_counted(esme.system_id)
             return MtVerdict(raw=with_schedule(raw, span, smpp_absolute(hold)))
         self._refused(esme, "quiet_hours", key, mobile)
         return MtVerdict(status=status)
+
+    def _defer_counted(self, system_id: str) -> None:
+        """A deferral: counted per account once per loop iteration (metric and INFO summary), not per
+        message; deferrals are no evidence (the message goes)."""
+        deferred = self._deferred
+        n = deferred.get(system_id)
+        if n is None:
+            if not deferred:
+                asyncio.get_running_loop().call_soon(self.flush_deferred)
+            deferred[system_id] = 1
+        else:
+            deferred[system_id] = n + 1
+
+    def flush_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, {}
+        for system_id, n in deferred.items():
+            self.count(system_id, "quiet_hours_deferred", n)
 
     def multi_refusal(self, system_id: str, origin: str, raw: bytes, address: F.Address) -> tuple[
             str, F.Address, int] | None:
@@ -241,12 +313,13 @@ class ProgramEnforcer:
         other = international_reading(address.ton, address.addr, self.p.plan)
         if self.p.index.program_blocked(mobile, key) or (other is not None and self.p.index.program_blocked(other, key)):
             return "program", address, self.block_status
-        if action and self._multi_held(raw, mobile):
+        if action and self._multi_held(raw, mobile, other):
             return "quiet_hours", address, status
         return None
 
-    def _multi_held(self, raw: bytes, mobile: int) -> bool:
-        """A submit_multi destination inside quiet hours, at the application's schedule if it set one."""
+    def _multi_held(self, raw: bytes, mobile: int, other: int | None) -> bool:
+        """A submit_multi destination inside quiet hours (under either reading), at the application's
+        schedule if it set one."""
         now = self.p.clock()
         try:
             start = F.submit_multi_dests(raw)[2] + 3  # after esm_class, protocol_id, priority_flag
@@ -255,92 +328,19 @@ class ProgramEnforcer:
         end = raw.find(0, start, start + 17) if start > 0 else -1
         requested = parse_schedule(raw[start:end], now) if end > start else None
         if requested is None or requested <= now:
-            return self.cache.memo(mobile, now).result is not None
-        return self.cache.hold_at(mobile, requested) is not None
+            return self.cache.memo(mobile, now, other).result is not None
+        return self.cache.hold_at(mobile, requested, other) is not None
 
     def _refused(self, esme: EsmeSession, reason: str, program: str, mobile: int) -> None:
-        """Counted; a refusal (not a deferral) is evidence per number too, its account the program."""
-        self.count(esme, reason)
-        if reason != "quiet_hours_deferred":
-            self.p.refusals.note(mobile, reason, program)
+        """Counted, and evidence per number too, its account the program."""
+        self.count(esme.system_id, reason, 1)
+        self.p.refusals.note(mobile, reason, program)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("mt_program", extra={"system_id": esme.system_id, "reason": reason, "program": program,
                                            "address": redact(str(mobile).encode())})
 
 
-def smpp_absolute(at: float) -> bytes:
-    """SMPP 3.4 section 7.1.1 absolute time 'YYMMDDhhmmsstnnp' in UTC (t 0, nn 00, p '+')."""
-    stamp = dt.datetime.fromtimestamp(at, dt.UTC)
-    return stamp.strftime("%y%m%d%H%M%S").encode() + b"000+"
-
-
-def parse_absolute(value: bytes) -> float | None:
-    """An absolute SMPP time as unix seconds, None for relative ('R') or anything unreadable."""
-    if len(value) != 16 or value[15:16] not in (b"+", b"-") or not value[:15].isdigit():
-        return None
-    try:
-        base = dt.datetime.strptime(value[:12].decode(), "%y%m%d%H%M%S").replace(tzinfo=dt.UTC)
-    except ValueError:
-        return None
-    offset = int(value[13:15]) * 900 * (1 if value[15:16] == b"+" else -1)
-    return base.timestamp() + int(value[12:13]) / 10 - offset
-
-
-def parse_relative(value: bytes, now: float) -> float | None:
-    """A relative SMPP time 'YYMMDDhhmmss000R' (SMPP 3.4 section 7.1.1.2) as unix seconds after now."""
-    if len(value) != 16 or value[15:16] != b"R" or not value[:15].isdigit():
-        return None
-    y, mo, d, h, mi, sec = (int(value[i:i + 2]) for i in range(0, 12, 2))
-    base = dt.datetime.fromtimestamp(now, dt.UTC)
-    months = base.month - 1 + mo + 12 * y
-    year, month = base.year + months // 12, months % 12 + 1
-    day = min(base.day, calendar.monthrange(year, month)[1])
-    moved = base.replace(year=year, month=month, day=day) if year <= dt.MAXYEAR else None
-    if moved is None:
-        return None
-    return moved.timestamp() + d * 86400 + h * 3600 + mi * 60 + sec
-
-
-def parse_schedule(value: bytes, now: float) -> float | None:
-    """schedule_delivery_time (absolute or relative) as unix seconds, None when unreadable."""
-    return parse_relative(value, now) if value[15:16] == b"R" else parse_absolute(value)
-
-
-def schedule_span(raw: bytes) -> tuple[int, int] | None:
-    """(start, end) of a submit_sm's schedule_delivery_time (end at its NUL), None when unreadable."""
-    find = raw.find
-    pos = find(0, 16, 22)  # service_type's NUL
-    if pos > 0:
-        pos = find(0, pos + 3, pos + 68)  # source_addr's, after its TON and NPI
-    if pos > 0:
-        pos = find(0, pos + 3, pos + 68)  # destination_addr's
-    start = pos + 4  # after esm_class, protocol_id, priority_flag
-    end = find(0, start, start + 17) if pos > 0 else -1
-    return None if end < 0 else (start, end)
-
-
-def with_schedule(raw: bytes, span: tuple[int, int], stamp: bytes) -> bytes:
-    """raw with the schedule_delivery_time at span replaced by stamp, every other byte as it was."""
-    start, end = span
-    length = len(raw) - (end - start) + len(stamp)
-    return length.to_bytes(4, "big") + raw[4:start] + stamp + raw[end:]
-
-
-def defer_raw(raw: bytes, hold: float, stamp: bytes = b"") -> bytes | None:
-    """raw with schedule_delivery_time set to hold (stamp: hold already formatted), every other byte
-    as it was; raw itself when the application already scheduled it at or after hold; None when the
-    body cannot be read."""
-    span = schedule_span(raw)
-    if span is None:
-        return None
-    if span[1] > span[0]:
-        current = parse_absolute(raw[span[0]:span[1]])
-        if current is not None and current >= hold:
-            return raw
-    return with_schedule(raw, span, stamp or smpp_absolute(hold))
-
-
-def program_enforcer(policy: OptoutPolicy, count: Callable[[EsmeSession, str], None]) -> ProgramEnforcer | None:
+def program_enforcer(policy: OptoutPolicy, count: Callable[[str, str, int], None]) -> ProgramEnforcer | None:
     """The per-program step for policy's accounts, None when no account declares programs."""
     accounts = index_programs([state.config for state in policy.proxy.accounts.values()])
     if not accounts:
@@ -348,6 +348,7 @@ def program_enforcer(policy: OptoutPolicy, count: Callable[[EsmeSession, str], N
     settings = policy.o.programs
     cache = QuietCache(settings.quiet_hours.rules(), settings.quiet_cache_max)
     enforcer = ProgramEnforcer(accounts, policy, cache, count)
-    enforcer.marketing = frozenset(f"{state.config.system_id}/{p.name}" for state in policy.proxy.accounts.values()
-                                   for p in state.config.programs if p.category == "marketing")
+    programs = [(state.config.system_id, p) for state in policy.proxy.accounts.values() for p in state.config.programs]
+    enforcer.marketing = frozenset(f"{sid}/{p.name}" for sid, p in programs if p.category == "marketing")
+    enforcer.deactivated = {f"{sid}/{p.name}": p.deactivated for sid, p in programs if p.deactivated is not None}
     return enforcer

@@ -90,7 +90,9 @@ class MtEnforcer:
         self.tally = RefusalTally()
         self._queued: dict[str, int] = {}  # rejected receipts this gateway put in the outbox, per account
         self._gateway_ids = 0
-        self.programs = program_enforcer(policy, self._count)  # None: no account declares programs
+        self.programs = program_enforcer(policy, self._count_for)  # None: no account declares programs
+        if self.programs is not None:
+            self.programs.refuse_blocked = self._refuse_blocked
 
     def carry_over(self, old: MtEnforcer) -> None:
         """A reload rebuilt the enforcer: the refusal tally and the outbox counts go on."""
@@ -115,17 +117,19 @@ class MtEnforcer:
             reason = self.block_reason(mobile, origin, esme.system_id, pdu.raw)
             if reason is not None:
                 return self._refuse_blocked(esme, pdu, dst_addr, reason, mobile)
-        return None if self.programs is None else self.programs.check(esme, pdu, mobile, origin, dst_ton, dst_addr)
+        return None if self.programs is None else self.programs.check(esme, pdu, mobile, origin, dst_ton, dst_addr,
+                                                                      len(src_addr))
 
     def block_reason(self, mobile: int, origin: str, system_id: str, raw: bytes = b"") -> str | None:
         """A blocked destination (cold path): "blocked", or "deactivated" when only its ended consent
-        epoch blocks it (None under optout.deactivated_action "allow", and under "marketing" for an
-        MT assigned to a program that is not marketing: an unassigned MT is refused)."""
+        epoch blocks it (None when the MT's program says `deactivated = "allow"`, or, without a
+        program's own setting, under optout.deactivated_action "allow", and under "marketing" for
+        an MT assigned to a program that is not marketing: an unassigned MT is refused)."""
         if self.p.index.kinds_for(mobile, origin, system_id) != {"deactivated"}:
             return "blocked"
         action = self.o.deactivated_action
-        if action == "marketing" and self.programs is not None:
-            return "deactivated" if self.programs.marketing_or_unassigned(system_id, origin, raw) else None
+        if self.programs is not None:
+            return "deactivated" if self.programs.deactivated_refuses(system_id, origin, raw, action) else None
         return None if action == "allow" else "deactivated"
 
     def _other_blocked(self, ton: int, addr: bytes, origin: str, system_id: str) -> bool:
@@ -215,8 +219,11 @@ class MtEnforcer:
             self.p.refusals.note(mobile, reason, esme.system_id)
 
     def _count(self, esme: EsmeSession, reason: str, n: int = 1) -> None:
+        self._count_for(esme.system_id, reason, n)
+
+    def _count_for(self, system_id: str, reason: str, n: int) -> None:
         self._counters[reason].inc(n)
-        if self.tally.add(esme.system_id, reason, n):
+        if self.tally.add(system_id, reason, n):
             asyncio.get_running_loop().call_later(LOG_INTERVAL, self.flush_log)
 
     def _detail(self, esme: EsmeSession, reason: str, command: str, addr: bytes) -> None:
@@ -235,10 +242,11 @@ class MtEnforcer:
         return MtVerdict(status=status)
 
     def _refuse_blocked(self, esme: EsmeSession, pdu: P.Pdu, dst_addr: bytes, reason: str = "blocked",
-                        mobile: int | None = None) -> MtVerdict:
+                        mobile: int | None = None, account: str = "") -> MtVerdict:
+        """account: whose refusal the evidence names (a program's "<system_id>/<program>"), else the sender."""
         self._count(esme, reason)
         if mobile is not None:
-            self.p.refusals.note(mobile, reason, esme.system_id)  # evidence per number (gateway/refusals.py)
+            self.p.refusals.note(mobile, reason, account or esme.system_id)  # evidence per number (refusals.py)
         self._detail(esme, reason, P.command_name(pdu.command_id), dst_addr)
         if self.o.block_mode == "status":
             return MtVerdict(status=self.o.block_status)

@@ -104,23 +104,36 @@ def summarise(events: list[AuditEvent], since: float, until: float) -> Summary:
     s.refused = refusals(inside)
     s.epochs = sum(e.op == "deactivation" for e in inside)
     s.retired = sum(e.op == "deactivation_retired" for e in inside)
-    s.possible_optouts_acted = sum(e.op == "possible_optout" and e.block_state == "blocked" for e in inside)
+    s.possible_optouts_acted = sum(e.op == "possible_optout" and e.block_state == "blocked"
+                                   and not (i and _same_mo(inside[i - 1], e)) for i, e in enumerate(inside))
     _confirmations(s, inside)
     s.unreviewed = _unreviewed(inside, events)
     return s
 
 
 def _confirmations(s: Summary, events: list[AuditEvent]) -> None:
-    """Each STOP with the first stop_reply to the same pair after it."""
+    """Each STOP with the first stop_reply to the same pair after it. One STOP under revoke-all
+    writes an event per key (its scope's and the account's), one right after the other in one
+    transaction: the ones after the first count once."""
     waiting: dict[tuple[str, str], list[float]] = {}
+    previous: AuditEvent | None = None
     for event in events:
         pair = (event.number, event.counterpart)
-        if event.op in STOP_OPS:
+        same_mo = previous is not None and _same_mo(previous, event)
+        previous = event
+        if event.op in STOP_OPS and not same_mo:
             s.stops += 1
             waiting.setdefault(pair, []).append(event.at)
         elif event.op == "stop_reply" and waiting.get(pair):
             s.confirmations.append(max(0.0, event.at - waiting[pair].pop(0)))
     s.unconfirmed = sum(len(v) for v in waiting.values())
+
+
+def _same_mo(before: AuditEvent, event: AuditEvent) -> bool:
+    """Two events of one keyword MO: consecutive ids, same op, pair and MO fingerprint."""
+    return (event.id == before.id + 1 and event.op == before.op and event.number == before.number
+            and event.counterpart == before.counterpart and event.mo_fingerprint == before.mo_fingerprint
+            and bool(event.mo_fingerprint))
 
 
 def _unreviewed(inside: list[AuditEvent], everything: list[AuditEvent]) -> int:

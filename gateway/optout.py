@@ -43,8 +43,8 @@ from gateway.policy.readings import best_reading, decode_readings
 from gateway.policy.settings import OptoutSettings
 from gateway.policy.text import sar_is_segment
 from gateway.program_mo import (
-    Clarifications,
     clarify_decision,
+    clarify_open,
     program_decision,
     revoke_all_targets,
 )
@@ -79,7 +79,6 @@ class OptoutPolicy:
         self.on_applied: Callable[[BlockKey, int], None] | None = None
         self.refusals = RefusalLog()  # MT refused for a block, per mobile: flushed in batches (app)
         self.clock: Callable[[], float] = time.time  # revoke-all's date and quiet hours (tests inject)
-        self.clarifications = Clarifications()
         self.reconfigure(self.prepare(settings))
         self.refresh_gauges()
 
@@ -147,14 +146,14 @@ class OptoutPolicy:
         mobile = "+" + digits
         toll_free = business.startswith("+") and is_toll_free(business, self.toll_free_extra)
         has_sar = sar_is_segment(sm.tlvs.get(P.TAG_SAR_TOTAL_SEGMENTS))
-        readings = decode_readings(sm.data_coding, sm.esm_class, sm.payload, self.alphabets, has_sar)
-        alphabet, decoded = best_reading(readings, self.table, region_of(mobile), toll_free) if len(
-            readings) > 1 else readings[0]
         # scope account: the block belongs to the account owning the number; a number nobody owns
         # keys as itself (scope number), so every account sending from it is refused
         owner = proxy.number_owner.get(business)
         state = proxy.accounts[owner] if owner is not None else proxy.account_for(sm.destination)
         account = owner or ""
+        readings = decode_readings(sm.data_coding, sm.esm_class, sm.payload, self.alphabets, has_sar)
+        alphabet, decoded = best_reading(readings, self.table, region_of(mobile), toll_free,
+                                         self._program_op(account)) if len(readings) > 1 else readings[0]
         keys = self._keys(mobile, business, account)
         program = None if decoded.is_segment else self._program_match(decoded.text, account)
         if program is not None:
@@ -163,24 +162,36 @@ class OptoutPolicy:
                        can_receive_reply(sm.source.ton, sm.source.addr), keys,
                        mo_fingerprint(decoded.text, sm.payload), alphabet if len(readings) > 1 else "", program)
 
+    def _program_op(self, account: str) -> Callable[[str], str | None] | None:
+        """For best_reading: the op of a program keyword of account, None when it has none."""
+        if not self.program_keywords or account not in self.account_programs:
+            return None
+
+        def op(text: str) -> str | None:
+            match = self._program_match(text, account)
+            return None if match is None else match.op
+
+        return op
+
     def _program_match(self, text: str | None, account: str) -> ProgramMatch | None:
         """A program keyword of the account owning the texted number (compliance: programs)."""
         programs = self.account_programs.get(account) if self.program_keywords else None
         return None if programs is None else self.program_keywords.classify(text, programs)
 
-    def decide(self, mo: MoInput, kind_of: Callable[[BlockKey], str | None]) -> tuple[MoDecision, MoContext,
-                                                                                    list[BlockKey]]:
+    def decide(self, mo: MoInput, kind_of: Callable[[BlockKey], str | None],
+               clarify_at: float = 0.0) -> tuple[MoDecision, MoContext, list[BlockKey]]:
         """The decision for mo against blocks as kind_of tells them (the index, or the store's
-        state in MoJob), with the keys it writes."""
+        state in MoJob), with the keys it writes; clarify_at: when the pair's pending revoke-all
+        clarification was offered (PairState.clarify_at, 0.0 none)."""
         if mo.program is not None:
-            return self._admin_applied(mo, *self._program_decision(mo, kind_of), kind_of)
+            return self._admin_applied(mo, *self._program_decision(mo, kind_of, clarify_at), kind_of)
         ctx = MoContext(mo.mobile, mo.business, toll_free=mo.toll_free, block=_strongest(mo.keys, kind_of),
                         can_reply=mo.can_reply, epoch=any(kind_of(k) == "deactivated" for k in mo.keys.values()))
         decision = decide_mo(mo.text, mo.is_segment, ctx, self.table, self.o)
         targets = self._targets(decision, mo.keys, kind_of)
         admin = any(kind_of(k) == "admin" for k in mo.keys.values())
-        if len(targets) > 1 and decision.block_action == "add" and decision.reply and self._offers_choice():
-            decision = replace(decision, reply=self.o.revoke_all.clarify_reply)  # revoke-all: offer the choice
+        if decision.block_action == "add" and decision.reply and self._offers_choice(targets):
+            decision = replace(decision, reply=self.o.revoke_all.clarify_reply, offers_clarification=True)
         if decision.block_action == "remove" and admin:
             decision = replace(decision, reply=None)  # still blocked by an operator: no "resubscribed"
         if admin and self.o.admin_block_drops_mo and not mo.toll_free:
@@ -199,22 +210,23 @@ class OptoutPolicy:
             decision = admin_dropped(decision)
         return decision, ctx, targets
 
-    def _program_decision(self, mo: MoInput, kind_of: Callable[[BlockKey], str | None]) -> tuple[
+    def _program_decision(self, mo: MoInput, kind_of: Callable[[BlockKey], str | None], clarify_at: float) -> tuple[
             MoDecision, MoContext, list[BlockKey]]:
         """A program keyword; the one clarification of a revoke-all STOP when it answers one."""
         revoke = self.o.revoke_all
-        if revoke.clarify_reply and self.clarifications.open(mo.mobile, mo.account, self.clock(),
-                                                              revoke.clarify_window):
+        if revoke.clarify_reply and clarify_open(clarify_at, self.clock(), revoke.clarify_window):
             programs = self.account_programs.get(mo.account, frozenset())
             found = clarify_decision(mo, programs, self.account_unassigned.get(mo.account, frozenset()), kind_of)
             if found is not None:
                 return found
         return program_decision(mo, kind_of)
 
-    def _offers_choice(self) -> bool:
-        """Revoke-all's one clarification is offered: never under scope global, whose block
-        stops every sender (the clarification lifts nothing outside the account)."""
-        return bool(self.o.revoke_all.clarify_reply) and self.scope != "global"
+    def _offers_choice(self, targets: list[BlockKey]) -> bool:
+        """Revoke-all's one clarification is offered: a STOP that revoked the whole account (revoke-all
+        in force, or scope account), never under scope global, whose one block stops every sender
+        of every account (see program_mo)."""
+        return (bool(self.o.revoke_all.clarify_reply) and self.scope != "global"
+                and any(k.scope == "account" for k in targets) and self.o.revoke_all.on(self.clock()))
 
     def _business(self, address: F.Address) -> str | None:
         """The number the mobile texted, keyed by the very function MT source_addr goes through
@@ -236,15 +248,11 @@ class OptoutPolicy:
     def _targets(self, decision: MoDecision, keys: dict[str, BlockKey],
                  kind_of: Callable[[BlockKey], str | None]) -> list[BlockKey]:
         """Where the decision writes: an add goes to the configured scope (a carrier mirror to the
-        toll-free number itself); a lift takes every liftable block the pair has."""
+        toll-free number itself, and under revoke-all the account's key besides: the network's
+        STOP is the consumer's revocation); a lift takes every liftable block the pair has."""
         if decision.block_action == "add":  # no owning account in scope account: the number's own key
-            if decision.block_kind == "carrier":
-                return [keys["number"]]
-            key = keys.get(self.scope, keys["number"])
-            targets = revoke_all_targets(key, keys, decision, self.o.revoke_all.on(self.clock()))
-            if len(targets) > 1 and self._offers_choice():  # the confirmation offers the choice
-                self.clarifications.note(key.number, targets[-1].counterpart, self.clock())
-            return targets
+            key = keys["number"] if decision.block_kind == "carrier" else keys.get(self.scope, keys["number"])
+            return revoke_all_targets(key, keys, decision, self.o.revoke_all.on(self.clock()))
         if decision.block_action == "remove":
             return [k for k in keys.values() if kind_of(k) in decision.lift_kinds]
         return []

@@ -29,7 +29,7 @@ from gateway.policy.decide import (
 )
 from gateway.policy.program_keywords import ProgramMatch
 from gateway.policy.text import encode_reply, segment
-from gateway.program_mo import clarify_changes
+from gateway.program_mo import clarification_write, clarify_changes
 from gateway.proxy import OWN, AccountState, CarrierLink, Proxy
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
@@ -152,7 +152,7 @@ class MoJob:
             return
         for _ in range(MAX_ATTEMPTS):
             state = await p.store.pair_state(mo.mobile, mo.business, list(mo.keys.values()))
-            self.d, self.ctx, targets = p.decide(mo, state.kind_of)
+            self.d, self.ctx, targets = p.decide(mo, state.kind_of, state.clarify_at)
             self.version = p.version
             self.key = targets[0] if targets else self.key
             if not self.d.record or self._redelivered(state):
@@ -160,7 +160,7 @@ class MoJob:
                 return
             items = [self._item(change) for change in self._changes(targets)]
             started = time.perf_counter()
-            results = await p.store.record_mo(items, state)
+            results = await p.store.record_mo(items, state, clarification_write(self.d, mo.keys, p.clock()))
             p.metrics.store_latency.observe(time.perf_counter() - started)
             if results is not None:
                 self._applied(items, results)
@@ -179,9 +179,11 @@ class MoJob:
     def _changes(self, targets: list[BlockKey]) -> list[BlockChange | None]:
         d, now = self.d, time.time()
         if d.op == "clarify":  # revoke-all's one clarification: lifts and adds (gateway/program_mo.py)
-            return clarify_changes(targets, d.source, now, self.mo.business)
-        if d.block_action == "add":
-            return [BlockChange("add", Block(k, d.block_kind or "optout", d.source, now)) for k in targets]
+            return clarify_changes(targets, d.source, now, self.mo.business,
+                                   self.p.account_unassigned.get(self.mo.account, frozenset()))
+        if d.block_action == "add":  # a carrier mirror is the number's; revoke-all's account key is ours
+            return [BlockChange("add", Block(k, d.block_kind if d.block_kind and k.scope == "number" else "optout",
+                                             d.source, now)) for k in targets]
         if d.block_action == "remove":
             return [BlockChange("remove", Block(k, "optout", d.source, now), d.lift_kinds) for k in targets]
         return [None]
@@ -192,7 +194,7 @@ class MoJob:
             at=time.time(), op=d.op or "", number=key.number, counterpart=mo.business,
             account=key.counterpart if key.scope == "program" else mo.account, source=d.source, text=mo.text or "", data_coding=mo.sm.data_coding,
             rule=d.rule, config_version=self.version, reply_text=d.reply or "",
-            scope=key.scope, kind=d.block_kind or "",
+            scope=key.scope, kind=change.block.kind if change and change.action == "add" else d.block_kind or "",
             mo_fingerprint=mo.fingerprint if d.op in REDELIVERY_OPS else "",  # HELP is no state
             alphabet=mo.alphabet,
         )

@@ -45,6 +45,8 @@ class Program(BaseModel):
     default: bool = Field(False, description="catches every MT no other program claims")
     quiet_hours: Literal["reject", "defer", "off"] = "reject"
     quiet_status: int = Field(0x45, description="status of a refused MT (reject); 0x400+ vendor codes allowed")
+    deactivated: Literal["refuse", "allow"] | None = Field(
+        None, description="MT of this program to a number whose consent epoch ended; default: optout.deactivated_action")
 
     _quiet_status = field_validator("quiet_status")(lambda v: _status(v))
 

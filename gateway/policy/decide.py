@@ -35,6 +35,7 @@ class MoDecision:
     forward: bool = True  # deliver the MO to the application
     annotate: bool = False  # add the op TLV (settings.annotate_tlv) to the forwarded deliver_sm
     reason: str = ""  # why nothing or less happened: network_msg, segment, undecodable, ...
+    offers_clarification: bool = False  # revoke-all: the reply offers the one clarification (program_mo)
 
     @property
     def record(self) -> bool:

@@ -9,7 +9,8 @@ minute (unix seconds, UTC) out. The clock is the caller's argument, never read h
   federal window applies too, so a row only ever narrows it.
 - Time zone from phonenumbers.timezone; an area code split across zones gets the window allowed
   in every candidate zone (the most restrictive); no zone known: the configured default rule
-  read in the default zone.
+  read in the default zone. A destination that reads as two numbers (TON 0 digits) gets the
+  window open under both readings (next_allowed_all).
 - Per-country rules and holidays come from configuration (QuietRules); a holiday closes the day.
 - Transactional and informational messages are never held.
 """
@@ -127,6 +128,23 @@ def next_allowed(profile: Profile, now: float) -> float | None:
         for zone in profile.zones:
             opens = _zone_opens(profile, zone_info(zone), t)
             if opens > t:
+                t, moved = opens, True
+        if not moved:
+            return None if t == now else t
+    return t
+
+
+def next_allowed_all(profiles: tuple[Profile, ...], now: float) -> float | None:
+    """next_allowed for a recipient with several readings (an ambiguous destination): None when
+    every profile is open at now, else the first minute open in all of them (the most restrictive)."""
+    if len(profiles) == 1:
+        return next_allowed(profiles[0], now)
+    t = now
+    for _ in range(4 * len(profiles) + 4):
+        moved = False
+        for profile in profiles:
+            opens = next_allowed(profile, t)
+            if opens is not None:
                 t, moved = opens, True
         if not moved:
             return None if t == now else t

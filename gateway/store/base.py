@@ -140,6 +140,9 @@ class PairState:
     last_at: float = 0.0
     last_counterpart: str = ""  # that event's counterpart: another number's under an account key
     kinds: tuple[tuple[BlockKey, str], ...] = ()  # the asked keys that are blocked, with their kinds
+    # revoke-all's pending clarification of (number, the asked account key's account): when its
+    # STOP offered it (Clarification), 0.0 for none
+    clarify_at: float = 0.0
 
     def kind_of(self, key: BlockKey) -> str | None:
         return next((kind for k, kind in self.kinds if k == key), None)
@@ -163,6 +166,10 @@ class Heartbeat:
 
 
 MoItem = tuple[AuditEvent, "BlockChange | None"]
+# revoke-all's one clarification (gateway/program_mo.py): (mobile, account system_id, offered at);
+# offered at 0.0 consumes it (answered)
+Clarification = tuple[str, str, float]
+CLARIFY_KEEP = 300.0  # seconds a clarification row is kept (the rule's 5 minutes, the longest window)
 BlockGroup = tuple[str, str, str, Sequence[int]]  # (scope, counterpart, kind, mobiles)
 
 
@@ -230,10 +237,13 @@ class Store(Protocol):
         """The pair's version (latest state event) and the current kinds of keys, one snapshot."""
         ...
 
-    async def record_mo(self, items: Sequence[MoItem], expect: PairState) -> list[tuple[int, bool]] | None:
+    async def record_mo(self, items: Sequence[MoItem], expect: PairState,
+                        clarification: Clarification | None = None) -> list[tuple[int, bool]] | None:
         """record() each item, all in one transaction, only if expect.last_id is still the pair's
         latest state event; None (nothing written) when another writer got there first: read
-        pair_state again and decide again. Store-assigned ids order the writers, never commit races."""
+        pair_state again and decide again. Store-assigned ids order the writers, never commit races.
+        clarification: offered (kept CLARIFY_KEEP seconds; older rows are purged) or consumed, in the
+        same transaction."""
         ...
 
     async def last_event_id(self) -> int: ...

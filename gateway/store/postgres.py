@@ -18,12 +18,14 @@ import asyncpg
 
 from gateway.store import schema
 from gateway.store.base import (
+    CLARIFY_KEEP,
     KINDS,
     AuditEvent,
     Block,
     BlockChange,
     BlockFilter,
     BlockKey,
+    Clarification,
     Heartbeat,
     InstanceRow,
     MoItem,
@@ -49,6 +51,7 @@ WHERE (blocks.number, blocks.counterpart, blocks.scope) = (i.number, i.counterpa
 _BULK_TIMEOUT = 3600.0  # import statements: minutes for millions of rows, not command_timeout
 _KEY_WHERE = "number = $1 AND counterpart = $2 AND scope = $3"
 _PAIR_LAST = schema.pair_last_sql(lambda i: f"${i}")
+_CLARIFY_READ, _CLARIFY_OFFER, _CLARIFY_CONSUME, _CLARIFY_PURGE = schema.clarify_sql(lambda i: f"${i}")
 # one statement: the store's clock read once, our row upserted, long-gone rows deleted, all rows read
 _HEARTBEAT = """WITH clock AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS now),
 me AS (INSERT INTO instances (id, started_at, last_seen) SELECT $1, now, now FROM clock
@@ -173,12 +176,17 @@ class PostgresStore(PgOutbox, OperatorMixin):
         ):
             row = await conn.fetchrow(_PAIR_LAST, number, counterpart)
             found = await conn.fetch(_PAIR_KINDS, *columns)
+            account = schema.account_of(keys)
+            offered = await conn.fetchval(_CLARIFY_READ, number, account) if account is not None else None
         kinds = tuple((BlockKey(r[0], r[1], r[2]), str(r[3])) for r in found)
+        clarify_at = float(offered) if offered is not None else 0.0
         if row is None:
-            return PairState(number, counterpart, kinds=kinds)
-        return PairState(number, counterpart, int(row[0]), str(row[1]), float(row[2]), str(row[3]), kinds)
+            return PairState(number, counterpart, kinds=kinds, clarify_at=clarify_at)
+        return PairState(number, counterpart, int(row[0]), str(row[1]), float(row[2]), str(row[3]), kinds,
+                         clarify_at)
 
-    async def record_mo(self, items: Sequence[MoItem], expect: PairState) -> list[tuple[int, bool]] | None:
+    async def record_mo(self, items: Sequence[MoItem], expect: PairState,
+                        clarification: Clarification | None = None) -> list[tuple[int, bool]] | None:
         async with self._guard(), self._require_pool().acquire() as conn, conn.transaction():
             # the events lock first: the check and the writes are one step in the store's order
             await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_EVENTS)
@@ -190,6 +198,13 @@ class PostgresStore(PgOutbox, OperatorMixin):
                 changed, blocked, kind = await _apply(conn, change) if change else (False, False, "")
                 full = schema.complete_event(event, change, blocked, kind)
                 results.append((await self._insert_event(conn, full), changed))
+            if clarification is not None:
+                number, account, offered_at = clarification
+                if offered_at:
+                    await conn.execute(_CLARIFY_PURGE, offered_at - CLARIFY_KEEP)
+                    await conn.execute(_CLARIFY_OFFER, number, account, offered_at)
+                else:
+                    await conn.execute(_CLARIFY_CONSUME, number, account)
             return results
 
     async def events_after(self, event_id: int, limit: int = 1000) -> list[AuditEvent]:

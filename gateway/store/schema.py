@@ -43,6 +43,28 @@ _MIGRATION_6 = (  # who made an operator change and why (CLI --operator/--reason
     "ALTER TABLE events ADD COLUMN operator TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE events ADD COLUMN reason TEXT NOT NULL DEFAULT ''",
 )
+_MIGRATION_7 = (  # revoke-all's pending clarifications: (mobile, account) -> when its STOP offered one
+    """CREATE TABLE clarifications (
+    number TEXT NOT NULL, account TEXT NOT NULL, offered_at REAL NOT NULL,
+    PRIMARY KEY (number, account))""",
+    "CREATE INDEX clarifications_offered ON clarifications (offered_at)",
+)
+
+
+def clarify_sql(mark: Callable[[int], str]) -> tuple[str, str, str, str]:
+    """(read, offer, consume, purge) statements of the clarifications table."""
+    return (
+        f"SELECT offered_at FROM clarifications WHERE number = {mark(1)} AND account = {mark(2)}",
+        (f"INSERT INTO clarifications (number, account, offered_at) VALUES ({mark(1)}, {mark(2)}, {mark(3)}) "
+         "ON CONFLICT (number, account) DO UPDATE SET offered_at = excluded.offered_at"),
+        f"DELETE FROM clarifications WHERE number = {mark(1)} AND account = {mark(2)}",
+        f"DELETE FROM clarifications WHERE offered_at < {mark(1)}",
+    )
+
+
+def account_of(keys: Sequence[BlockKey]) -> str | None:
+    """The account of the asked account-scope key (whose clarification pair_state reads)."""
+    return next((k.counterpart for k in keys if k.scope == "account"), None)
 
 
 def pair_last_sql(mark: Callable[[int], str]) -> str:
@@ -87,6 +109,7 @@ SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _MIGRATION_4,
     _MIGRATION_5,
     _MIGRATION_6,
+    _MIGRATION_7,
 )
 
 POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -124,6 +147,7 @@ BEGIN RAISE EXCEPTION 'events are append-only'; END $$""",
     tuple(s.replace("TEXT", "text").replace("REAL", "double precision") for s in _MIGRATION_4),
     tuple(statement.replace("TEXT", "text") for statement in _MIGRATION_5),
     tuple(statement.replace("TEXT", "text") for statement in _MIGRATION_6),
+    tuple(s.replace("TEXT", "text").replace("REAL", "double precision") for s in _MIGRATION_7),
 )
 
 OUTBOX_COLUMNS = "id, account, raw, enqueued_at, expires_at, attempts"

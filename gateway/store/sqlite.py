@@ -16,12 +16,14 @@ from typing import Any
 
 from gateway.store import schema
 from gateway.store.base import (
+    CLARIFY_KEEP,
     KINDS,
     AuditEvent,
     Block,
     BlockChange,
     BlockFilter,
     BlockKey,
+    Clarification,
     Heartbeat,
     InstanceRow,
     MoItem,
@@ -77,6 +79,7 @@ def _record(
 
 
 _PAIR_LAST = schema.pair_last_sql(lambda i: "?")
+_CLARIFY_READ, _CLARIFY_OFFER, _CLARIFY_CONSUME, _CLARIFY_PURGE = schema.clarify_sql(lambda i: "?")
 
 
 def _pair_state(
@@ -88,19 +91,31 @@ def _pair_state(
         found = conn.execute(f"SELECT kind FROM blocks WHERE {_KEY_WHERE}", schema.key_row(key)).fetchone()
         if found is not None:
             kinds.append((key, str(found[0])))
+    account = schema.account_of(keys)
+    offered = conn.execute(_CLARIFY_READ, (number, account)).fetchone() if account is not None else None
+    clarify_at = float(offered[0]) if offered is not None else 0.0
     if row is None:
-        return PairState(number, counterpart, kinds=tuple(kinds))
-    return PairState(number, counterpart, int(row[0]), str(row[1]), float(row[2]), str(row[3]), tuple(kinds))
+        return PairState(number, counterpart, kinds=tuple(kinds), clarify_at=clarify_at)
+    return PairState(number, counterpart, int(row[0]), str(row[1]), float(row[2]), str(row[3]), tuple(kinds),
+                     clarify_at)
 
 
 def _record_mo(
-    conn: sqlite3.Connection, items: Sequence[MoItem], expect: PairState
+    conn: sqlite3.Connection, items: Sequence[MoItem], expect: PairState, clarification: Clarification | None
 ) -> list[tuple[int, bool]] | None:
     def work() -> list[tuple[int, bool]] | None:  # BEGIN IMMEDIATE: writers one at a time
         row = conn.execute(_PAIR_LAST, (expect.number, expect.counterpart)).fetchone()
         if (int(row[0]) if row else 0) != expect.last_id:
             return None
-        return [_record_in(conn, event, change) for event, change in items]
+        results = [_record_in(conn, event, change) for event, change in items]
+        if clarification is not None:
+            number, account, offered_at = clarification
+            if offered_at:
+                conn.execute(_CLARIFY_PURGE, (offered_at - CLARIFY_KEEP,))
+                conn.execute(_CLARIFY_OFFER, (number, account, offered_at))
+            else:
+                conn.execute(_CLARIFY_CONSUME, (number, account))
+        return results
 
     return in_transaction(conn, work)
 
@@ -213,8 +228,9 @@ class SqliteStore(SqliteOutbox, OperatorMixin):
     async def pair_state(self, number: str, counterpart: str, keys: Sequence[BlockKey]) -> PairState:
         return await self._run(lambda c: read_snapshot(c, lambda: _pair_state(c, number, counterpart, keys)))
 
-    async def record_mo(self, items: Sequence[MoItem], expect: PairState) -> list[tuple[int, bool]] | None:
-        return await self._run(lambda c: _record_mo(c, items, expect))
+    async def record_mo(self, items: Sequence[MoItem], expect: PairState,
+                        clarification: Clarification | None = None) -> list[tuple[int, bool]] | None:
+        return await self._run(lambda c: _record_mo(c, items, expect, clarification))
 
     async def events_after(self, event_id: int, limit: int = 1000) -> list[AuditEvent]:
         rows = await self._query(f"{_EVENTS_SELECT} WHERE id > ? ORDER BY id LIMIT ?", (event_id, limit))

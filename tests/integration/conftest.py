@@ -11,6 +11,7 @@ import pytest
 from gateway.app import Gateway
 from gateway.reload import ConfigSource
 from gateway.simulator import Simulator
+from tests.pg import drop_schema, pg_dsn_or_skip, unique_schema
 
 ACCOUNTS = [
     {"system_id": "acme", "password": "secret", "numbers": ["+14155550100"]},
@@ -71,3 +72,12 @@ async def make_gateway(sim: Simulator, tmp_path: Any) -> AsyncIterator[GatewayFa
 async def gateway(make_gateway: GatewayFactory) -> Gateway:
     return await make_gateway()
 
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A GATEWAY_DATABASE_URL on its own PostgreSQL schema (skips when the server is unreachable)."""
+    dsn = await pg_dsn_or_skip()
+    schema = unique_schema("gw2")
+    yield f"{dsn}?schema={schema}"
+    await drop_schema(dsn, schema)

@@ -21,8 +21,8 @@ from tests.integration.test_mt_enforcement import (
 NOON_PST = dt.datetime(2026, 12, 1, 20, 0, tzinfo=dt.UTC).timestamp()
 
 
-def scheduled(dst: str, src: str, schedule: bytes) -> bytes:
-    body = (b"\x00" + _addr(1, src) + _addr(1, dst) + b"\x00\x00\x00" + schedule + b"\x00" + b"\x00"
+def scheduled(dst: str, src: str, schedule: bytes, dst_ton: int = 1) -> bytes:
+    body = (b"\x00" + _addr(1, src) + _addr(dst_ton, dst) + b"\x00\x00\x00" + schedule + b"\x00" + b"\x00"
             + b"\x00\x00\x00\x00" + b"\x02hi")
     return P.encode(P.SUBMIT_SM, 0, 1, body)
 

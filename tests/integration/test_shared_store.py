@@ -7,10 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from gateway.simulator import Simulator
 from gateway.smpp import status as st
@@ -18,7 +15,6 @@ from gateway.store import open_store
 from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey
 from tests.integration.client import RawClient, submit_sm
 from tests.integration.conftest import GatewayFactory
-from tests.pg import drop_schema, pg_dsn_or_skip, unique_schema
 
 MOBILE = "14155550123"
 LONG_CODE = "14155550100"
@@ -55,14 +51,6 @@ async def test_cli_change_reaches_running_sqlite_gateway(make_gateway: GatewayFa
         await asyncio.sleep(0.02)
     await other.close()
     await client.close()
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    dsn = await pg_dsn_or_skip()
-    schema = unique_schema("gw2")
-    yield f"{dsn}?schema={schema}"
-    await drop_schema(dsn, schema)
 
 
 async def _spawn(sim: Simulator, url: str) -> tuple[asyncio.subprocess.Process, int]:

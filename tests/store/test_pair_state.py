@@ -76,3 +76,26 @@ async def test_a_data_error_does_not_count_against_health(backend: Backend, stor
         await store.record(AuditEvent(at=1.0, op="x", data_coding=2**70))
     assert store.healthy
     await store.ping()
+
+
+async def test_clarification_offered_read_and_consumed(store: Store) -> None:
+    """Revoke-all's pending clarification: written with the STOP, read by pair_state for the
+    asked account key, consumed with its answer; rows older than CLARIFY_KEEP are purged."""
+    account = BlockKey(MOBILE, "acme", "account")
+    seen = await store.pair_state(MOBILE, LONG_CODE, [KEY, account])
+    assert seen.clarify_at == 0.0
+    assert await store.record_mo([stop()], seen, (MOBILE, "acme", 1000.0)) is not None
+    state = await store.pair_state(MOBILE, LONG_CODE, [KEY, account])
+    assert state.clarify_at == 1000.0
+    assert (await store.pair_state(MOBILE, LONG_CODE, [KEY])).clarify_at == 0.0  # no account asked
+    assert (await store.pair_state(MOBILE, LONG_CODE, [BlockKey(MOBILE, "other", "account")])).clarify_at == 0.0
+    other = "+14155550124"
+    assert await store.record_mo([], await store.pair_state(other, LONG_CODE, []), (other, "acme", 1400.0)) is not None
+    assert (await store.pair_state(MOBILE, LONG_CODE, [account])).clarify_at == 0.0  # purged: older than 300 s
+    assert await store.record_mo([start()], state, (MOBILE, "acme", 0.0)) is not None  # consuming a purged one
+    assert await store.record_mo([stop("again")], state, (MOBILE, "acme", 1500.0)) is None  # stale: nothing written
+    assert (await store.pair_state(MOBILE, LONG_CODE, [account])).clarify_at == 0.0
+    fresh = await store.pair_state(other, LONG_CODE, [BlockKey(other, "acme", "account")])
+    assert fresh.clarify_at == 1400.0
+    assert await store.record_mo([], fresh, (other, "acme", 0.0)) is not None  # consumed
+    assert (await store.pair_state(other, LONG_CODE, [BlockKey(other, "acme", "account")])).clarify_at == 0.0

@@ -47,3 +47,17 @@ def test_an_optout_from_another_channel_reviews_a_possible_optout() -> None:
     events = [_e(1, 10.0, "possible_optout", A), _e(2, 11.0, "possible_optout", B),
               _e(3, 12.0, "optout", A, source="voice", block_state="blocked", counterpart="")]
     assert summarise(events, 0.0, 60.0).unreviewed == 1  # B's; A's was followed by the voice opt-out
+
+
+def test_a_revoke_all_stop_counts_once() -> None:
+    """Under revoke-all one MO writes an event per key, consecutive and with one fingerprint."""
+    events = [
+        _e(1, 10.0, "stop", A, block_state="blocked", scope="number", mo_fingerprint="t:STOP"),
+        _e(2, 10.0, "stop", A, block_state="blocked", scope="account", mo_fingerprint="t:STOP"),
+        _e(3, 10.5, "stop_reply", A),
+        _e(4, 20.0, "possible_optout", B, block_state="blocked", scope="number", mo_fingerprint="t:pls stop"),
+        _e(5, 20.0, "possible_optout", B, block_state="blocked", scope="account", mo_fingerprint="t:pls stop"),
+        _e(6, 30.0, "stop", A, block_state="blocked", scope="number", mo_fingerprint="t:STOP"),  # a new STOP
+    ]
+    s = summarise(events, 0.0, 60.0)
+    assert (s.stops, s.confirmations, s.unconfirmed, s.possible_optouts_acted) == (2, [0.5], 1, 1)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import struct
 import types
 
-from gateway.compliance import assign, defer_raw, index_programs, parse_absolute, smpp_absolute
+from gateway.compliance import assign, index_programs
 from gateway.policy.compliance_settings import Program
 from gateway.smpp import pdu as P
+from gateway.smpp.schedule import parse_absolute, schedule_span, smpp_absolute, with_schedule
 
 
 def _addr(addr: str) -> bytes:
@@ -40,20 +41,21 @@ def test_assignment_order() -> None:
 def test_defer_rewrites_only_the_schedule() -> None:
     raw = submit()
     at = 1796140800.0  # 2026-12-01 16:00 UTC
-    out = defer_raw(raw, at)
-    assert out is not None
+    span = schedule_span(raw)
+    assert span is not None and span[0] == span[1]  # no schedule: an empty C-string
+    out = with_schedule(raw, span, smpp_absolute(at))
     assert smpp_absolute(at) == b"261201160000000+"
     assert out.replace(b"261201160000000+", b"")[16:] == raw[16:]
     assert P.HEADER.unpack_from(out)[0] == len(out) and out[4:16] == raw[4:16]
-    later = submit(schedule=b"261202160000000+")  # the application's own, later schedule stands
-    assert defer_raw(later, at) == later
     assert parse_absolute(b"261201170000004+") == at  # +1 hour as +04 quarter hours: the same instant
     earlier = submit(schedule=b"261201150000000+")
-    assert defer_raw(earlier, at) == submit(schedule=b"261201160000000+")
+    span = schedule_span(earlier)
+    assert span is not None
+    assert with_schedule(earlier, span, smpp_absolute(at)) == submit(schedule=b"261201160000000+")
 
 
 def test_relative_schedule_from_now() -> None:
-    from gateway.compliance import parse_relative, parse_schedule
+    from gateway.smpp.schedule import parse_relative, parse_schedule
 
     now = 1796140800.0  # 2026-12-01 16:00 UTC
     assert parse_relative(b"000002000000000R", now) == now + 2 * 86400

@@ -90,3 +90,16 @@ def test_state_of_area_code() -> None:
     assert qh.state_of(phonenumbers.parse("+13055550100")) == "FL"
     assert qh.state_of(phonenumbers.parse("+12065550100")) == "WA"
     assert qh.state_of(phonenumbers.parse("+19995550100")) is None
+
+
+def test_two_readings_take_the_window_open_under_both() -> None:
+    """An ambiguous destination: the first minute open in Jamaica and in Singapore alike (their
+    8:00-21:00 windows overlap from 00:00 to 02:00 UTC)."""
+    jm, sg = qh.profile_for("+16581234567", RULES), qh.profile_for("+6581234567", RULES)
+    now = ts("2026-12-01T20:00:00+00:00")  # 15:00 in Kingston (open), 04:00 in Singapore (closed)
+    assert qh.next_allowed(jm, now) is None
+    assert qh.next_allowed_all((jm, sg), now) == ts("2026-12-02T00:00:00+00:00")  # 08:00 SGT
+    assert qh.next_allowed_all((jm, sg), ts("2026-12-02T01:59:00+00:00")) is None  # open in both
+    late = ts("2026-12-02T02:00:00+00:00")  # 21:00 in Kingston: closed there; the next overlap
+    assert qh.next_allowed_all((jm, sg), late) == ts("2026-12-03T00:00:00+00:00")
+    assert qh.next_allowed_all((jm,), late) == qh.next_allowed(jm, late)
