@@ -74,6 +74,18 @@ async def gateway(make_gateway: GatewayFactory) -> Gateway:
 
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[str]:
+    """A GATEWAY_DATABASE_URL on each backend: a SQLite file, then a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/gateway.db"
+        return
+    dsn = await pg_dsn_or_skip()
+    schema = unique_schema("gw")
+    yield f"{dsn}?schema={schema}"
+    await drop_schema(dsn, schema)
+
+
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
     """A GATEWAY_DATABASE_URL on its own PostgreSQL schema (skips when the server is unreachable)."""

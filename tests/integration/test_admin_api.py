@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from gateway.app import Gateway
 from gateway.httpd import MAX_BODY
@@ -45,17 +42,6 @@ async def call(port: int, method: str, path: str, token: str | None = WRITE, bod
     lines = head.split("\r\n")
     ctype = next(line.split(":", 1)[1].strip() for line in lines if line.lower().startswith("content-type:"))
     return int(lines[0].split(" ")[1]), ctype, json.loads(text) if "json" in ctype else text
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/api.db"
-        return
-    dsn = await pg_dsn_or_skip()
-    schema = unique_schema("api")
-    yield f"{dsn}?schema={schema}"
-    await drop_schema(dsn, schema)
 
 
 async def api_gateway(make_gateway: GatewayFactory, url: str, **http: Any) -> Gateway:
@@ -102,8 +88,8 @@ async def test_tokens_and_roles(make_gateway: GatewayFactory, tmp_path: Path) ->
 
 
 async def test_blocks_add_get_list_remove_enforced_at_once(make_gateway: GatewayFactory,
-                                                           database_url: str) -> None:
-    gateway = await api_gateway(make_gateway, database_url)
+                                                           db_url: str) -> None:
+    gateway = await api_gateway(make_gateway, db_url)
     port = gateway.http_port
     client = await bound_client(gateway)
     assert await submit_status(client) == 0
@@ -139,8 +125,8 @@ async def test_blocks_add_get_list_remove_enforced_at_once(make_gateway: Gateway
 
 
 async def test_bad_input_gets_a_problem_and_changes_nothing(make_gateway: GatewayFactory,
-                                                            database_url: str) -> None:
-    gateway = await api_gateway(make_gateway, database_url)
+                                                            db_url: str) -> None:
+    gateway = await api_gateway(make_gateway, db_url)
     port = gateway.http_port
     before = await last_event(gateway)
     good = {"number": MOBILE, "counterpart": LONG_CODE, "reason": "r", "operator": "o"}
@@ -178,8 +164,8 @@ async def test_bad_input_gets_a_problem_and_changes_nothing(make_gateway: Gatewa
     assert gateway.store is not None and await gateway.store.list_blocks() == []
 
 
-async def test_optout_from_another_channel(make_gateway: GatewayFactory, database_url: str) -> None:
-    gateway = await api_gateway(make_gateway, database_url)
+async def test_optout_from_another_channel(make_gateway: GatewayFactory, db_url: str) -> None:
+    gateway = await api_gateway(make_gateway, db_url)
     client = await bound_client(gateway)
     body = {"number": "(415) 555-0123", "channel": "voice", "at": 1_700_000_000.0,
             "operator": "call-centre", "reason": "call 8812"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -27,17 +26,6 @@ from tests.integration.test_http import http_get
 from tests.integration.test_optout import LONG_CODE, MOBILE, App, replies_to, submits_to
 from tests.pg import drop_schema, pg_dsn_or_skip, unique_schema
 from tests.tcpproxy import TcpProxy
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/order.db"
-        return
-    dsn = await pg_dsn_or_skip()
-    schema = unique_schema("moorder")
-    yield f"{dsn}?schema={schema}"
-    await drop_schema(dsn, schema)
 
 
 def in_flight(session: SmscSession, *mos: tuple[str, bytes]) -> list[asyncio.Future[int]]:
