@@ -95,11 +95,13 @@ class IndexSync:
                 break
             changed = False
             for event in events:
+                if event.id <= self.last_event_id:
+                    continue  # a catch-up that read after this one applied it already: never replay it late
                 if event.op in RELOAD_OPS:
                     reload = True  # one reload after the batch, however many imports it holds
                 elif not self._superseded(event):
                     changed = self.index.apply_event(event) or changed
-                self.last_event_id = max(self.last_event_id, event.id)
+                self.last_event_id = event.id
             seen += len(events)
             if changed:
                 self.on_change()
