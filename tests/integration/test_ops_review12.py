@@ -90,3 +90,140 @@ async def test_concurrent_api_writes_leave_index_and_store_alike(make_gateway: G
     stored = {b.key for b in await gateway.store.list_blocks(limit=1000)}
     assert stored == {BlockKey(n, LONG_CODE, "number") for n in numbers}
     assert all(key in gateway.index for key in stored)
+
+
+# --- reload with PDUs in flight -------------------------------------------------------------------
+
+from gateway.smpp import pdu as P  # noqa: E402
+from tests.integration.client import RawClient, submit_sm  # noqa: E402
+from tests.integration.pki import Pki, tls_connect  # noqa: E402
+from tests.integration.test_optout import LONG_CODE as MO_LONG_CODE  # noqa: E402
+from tests.integration.test_optout import App, replies_to  # noqa: E402
+from tests.integration.test_reload import ACME, CUSTOM_STOP, OTHER, toml  # noqa: E402
+from tests.integration.test_tls_listener import listen_tls  # noqa: E402
+
+
+async def test_stop_in_flight_during_a_reload_keeps_one_configuration(make_gateway: GatewayFactory, sim: Simulator,
+                                                                     tmp_path: Path) -> None:
+    """A STOP whose store write is under way when the reply text changes: its reply, its event's
+    reply_text and config_version all come from the configuration it was decided under; the next
+    STOP gets the new text and version."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(toml([ACME, OTHER]))
+    gateway = await make_gateway(config=config)
+    assert gateway.store is not None and gateway.optout is not None
+    app = await App.bind(gateway)
+    store = gateway.store
+    real = store.record_mo
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def record_mo(*args: Any, **kw: Any) -> Any:
+        if not held.is_set():
+            held.set()
+            await release.wait()
+        return await real(*args, **kw)
+
+    store.record_mo = record_mo  # type: ignore[method-assign]
+    before = gateway.optout.version
+    first = asyncio.create_task(sim.inject_mo("14155550123", MO_LONG_CODE, "STOP"))
+    await asyncio.wait_for(held.wait(), 5)
+    config.write_text(toml([ACME, OTHER], f'[optout.replies]\nstop = "{CUSTOM_STOP}"\n'))
+    result = gateway.reload()
+    assert result and result.config_version != before
+    release.set()
+    assert await asyncio.wait_for(first, 5) == 0
+    await replies_to(sim, "14155550123", b"unsubscribed")
+    assert await sim.inject_mo("14155550124", MO_LONG_CODE, "STOP") == 0
+    await replies_to(sim, "14155550124", b"Custom: you are out")
+    stops = [e for e in await store.events_after(0) if e.op == "stop"]
+    assert [(e.number, e.config_version, CUSTOM_STOP in e.reply_text) for e in stops] == [
+        ("+14155550123", before, False), ("+14155550124", result.config_version, True)]
+    await app.close()
+
+
+async def test_removed_account_is_unbound_on_both_listeners(make_gateway: GatewayFactory, sim: Simulator,
+                                                            tmp_path: Path) -> None:
+    """other bound on the plaintext and the TLS listener is removed; acme, now require_tls, loses its
+    plaintext session only; its TLS session answers throughout."""
+    pki = Pki(tmp_path)
+    config = tmp_path / "gateway.toml"
+    config.write_text(toml([ACME, OTHER]))
+    gateway = await make_gateway(config=config, listen_tls=listen_tls(pki.issue("gateway")))
+    ctx = pki.client_context()
+    sessions: dict[str, RawClient] = {}
+    for name, system_id, password, tls in (("other_plain", "other", "pw2", False), ("other_tls", "other", "pw2", True),
+                                           ("acme_plain", "acme", "secret", False), ("acme_tls", "acme", "secret", True)):
+        client = await (tls_connect(gateway.smpp_tls_port, ctx) if tls else RawClient.connect(gateway.smpp_port))
+        assert (await client.bind(system_id, password)).command_status == st.ESME_ROK
+        sessions[name] = client
+    config.write_text(toml([{**ACME, "require_tls": True}]).replace("= True", "= true"))
+    result = gateway.reload()
+    assert result, result.failed
+    for name in ("other_plain", "other_tls", "acme_plain"):
+        client = sessions[name]
+        unbind = await client.read(lambda p: p.command_id == P.UNBIND)
+        client.respond(unbind, body=b"")
+        assert await client.closed(), name
+    acme = sessions["acme_tls"]
+    assert (await acme.request(P.encode(P.ENQUIRE_LINK, 0, 9))).command_status == st.ESME_ROK
+    assert (await acme.request(submit_sm())).command_status == st.ESME_ROK
+    assert not [p for p in acme.queue if p.command_id == P.UNBIND]
+    assert [len(s.sessions) for s in gateway.proxy.accounts.values()] == [1]
+    await acme.close()
+
+
+async def test_submits_waiting_for_the_carrier_rate_of_a_removed_account_are_answered(
+        make_gateway: GatewayFactory, sim: Simulator, tmp_path: Path) -> None:
+    """Submits of a removed account waiting in the carrier pacer: each one that reaches the carrier
+    has its answer reach the application before its session closes (drain_timeout is ample)."""
+    config = tmp_path / "gateway.toml"
+    limits = "[carrier]\nmax_tps = 4.0\nburst = 1.0\n"
+    config.write_text(toml([ACME, OTHER], limits))
+    gateway = await make_gateway(config=config, drain_timeout=10.0)
+    other = await RawClient.connect(gateway.smpp_port)
+    assert (await other.bind("other", "pw2")).command_status == st.ESME_ROK
+    for seq in range(10, 16):
+        other.send(submit_sm(src="14155550199", text=f"queued {seq}", seq=seq))
+    pacer = gateway.proxy.pacer
+    assert pacer is not None, gateway.settings.carrier
+    async with asyncio.timeout(5):
+        while len(pacer.queue) < 3:
+            await asyncio.sleep(0.01)
+    config.write_text(toml([ACME], limits))
+    assert gateway.reload()
+    unbind = await other.read(lambda p: p.command_id == P.UNBIND)
+    other.respond(unbind, body=b"")
+    assert await other.closed(timeout=10)
+    answers = [p for p in other.queue if p.command_id == P.SUBMIT_SM_RESP]
+    at_carrier = [p for p in sim.received if p.command_id == P.SUBMIT_SM and b"queued" in p.raw]
+    assert len(answers) == 6 and {p.command_status for p in answers} == {st.ESME_ROK}
+    assert len(at_carrier) == 6
+
+
+async def test_submits_still_waiting_when_a_removed_accounts_session_closes_are_not_forwarded(
+        make_gateway: GatewayFactory, sim: Simulator, tmp_path: Path) -> None:
+    """The application never answers the unbind: its session closes at drain_timeout, and what still
+    waits for the carrier rate then is dropped, never sent for an account that is gone."""
+    config = tmp_path / "gateway.toml"
+    limits = "[carrier]\nmax_tps = 1.0\nburst = 1.0\n"
+    config.write_text(toml([ACME, OTHER], limits))
+    gateway = await make_gateway(config=config, drain_timeout=0.5)
+    other = await RawClient.connect(gateway.smpp_port)
+    assert (await other.bind("other", "pw2")).command_status == st.ESME_ROK
+    for seq in range(10, 16):
+        other.send(submit_sm(src="14155550199", text=f"queued {seq}", seq=seq))
+    pacer = gateway.proxy.pacer
+    assert pacer is not None
+    async with asyncio.timeout(5):
+        while len(pacer.queue) < 4:
+            await asyncio.sleep(0.01)
+    config.write_text(toml([ACME], limits))
+    assert gateway.reload()
+    await other.read(lambda p: p.command_id == P.UNBIND)  # not answered
+    assert await other.closed(timeout=5)
+    async with asyncio.timeout(10):
+        while pacer.queue:
+            await asyncio.sleep(0.05)
+    answered = [p for p in other.queue if p.command_id == P.SUBMIT_SM_RESP and p.command_status == st.ESME_ROK]
+    at_carrier = [p for p in sim.received if p.command_id == P.SUBMIT_SM and b"queued" in p.raw]
+    assert len(at_carrier) <= len(answered) + 1 and len(at_carrier) < 6
