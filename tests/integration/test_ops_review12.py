@@ -227,3 +227,17 @@ async def test_submits_still_waiting_when_a_removed_accounts_session_closes_are_
     answered = [p for p in other.queue if p.command_id == P.SUBMIT_SM_RESP and p.command_status == st.ESME_ROK]
     at_carrier = [p for p in sim.received if p.command_id == P.SUBMIT_SM and b"queued" in p.raw]
     assert len(at_carrier) <= len(answered) + 1 and len(at_carrier) < 6
+
+
+# --- the admin API: bad input --------------------------------------------------------------------
+
+
+async def test_deeply_nested_json_is_a_400_problem_not_a_500(make_gateway: GatewayFactory, tmp_path: Path) -> None:
+    """json.loads raises RecursionError (not ValueError) on a deep nest: it escaped as a 500."""
+    gateway = await api_gateway(make_gateway, f"sqlite:///{tmp_path}/deep.db")
+    for raw in (b"[" * 50_000, b'{"a":' * 10_000 + b"1" + b"}" * 10_000):
+        for method, path in (("POST", "/v1/blocks"), ("POST", "/v1/optouts"), ("DELETE", f"/v1/blocks/{MOBILE}")):
+            status, ctype, problem = await call(gateway.http_port, method, path, WRITE, raw=raw)
+            assert (status, ctype) == (400, "application/problem+json"), (method, path, status, problem)
+            assert problem["status"] == 400
+    assert gateway.store is not None and await gateway.store.list_blocks() == []
