@@ -241,3 +241,57 @@ async def test_deeply_nested_json_is_a_400_problem_not_a_500(make_gateway: Gatew
             assert (status, ctype) == (400, "application/problem+json"), (method, path, status, problem)
             assert problem["status"] == 400
     assert gateway.store is not None and await gateway.store.list_blocks() == []
+
+
+# --- dashboards and alerts: the labels they read exist -------------------------------------------
+
+import re  # noqa: E402
+
+from tests.deploy import _STRING, dashboard_expressions, rule_expressions  # noqa: E402
+
+_SELECTOR = re.compile(r"\b(gateway_[a-zA-Z0-9_]+)\s*\{([^}]*)\}")
+_MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
+_GROUPING = re.compile(r"\b(?:by|on|without|ignoring|group_left|group_right)\s*\(([^)]*)\)")
+_NAME = re.compile(r"\b(gateway_[a-zA-Z0-9_]+)\b")
+TARGET_LABELS = frozenset({"instance", "job", "le", "__name__"})
+
+
+def label_names(gateway: Gateway) -> dict[str, set[str]]:
+    """Every exported family (with its sample suffixes) -> its label names, from the registry."""
+    out: dict[str, set[str]] = {}
+    registry = gateway.metrics.registry
+    for collector, names in list(registry._collector_to_names.items()):  # noqa: SLF001
+        declared = getattr(collector, "_labelnames", None)
+        if declared is not None:
+            for name in names:
+                out.setdefault(name, set()).update(declared)
+    for family in registry.collect():
+        for sample in family.samples:
+            out.setdefault(sample.name, set()).update(sample.labels)
+            out.setdefault(family.name, set()).update(sample.labels)
+    return out
+
+
+async def test_dashboard_and_alert_labels_exist(make_gateway: GatewayFactory, sim: Simulator) -> None:
+    """A selector or a by()/on() clause naming a label the metric does not have matches nothing:
+    the panel stays empty, the alert never fires. Every label they use is one the gateway exports."""
+    gateway = await make_gateway()
+    client = await RawClient.connect(gateway.smpp_port)
+    assert (await client.bind()).command_status == st.ESME_ROK
+    assert (await client.request(submit_sm())).command_status == st.ESME_ROK
+    labels = label_names(gateway)
+    wrong: list[str] = []
+    for where, expr in [*dashboard_expressions(), *rule_expressions()]:
+        plain = _STRING.sub('""', expr)
+        for name, body in _SELECTOR.findall(plain):
+            for label in set(_MATCHER.findall(body)) - TARGET_LABELS:
+                if label not in labels.get(name, set()):
+                    wrong.append(f"{where}: {name} has no label {label!r}")
+        used = set(_NAME.findall(plain))
+        available = set().union(*(labels.get(n, set()) for n in used)) if used else set()
+        for group in _GROUPING.findall(plain):
+            for label in {g.strip() for g in group.split(",") if g.strip()} - TARGET_LABELS:
+                if label not in available:
+                    wrong.append(f"{where}: no metric of it has label {label!r}")
+    assert wrong == []
+    await client.close()
