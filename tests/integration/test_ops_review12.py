@@ -295,3 +295,65 @@ async def test_dashboard_and_alert_labels_exist(make_gateway: GatewayFactory, si
                     wrong.append(f"{where}: no metric of it has label {label!r}")
     assert wrong == []
     await client.close()
+
+
+async def test_api_blocks_of_every_scope_are_refused_on_the_wire_at_once(make_gateway: GatewayFactory,
+                                                                         tmp_path: Path) -> None:
+    gateway = await api_gateway(make_gateway, f"sqlite:///{tmp_path}/scopes.db")
+    client = await bound_client(gateway)
+    cases = [("+14155550131", {"scope": "global"}), ("+14155550132", {"scope": "account", "counterpart": "acme"}),
+             ("+14155550133", {"scope": "number", "counterpart": LONG_CODE})]
+    for mobile, key in cases:
+        dst = mobile[1:]
+        assert (await client.request(submit_sm(dst=dst))).command_status == st.ESME_ROK
+        status, _, done = await call(gateway.http_port, "POST", "/v1/blocks", WRITE,
+                                     {"number": mobile, "reason": "r", "operator": "o", **key})
+        assert status == 201, done
+        assert (await client.request(submit_sm(dst=dst))).command_status == st.ESME_RINVDSTADR, key
+    other = {"number": "+14155550132", "scope": "account", "counterpart": "other", "reason": "r", "operator": "o"}
+    assert (await call(gateway.http_port, "POST", "/v1/blocks", WRITE, other))[0] == 201
+    await client.close()
+
+
+# --- systemd: a reload while the carrier is down ----------------------------------------------------
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+
+from gateway import sdnotify  # noqa: E402
+from gateway.app import handle_sighup  # noqa: E402
+from tests.integration.test_sdnotify import Messages  # noqa: E402
+
+
+async def test_a_reload_while_not_ready_still_ends_with_ready(make_gateway: GatewayFactory, sim: Simulator,
+                                                              tmp_path: Path) -> None:
+    """systemd holds `systemctl reload` from RELOADING=1 until READY=1 (up to TimeoutStartSec). A
+    gateway that was ready once and lost its carrier sent no READY=1 after the reload: the reload
+    hung for minutes, when the operator most needs one (say, to fix the carrier's TLS files)."""
+    address = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    sock.setblocking(False)
+    gateway = await make_gateway()
+    notifier = sdnotify.Notifier(address)
+    watch = sdnotify.start(notifier, gateway.ready, gateway.status_line)
+    messages = Messages(sock)
+    try:
+        ready_at = await messages.until("READY=1", timeout=5)
+        await sim.stop()
+        async with asyncio.timeout(5):
+            while gateway.ready():
+                await asyncio.sleep(0.01)
+        handle_sighup(gateway, notifier)
+        os.kill(os.getpid(), signal.SIGHUP)
+        reloading = await messages.until("RELOADING=1", after=ready_at, timeout=5)
+        done = await messages.until("READY=1", after=reloading, timeout=5)
+        assert messages.seen[done + 1] == "STATUS=reload applied"
+    finally:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+        notifier.close()
+        sock.close()
