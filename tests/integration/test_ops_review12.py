@@ -357,3 +357,42 @@ async def test_a_reload_while_not_ready_still_ends_with_ready(make_gateway: Gate
             await asyncio.gather(watch, return_exceptions=True)
         notifier.close()
         sock.close()
+
+
+# --- a bad reload file names its line ---------------------------------------------------------------
+
+import logging  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.integration.test_reload import NEWCO, reloads  # noqa: E402
+from tests.integration.test_tls_listener import reload_by_signal  # noqa: E402
+
+BAD_NUMBERS = {  # the file, and the line the reason must name
+    "malformed_number": (toml([ACME, {**NEWCO, "numbers": ["+14155550177", "garbage"]}]), '"garbage"]'),
+    "same_value_elsewhere": (toml([{**ACME, "senders": ["garbage"]}, {**NEWCO, "numbers": ["garbage"]}]),
+                             'numbers = ["garbage"]'),
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_NUMBERS))
+async def test_a_bad_account_number_names_its_line(make_gateway: GatewayFactory, sim: Simulator, tmp_path: Path,
+                                                   bad: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A number an account lists that is no number: the reload fails, changes nothing, and names
+    the line (it named none)."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(toml([ACME, OTHER]))
+    gateway = await make_gateway(config=config)
+    text, marker = BAD_NUMBERS[bad]
+    text = text.replace('["+14155550177", "garbage"]', '[\n  "+14155550177",\n  "garbage"]')
+    line = next(n for n, content in enumerate(text.splitlines(), start=1) if content.strip().endswith(marker))
+    config.write_text(text)
+    with caplog.at_level(logging.ERROR, logger="gateway.reload"):
+        await reload_by_signal(gateway)
+    assert reloads(gateway, "failed") == 1 and reloads(gateway, "ok") == 0
+    result = gateway.reloader.last
+    assert result is not None and not result
+    assert any(f"line {line} of" in reason for reason in result.failed), (line, result.failed)
+    logged = [r for r in caplog.records if r.getMessage() == "reload_failed"]
+    assert logged and logged[0].__dict__["line"] == line
+    assert set(gateway.proxy.accounts) == {"acme", "other"}
