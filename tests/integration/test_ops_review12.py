@@ -20,6 +20,7 @@ from tests.integration.test_admin_api import (
     api_gateway,
     bound_client,
     call,
+    database_url,
     submit_status,
 )
 
@@ -47,11 +48,11 @@ def hold_first_fetch(gateway: Gateway) -> tuple[asyncio.Event, asyncio.Event]:
     return held, release
 
 
-async def test_a_stale_catch_up_never_undoes_a_newer_api_write(make_gateway: GatewayFactory, tmp_path: Path) -> None:
+async def test_a_stale_catch_up_never_undoes_a_newer_api_write(make_gateway: GatewayFactory, database_url: str) -> None:
     """Block, lift, block again through the API while one catch-up of the index sync is held
     with the lift: once it goes on, the mobile must still be blocked (the old code replayed the
     lift after the newer block and forwarded MT to a blocked mobile)."""
-    gateway = await api_gateway(make_gateway, f"sqlite:///{tmp_path}/race.db")
+    gateway = await api_gateway(make_gateway, database_url)
     port = gateway.http_port
     client = await bound_client(gateway)
     assert (await call(port, "POST", "/v1/blocks", WRITE, BLOCK))[0] == 201
@@ -70,8 +71,8 @@ async def test_a_stale_catch_up_never_undoes_a_newer_api_write(make_gateway: Gat
 
 
 async def test_concurrent_api_writes_leave_index_and_store_alike(make_gateway: GatewayFactory,
-                                                                 tmp_path: Path) -> None:
-    gateway = await api_gateway(make_gateway, f"sqlite:///{tmp_path}/many.db")
+                                                                 database_url: str) -> None:
+    gateway = await api_gateway(make_gateway, database_url)
     port = gateway.http_port
     numbers = [f"+1415555{n:04d}" for n in range(300, 330)]
 
