@@ -60,11 +60,15 @@ async def test_a_stale_catch_up_never_undoes_a_newer_api_write(make_gateway: Gat
     held, release = hold_first_fetch(gateway)
     lift = asyncio.create_task(call(port, "DELETE", f"/v1/blocks/{MOBILE}", WRITE, LIFT))
     await asyncio.wait_for(held.wait(), 5)  # a catch-up read the lift and waits
-    status, _, again = await call(port, "POST", "/v1/blocks", WRITE, BLOCK)
-    assert status == 201 and again["changed"]
+    again = asyncio.create_task(call(port, "POST", "/v1/blocks", WRITE, BLOCK))
+    assert gateway.store is not None
+    async with asyncio.timeout(5):
+        while await gateway.store.get_block(KEY) is None:  # blocked again in the store
+            await asyncio.sleep(0.01)
     release.set()
     assert (await asyncio.wait_for(lift, 5))[0] == 200
-    assert gateway.store is not None and await gateway.store.get_block(KEY) is not None
+    status, _, done = await asyncio.wait_for(again, 5)
+    assert status == 201 and done["changed"]
     assert KEY in gateway.index
     assert await submit_status(client) == st.ESME_RINVDSTADR
     await client.close()
@@ -397,3 +401,46 @@ async def test_a_bad_account_number_names_its_line(make_gateway: GatewayFactory,
     logged = [r for r in caplog.records if r.getMessage() == "reload_failed"]
     assert logged and logged[0].__dict__["line"] == line
     assert set(gateway.proxy.accounts) == {"acme", "other"}
+
+
+# --- an import's index reload while the gateway takes a STOP -------------------------------------
+
+import io  # noqa: E402
+from collections.abc import AsyncIterator, Sequence  # noqa: E402
+
+from gateway.admin_import import import_blocks  # noqa: E402
+from gateway.admin_rows import RowDefaults  # noqa: E402
+
+
+async def test_a_block_written_while_an_import_reloads_the_index_stays_enforced(
+        make_gateway: GatewayFactory, sim: Simulator, database_url: str) -> None:
+    """An import makes every gateway rebuild its block index from the store. An API block written
+    while the rebuild reads was applied (by the API's own catch-up) to the old index, and the rebuilt
+    one, read before it, was swapped in without it: MT to that mobile went to the carrier."""
+    gateway = await api_gateway(make_gateway, database_url)
+    assert gateway.store is not None
+    store = gateway.store
+    real = store.block_groups
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def block_groups() -> AsyncIterator[Sequence[Any]]:
+        pages = [page async for page in real()]  # the snapshot is taken now
+        held.set()
+        await release.wait()
+        for page in pages:
+            yield page
+
+    store.block_groups = block_groups  # type: ignore[method-assign]
+    client = await bound_client(gateway)
+    rows = "number,counterpart,scope\n+14155550161,+14155550100,number\n"
+    await import_blocks(store, io.StringIO(rows), RowDefaults(scope="number"), "US", err=io.StringIO())
+    await asyncio.wait_for(held.wait(), 5)  # the index sync saw the import and reads the store
+    add = asyncio.create_task(call(gateway.http_port, "POST", "/v1/blocks", WRITE, BLOCK))
+    async with asyncio.timeout(5):
+        while await store.get_block(KEY) is None:
+            await asyncio.sleep(0.01)
+    release.set()
+    assert (await asyncio.wait_for(add, 5))[0] == 201
+    assert KEY in gateway.index and BlockKey("+14155550161", LONG_CODE, "number") in gateway.index
+    assert await submit_status(client) == st.ESME_RINVDSTADR
+    await client.close()
