@@ -1,18 +1,35 @@
 """Issue 12 review: probes over real sockets for what the first tests left out (races of the
-index sync with admin API writes, reload with PDUs in flight, sessions on both listeners)."""
+index sync with admin API writes and an import's index rebuild, reload with PDUs in flight,
+sessions on both listeners, systemd's reload handshake, the labels dashboards and alerts read)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import io
+import logging
+import os
+import re
+import signal
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.app import Gateway
+import pytest
+
+from gateway import sdnotify
+from gateway.admin_import import import_blocks
+from gateway.admin_rows import RowDefaults
+from gateway.app import Gateway, handle_sighup
 from gateway.simulator import Simulator
+from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 from gateway.store.base import AuditEvent, BlockKey
+from tests.deploy import _STRING, dashboard_expressions, rule_expressions
+from tests.integration import test_admin_api as admin_api
+from tests.integration.client import RawClient, submit_sm
 from tests.integration.conftest import GatewayFactory
+from tests.integration.pki import Pki, tls_connect
 from tests.integration.test_admin_api import (
     LONG_CODE,
     MOBILE,
@@ -20,9 +37,15 @@ from tests.integration.test_admin_api import (
     api_gateway,
     bound_client,
     call,
-    database_url,
     submit_status,
 )
+from tests.integration.test_optout import LONG_CODE as MO_LONG_CODE
+from tests.integration.test_optout import App, replies_to
+from tests.integration.test_reload import ACME, CUSTOM_STOP, NEWCO, OTHER, reloads, toml
+from tests.integration.test_sdnotify import Messages
+from tests.integration.test_tls_listener import listen_tls, reload_by_signal
+
+database_url = admin_api.database_url  # the fixture: SQLite, then PostgreSQL
 
 KEY = BlockKey(MOBILE, LONG_CODE, "number")
 BLOCK = {"number": MOBILE, "counterpart": LONG_CODE, "scope": "number", "reason": "r", "operator": "o"}
@@ -99,13 +122,6 @@ async def test_concurrent_api_writes_leave_index_and_store_alike(make_gateway: G
 
 # --- reload with PDUs in flight -------------------------------------------------------------------
 
-from gateway.smpp import pdu as P  # noqa: E402
-from tests.integration.client import RawClient, submit_sm  # noqa: E402
-from tests.integration.pki import Pki, tls_connect  # noqa: E402
-from tests.integration.test_optout import LONG_CODE as MO_LONG_CODE  # noqa: E402
-from tests.integration.test_optout import App, replies_to  # noqa: E402
-from tests.integration.test_reload import ACME, CUSTOM_STOP, OTHER, toml  # noqa: E402
-from tests.integration.test_tls_listener import listen_tls  # noqa: E402
 
 
 async def test_stop_in_flight_during_a_reload_keeps_one_configuration(make_gateway: GatewayFactory, sim: Simulator,
@@ -250,9 +266,7 @@ async def test_deeply_nested_json_is_a_400_problem_not_a_500(make_gateway: Gatew
 
 # --- dashboards and alerts: the labels they read exist -------------------------------------------
 
-import re  # noqa: E402
 
-from tests.deploy import _STRING, dashboard_expressions, rule_expressions  # noqa: E402
 
 _SELECTOR = re.compile(r"\b(gateway_[a-zA-Z0-9_]+)\s*\{([^}]*)\}")
 _MATCHER = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
@@ -265,7 +279,7 @@ def label_names(gateway: Gateway) -> dict[str, set[str]]:
     """Every exported family (with its sample suffixes) -> its label names, from the registry."""
     out: dict[str, set[str]] = {}
     registry = gateway.metrics.registry
-    for collector, names in list(registry._collector_to_names.items()):  # noqa: SLF001
+    for collector, names in list(registry._collector_to_names.items()):
         declared = getattr(collector, "_labelnames", None)
         if declared is not None:
             for name in names:
@@ -322,13 +336,7 @@ async def test_api_blocks_of_every_scope_are_refused_on_the_wire_at_once(make_ga
 
 # --- systemd: a reload while the carrier is down ----------------------------------------------------
 
-import os  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
 
-from gateway import sdnotify  # noqa: E402
-from gateway.app import handle_sighup  # noqa: E402
-from tests.integration.test_sdnotify import Messages  # noqa: E402
 
 
 async def test_a_reload_while_not_ready_still_ends_with_ready(make_gateway: GatewayFactory, sim: Simulator,
@@ -366,12 +374,8 @@ async def test_a_reload_while_not_ready_still_ends_with_ready(make_gateway: Gate
 
 # --- a bad reload file names its line ---------------------------------------------------------------
 
-import logging  # noqa: E402
 
-import pytest  # noqa: E402
 
-from tests.integration.test_reload import NEWCO, reloads  # noqa: E402
-from tests.integration.test_tls_listener import reload_by_signal  # noqa: E402
 
 BAD_NUMBERS = {  # the file, and the line the reason must name
     "malformed_number": (toml([ACME, {**NEWCO, "numbers": ["+14155550177", "garbage"]}]), '"garbage"]'),
@@ -405,11 +409,7 @@ async def test_a_bad_account_number_names_its_line(make_gateway: GatewayFactory,
 
 # --- an import's index reload while the gateway takes a STOP -------------------------------------
 
-import io  # noqa: E402
-from collections.abc import AsyncIterator, Sequence  # noqa: E402
 
-from gateway.admin_import import import_blocks  # noqa: E402
-from gateway.admin_rows import RowDefaults  # noqa: E402
 
 
 async def test_a_block_written_while_an_import_reloads_the_index_stays_enforced(
@@ -444,3 +444,17 @@ async def test_a_block_written_while_an_import_reloads_the_index_stays_enforced(
     assert KEY in gateway.index and BlockKey("+14155550161", LONG_CODE, "number") in gateway.index
     assert await submit_status(client) == st.ESME_RINVDSTADR
     await client.close()
+
+
+async def test_an_api_optout_is_lifted_by_the_mobiles_start(make_gateway: GatewayFactory, sim: Simulator,
+                                                            tmp_path: Path) -> None:
+    """README: an opt-out from another channel is 'lifted only by the mobile's own opt-in (START)'."""
+    gateway = await api_gateway(make_gateway, f"sqlite:///{tmp_path}/start.db")
+    app = await App.bind(gateway)
+    status, _, done = await call(gateway.http_port, "POST", "/v1/optouts", WRITE, {"number": MOBILE, "channel": "voice"})
+    assert status == 201 and done["key"]["scope"] == "global"
+    assert (await app.client.request(submit_sm(dst=MOBILE[1:]))).command_status == st.ESME_RINVDSTADR
+    assert await sim.inject_mo(MOBILE[1:], MO_LONG_CODE, "START") == 0
+    await replies_to(sim, MOBILE[1:], b"")
+    assert (await app.client.request(submit_sm(dst=MOBILE[1:]))).command_status == st.ESME_ROK
+    await app.close()
