@@ -458,3 +458,15 @@ async def test_an_api_optout_is_lifted_by_the_mobiles_start(make_gateway: Gatewa
     await replies_to(sim, MOBILE[1:], b"")
     assert (await app.client.request(submit_sm(dst=MOBILE[1:]))).command_status == st.ESME_ROK
     await app.close()
+
+
+async def test_the_simulators_mo_endpoint_answers_deep_json_with_a_400(sim: Simulator) -> None:
+    """The same parser limit on the simulator's POST /mo (smoke tests post to it): a 400, not a 500."""
+    assert sim.http_port
+    reader, writer = await asyncio.open_connection("127.0.0.1", sim.http_port)
+    body = b"[" * 50_000
+    writer.write(f"POST /mo HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    await writer.wait_closed()
+    assert answer.split(b" ", 2)[1] == b"400", answer[:200]
