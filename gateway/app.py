@@ -282,9 +282,13 @@ def handle_sighup(gateway: Gateway, notifier: sdnotify.Notifier | None = None) -
         return
 
     def reload() -> None:
-        notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        # started (READY=1 sent once): systemd holds `systemctl reload` from RELOADING=1 until READY=1,
+        # which ends the reload whether the carrier is bound now or not. Before that: no READY early.
+        announce = notifier.ready_sent
+        if announce:
+            notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
         result = gateway.reload()
-        lines = ["READY=1"] if gateway.ready() else []  # never READY before the first readiness
+        lines = ["READY=1"] if announce else []
         notifier.notify(*lines, f"STATUS=reload {'applied' if result else 'failed: nothing changed'}")
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)

@@ -103,10 +103,26 @@ def locate(text: str, loc: Sequence[str | int]) -> int | None:
 
 def account_line(text: str, message: str) -> int | None:
     """An error about all the accounts (`system_id 'x' is listed twice`, a number two accounts
-    own): the line naming the last account it quotes, its last occurrence."""
-    names = re.findall(r"'([^']{1,15})'", message)
+    own): the line naming the last account it quotes, its last occurrence. One about a value of
+    one account (`'x' number 'bad' is neither ...`): the line of that value in that account's table."""
+    names = re.findall(r"'([^']{1,64})'", message)
     if not names:
         return None
-    pattern = re.compile(r"""^\s*system_id\s*=\s*["']""" + re.escape(names[-1]) + r"""["']""")
-    found = [n for n, line in enumerate(text.splitlines(), start=1) if pattern.match(line)]
-    return found[-1] if found else None
+    lines = text.splitlines()
+    owners = _system_id_lines(lines, names[-1])
+    if owners:
+        return owners[-1]
+    value = re.compile(r"""["']""" + re.escape(names[-1]) + r"""["']""")
+    found = [n for n, line in enumerate(lines, start=1) if value.search(line.split("#", 1)[0])]
+    account = _system_id_lines(lines, names[0]) if len(names) > 1 else []
+    if account:
+        headers = [n for n, line in enumerate(lines, start=1) if _HEADER.match(line)]
+        first = max((h for h in headers if h <= account[-1]), default=1)
+        last = min((h for h in headers if h > account[-1]), default=len(lines) + 1)
+        found = [n for n in found if first <= n < last] or found
+    return found[0] if found else None
+
+
+def _system_id_lines(lines: list[str], name: str) -> list[int]:
+    pattern = re.compile(r"""^\s*system_id\s*=\s*["']""" + re.escape(name) + r"""["']""")
+    return [n for n, line in enumerate(lines, start=1) if pattern.match(line)]

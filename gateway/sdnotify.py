@@ -46,6 +46,7 @@ class Notifier:
         self.watchdog = watchdog if address is not None else None
         self._sock: socket.socket | None = None
         self._warned = False
+        self.ready_sent = False  # systemd knows the service as started (supervise sent READY=1)
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> Notifier:
@@ -90,7 +91,7 @@ async def supervise(notifier: Notifier, ready: Callable[[], bool], status: Calla
     while True:
         lines = []
         if not sent_ready and ready():
-            sent_ready = True
+            sent_ready = notifier.ready_sent = True
             lines.append("READY=1")
         line = status()
         if line != last_status:

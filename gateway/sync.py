@@ -36,6 +36,9 @@ class IndexSync:
         self.healthy = True
         # keys this gateway changed itself -> the event id of that change: older events never undo it
         self._local: dict[tuple[str, str, str], int] = {}
+        # one catch-up at a time (the poll, the admin API's): one that ran while another rebuilt the
+        # index after an import applied its events to the index about to be replaced, and lost them
+        self._catching_up = asyncio.Lock()
 
     def note_local(self, key: BlockKey, event_id: int) -> None:
         k = (key.number, key.counterpart, key.scope)
@@ -87,6 +90,10 @@ class IndexSync:
 
     async def catch_up(self) -> int:
         """Apply every event after the last one seen; returns how many were read."""
+        async with self._catching_up:
+            return await self._catch_up()
+
+    async def _catch_up(self) -> int:
         seen = 0
         reload = False
         while True:
@@ -95,11 +102,13 @@ class IndexSync:
                 break
             changed = False
             for event in events:
+                if event.id <= self.last_event_id:
+                    continue  # a catch-up that read after this one applied it already: never replay it late
                 if event.op in RELOAD_OPS:
                     reload = True  # one reload after the batch, however many imports it holds
                 elif not self._superseded(event):
                     changed = self.index.apply_event(event) or changed
-                self.last_event_id = max(self.last_event_id, event.id)
+                self.last_event_id = event.id
             seen += len(events)
             if changed:
                 self.on_change()

@@ -179,7 +179,7 @@ def _body(request: Request, model: type[m.BaseModelT]) -> m.BaseModelT:
         raise ProblemError(415, f"Content-Type {ctype!r}: send application/json", "unsupported-media-type")
     try:
         data = json.loads(request.body) if request.body.strip() else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep for the parser
         raise ProblemError(400, "the body is not JSON", "malformed-json") from None
     if not isinstance(data, dict):
         raise ProblemError(422, "the body must be a JSON object", "invalid-input", title="Invalid input")

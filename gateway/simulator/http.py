@@ -39,7 +39,7 @@ def routes(sim: Simulator) -> Handler:
 async def _post_mo(sim: Simulator, body: bytes) -> tuple[int, Any]:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep for the parser
         raise HttpError(400, "body is not JSON") from None
     if not isinstance(data, dict):
         raise HttpError(400, 'body must be a JSON object {"from", "to", "text"}')
