@@ -26,7 +26,6 @@ from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 from gateway.store.base import AuditEvent, BlockKey
 from tests.deploy import _STRING, dashboard_expressions, rule_expressions
-from tests.integration import test_admin_api as admin_api
 from tests.integration.client import RawClient, submit_sm
 from tests.integration.conftest import GatewayFactory
 from tests.integration.pki import Pki, tls_connect
@@ -44,8 +43,6 @@ from tests.integration.test_optout import App, replies_to
 from tests.integration.test_reload import ACME, CUSTOM_STOP, NEWCO, OTHER, reloads, toml
 from tests.integration.test_sdnotify import Messages
 from tests.integration.test_tls_listener import listen_tls, reload_by_signal
-
-database_url = admin_api.database_url  # the fixture: SQLite, then PostgreSQL
 
 KEY = BlockKey(MOBILE, LONG_CODE, "number")
 BLOCK = {"number": MOBILE, "counterpart": LONG_CODE, "scope": "number", "reason": "r", "operator": "o"}
@@ -71,11 +68,11 @@ def hold_first_fetch(gateway: Gateway) -> tuple[asyncio.Event, asyncio.Event]:
     return held, release
 
 
-async def test_a_stale_catch_up_never_undoes_a_newer_api_write(make_gateway: GatewayFactory, database_url: str) -> None:
+async def test_a_stale_catch_up_never_undoes_a_newer_api_write(make_gateway: GatewayFactory, db_url: str) -> None:
     """Block, lift, block again through the API while one catch-up of the index sync is held
     with the lift: once it goes on, the mobile must still be blocked (the old code replayed the
     lift after the newer block and forwarded MT to a blocked mobile)."""
-    gateway = await api_gateway(make_gateway, database_url)
+    gateway = await api_gateway(make_gateway, db_url)
     port = gateway.http_port
     client = await bound_client(gateway)
     assert (await call(port, "POST", "/v1/blocks", WRITE, BLOCK))[0] == 201
@@ -98,8 +95,8 @@ async def test_a_stale_catch_up_never_undoes_a_newer_api_write(make_gateway: Gat
 
 
 async def test_concurrent_api_writes_leave_index_and_store_alike(make_gateway: GatewayFactory,
-                                                                 database_url: str) -> None:
-    gateway = await api_gateway(make_gateway, database_url)
+                                                                 db_url: str) -> None:
+    gateway = await api_gateway(make_gateway, db_url)
     port = gateway.http_port
     numbers = [f"+1415555{n:04d}" for n in range(300, 330)]
 
@@ -413,11 +410,11 @@ async def test_a_bad_account_number_names_its_line(make_gateway: GatewayFactory,
 
 
 async def test_a_block_written_while_an_import_reloads_the_index_stays_enforced(
-        make_gateway: GatewayFactory, sim: Simulator, database_url: str) -> None:
+        make_gateway: GatewayFactory, sim: Simulator, db_url: str) -> None:
     """An import makes every gateway rebuild its block index from the store. An API block written
     while the rebuild reads was applied (by the API's own catch-up) to the old index, and the rebuilt
     one, read before it, was swapped in without it: MT to that mobile went to the carrier."""
-    gateway = await api_gateway(make_gateway, database_url)
+    gateway = await api_gateway(make_gateway, db_url)
     assert gateway.store is not None
     store = gateway.store
     real = store.block_groups
