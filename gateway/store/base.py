@@ -175,6 +175,11 @@ class Store(Protocol):
         """
         ...
 
+    async def counterpart_ids(self) -> list[tuple[int, str, str]]:
+        """The counterpart id table: (id, scope, counterpart) for every counterpart a block was
+        ever added under (ids are small, stable and shared by every gateway on the store)."""
+        ...
+
     async def record(self, event: AuditEvent, change: BlockChange | None = None) -> tuple[int, bool]:
         """Append event and apply change in one transaction; durable on return.
 
