@@ -43,7 +43,7 @@ def _bloom_for(capacity: int) -> Bloom:
 class PackedKeys:
     """key (int, 0 <= key < 2**62) -> code (0-3); see the module docstring."""
 
-    __slots__ = ("_capacity", "_merging", "bloom", "delta", "frozen", "segments")
+    __slots__ = ("_capacity", "_merging", "bloom", "delta", "frozen", "merge_future", "segments")
 
     def __init__(self) -> None:
         self.segments: tuple[list[np.ndarray], list[int]] = ([], [])  # arrays, their first entries
@@ -52,6 +52,7 @@ class PackedKeys:
         self.delta: dict[int, int] = {}
         self.frozen: dict[int, int] | None = None
         self._merging = False
+        self.merge_future: asyncio.Future[Any] | None = None  # the worker's merge, while it runs
 
     # -- lookups ---------------------------------------------------------
 
@@ -102,20 +103,20 @@ class PackedKeys:
         except RuntimeError:
             self._finish(self._merge(self.frozen))
             return
-        future = loop.run_in_executor(None, self._merge, self.frozen)
+        future = self.merge_future = loop.run_in_executor(None, self._merge, self.frozen)
         future.add_done_callback(lambda f: self._finish(f.result()) if f.exception() is None else self._failed(f))
 
     def _failed(self, future: asyncio.Future[Any]) -> None:
         log.error("index_merge_failed", exc_info=future.exception())
         self.delta, self.frozen = {**(self.frozen or {}), **self.delta}, None  # served as before
-        self._merging = False
+        self._merging, self.merge_future = False, None
 
     def _finish(self, bloom: tuple[Bloom, int] | None) -> None:
         """Loop thread: the merged segments are in; drop the frozen delta, swap a rebuilt filter."""
         if bloom is not None:
             bloom[0].update(k for k, c in self.delta.items() if c != REMOVED)  # changes since the freeze
             self.bloom, self._capacity = bloom
-        self.frozen = None
+        self.frozen = self.merge_future = None
         self._merging = False
 
     def _merge(self, frozen: dict[int, int]) -> tuple[Bloom, int] | None:
