@@ -70,7 +70,7 @@ def build(name: str, packed: Any) -> tuple[Any, Any]:
         from cykhash import Int64Set
 
         s = Int64Set(number_of_elements_hint=packed.size)
-        s.update(packed.view(np.int64))  # noqa: PD011 - a buffer, read in C
+        s.update(packed.view(np.int64))
         return s, s.__contains__
     if name == "numpy+rbloom":
         from rbloom import Bloom
@@ -155,11 +155,11 @@ def run_child(name: str, n: int, layout: str, path: str) -> dict[str, Any] | str
 
 
 def report(sizes: list[int], candidates: tuple[str, ...] = CANDIDATES) -> list[str]:
-    out = ["index candidates: packed 64-bit keys (counterpart id << 44 | mobile); random = US mobiles "
+    out = [("index candidates: packed 64-bit keys (counterpart id << 44 | mobile); random = US mobiles "
            "uniform over +12000000000..+19999999999 on 1,000 counterparts; clustered = 50 counterparts, "
-           "3 area codes each",
-           f"{'candidate':<20} {'layout':<9} {'blocks':>11} {'build s':>7} {'RSS +':>9} {'B/block':>7} "
-           f"{'hit ns':>7} {'miss ns':>7}"]
+           "3 area codes each"),
+           (f"{'candidate':<20} {'layout':<9} {'blocks':>11} {'build s':>7} {'RSS +':>9} {'B/block':>7} "
+           f"{'hit ns':>7} {'miss ns':>7}")]
     import numpy as np
 
     for n in sizes:

@@ -3,11 +3,11 @@
 The store is the source of truth; this index is loaded from it at start and kept in step with
 every change. Each counterpart (scope and originating number, account or program; global is one)
 has a small integer id, from the store's ``counterparts`` table at load (so every gateway agrees)
-or, for one never seen, the next free id here. A block is one 62-bit key
+or, for one never seen, the next free id here. A block is one 61-bit key
 ``counterpart id << mobile_bits | mobile digits`` with its kind as a 2-bit code
 (deactivated < optout < carrier < admin) in ``PackedKeys``: about 9.2 bytes a block whatever the
 spread of numbers and counterparts. ``mobile_bits`` is what the largest counterpart id leaves
-(62 - cp_bits, cp_bits chosen at load with room to double); a block whose number or counterpart
+(61 - cp_bits, cp_bits chosen at load with room to double); a block whose number or counterpart
 id does not fit, or whose kind is not one of the four, lives in a small ``_extra`` dict instead:
 slower and larger, never lost.
 
@@ -23,6 +23,7 @@ import logging
 import sys
 from collections.abc import Iterable, Sequence
 
+from gateway.errors import StoreError
 from gateway.store.base import (
     ALL_KINDS,
     KINDS,
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 DEFAULT_KIND = "optout"
 _MAX_DIGITS = 18  # fits an unsigned 64-bit integer with room to spare
 _LOAD_CHUNK = 1 << 18  # rows converted at a time by load_rows
-DEFAULT_CP_BITS = 16  # a fresh index: 65,535 counterparts, numbers up to 7.0e13 packed
+DEFAULT_CP_BITS = 16  # a fresh index: 65,535 counterparts, numbers up to 3.5e13 packed
 _ID_BYTES = 70  # per id: dict slot, its int, amortised growth (plus the name's own size)
 _EXTRA_BYTES = 200  # per _extra entry: dict slot, tuple, ints, kind
 
@@ -96,8 +97,22 @@ class Programs:
 class BlockIndex:
     """Blocks by (mobile, counterpart, scope); lookups never touch the store."""
 
-    __slots__ = ("_counts", "_cp_counts", "_global", "_id_bytes", "_next_id", "_number", "_account",
-                 "cp_max", "extra", "ids", "keys", "mobile_max", "programs", "shift")
+    __slots__ = (
+        "_account",
+        "_counts",
+        "_cp_counts",
+        "_global",
+        "_id_bytes",
+        "_next_id",
+        "_number",
+        "cp_max",
+        "extra",
+        "ids",
+        "keys",
+        "mobile_max",
+        "programs",
+        "shift",
+    )
 
     def __init__(self, cp_bits: int = DEFAULT_CP_BITS) -> None:
         self.keys = PackedKeys()
@@ -114,7 +129,7 @@ class BlockIndex:
 
     def set_layout(self, cp_bits: int) -> None:
         """Bits of the counterpart id in a key (only while empty)."""
-        self.shift = 62 - cp_bits
+        self.shift = 61 - cp_bits
         self.mobile_max = (1 << self.shift) - 1
         self.cp_max = (1 << cp_bits) - 1
 
@@ -172,6 +187,7 @@ class BlockIndex:
         """
         mobile = mobile_int(key.number)
         cp = self.cp_id(key.scope, key.counterpart, create=True)
+        assert cp is not None
         old = self.kind_at(cp, mobile)
         if old is not None and kind_rank(kind) <= kind_rank(old):
             return False
@@ -237,11 +253,14 @@ class BlockIndex:
             async for page in store.block_groups():
                 added += self.load_groups(page)
             return added
-        loader = Loader(self, capacity=sum((await store.count_blocks()).values()))
-        loader.adopt_ids(await store.counterpart_ids())
-        async for page in store.block_groups():
-            loader.groups(page)
-        return loader.finish()
+        try:
+            loader = Loader(self, capacity=sum((await store.count_blocks()).values()))
+            loader.adopt_ids(await store.counterpart_ids())
+            async for page in store.block_groups():
+                loader.groups(page)
+            return loader.finish()
+        except (MemoryError, ValueError, OverflowError, TypeError) as exc:  # StoreError passes as is
+            raise StoreError(f"block index cannot be built: {type(exc).__name__}: {exc}") from exc
 
     def load_groups(self, groups: Iterable[BlockGroup]) -> int:
         """Bulk add (scope, counterpart, kind, mobiles) groups; returns blocks added.

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MIN_CP_BITS = 12  # at least 4,095 counterparts: every 15-digit number still packs
-MAX_CP_BITS = 26  # at most 67M ids: 11-digit (NANP) numbers still pack
+MIN_CP_BITS = 11  # at least 2,047 counterparts: every 15-digit number still packs (50 bits)
+MAX_CP_BITS = 26  # at most 67M ids: 11-digit (NANP) numbers still pack (35 bits)
 CODE: dict[str, int] = {kind: code for code, kind in enumerate(ALL_KINDS)}  # rank order
 _MIN_BUFFER = 1 << 12
 
@@ -38,7 +38,7 @@ class Loader:
 
     def __init__(self, index: BlockIndex, capacity: int = 0) -> None:
         self.index = index
-        self.buf = np.empty(max(capacity, _MIN_BUFFER), dtype=np.uint64)
+        self.buf = np.empty(max(capacity, _MIN_BUFFER), dtype=np.int64)
         self.n = 0
         self.skipped = 0  # blocks with an unknown scope or a bad number
         self.unknown = 0  # counterparts the store's id table lacked
@@ -79,15 +79,15 @@ class Loader:
             self._pack(cp, code, kind, mobiles)
 
     def _pack(self, cp: int, code: int, kind: str, mobiles: Sequence[int]) -> None:
-        arr = np.array(mobiles, dtype=np.uint64)
-        big = arr > np.uint64(self.index.mobile_max)
+        arr = np.array(mobiles, dtype=np.int64)
+        big = arr > self.index.mobile_max
         if big.any():
             for mobile in arr[big].tolist():
                 self._extra(cp, mobile, kind)
             arr = arr[~big]
-        arr |= np.uint64(cp << self.index.shift)
-        arr <<= np.uint64(2)
-        arr |= np.uint64(code)
+        arr |= cp << self.index.shift
+        arr <<= 2
+        arr |= code
         end = self.n + arr.size
         if end > self.buf.size:
             self.buf.resize(max(int(self.buf.size * 1.5), end), refcheck=False)
@@ -102,7 +102,7 @@ class Loader:
 
     def finish(self) -> int:
         index, keys = self.index, self.index.keys
-        buf, self.buf = self.buf, np.empty(0, dtype=np.uint64)
+        buf, self.buf = self.buf, np.empty(0, dtype=np.int64)
         buf.resize(self.n, refcheck=False)
         keys.build(buf)
         del buf
@@ -126,8 +126,8 @@ class Loader:
         counts: dict[int, int] = {}
         if not tracked:
             return counts
-        wanted = np.array(sorted(tracked), dtype=np.uint64)
-        shift = np.uint64(index.shift + 2)
+        wanted = np.array(sorted(tracked), dtype=np.int64)
+        shift = index.shift + 2
         for seg in index.keys.segments[0]:
             for start in range(0, seg.size, 1 << 20):
                 cps = seg[start:start + (1 << 20)] >> shift

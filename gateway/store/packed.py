@@ -1,6 +1,6 @@
-"""PackedKeys: a set of 62-bit keys with a 2-bit code each, about 9.2 bytes an entry (issue 13).
+"""PackedKeys: a set of 61-bit keys with a 2-bit code each, about 9.2 bytes an entry (issue 13).
 
-Layout: entries ``key << 2 | code`` in sorted numpy uint64 segments of at most SEGMENT entries,
+Layout: entries ``key << 2 | code`` in sorted numpy int64 segments of at most SEGMENT entries,
 an rbloom Bloom filter over the keys in front (a miss, the common case, costs one probe and
 never calls numpy), and a small ``delta`` dict of recent changes (code, or REMOVED) that lookups
 consult before the segments. When the delta holds MERGE_AT keys it is frozen and merged into the
@@ -31,9 +31,9 @@ MERGE_AT = 1 << 16  # delta keys that trigger a merge
 FALSE_POSITIVES = 0.01
 _MIN_CAPACITY = 1 << 16
 _CHUNK = 1 << 20
-_U64 = np.uint64
+_I64 = np.int64  # signed: a Python int probe converts without casting the segment (uint64 would)
 _SEARCH = np.searchsorted
-_EMPTY = np.zeros(0, dtype=np.uint64)
+_EMPTY = np.zeros(0, dtype=np.int64)
 
 
 def _bloom_for(capacity: int) -> Bloom:
@@ -41,7 +41,7 @@ def _bloom_for(capacity: int) -> Bloom:
 
 
 class PackedKeys:
-    """key (int, 0 <= key < 2**62) -> code (0-3); see the module docstring."""
+    """key (int, 0 <= key < 2**61) -> code (0-3); see the module docstring."""
 
     __slots__ = ("_capacity", "_merging", "bloom", "delta", "frozen", "merge_future", "segments")
 
@@ -72,9 +72,9 @@ class PackedKeys:
         if i < 0:
             return None
         seg = arrays[i]
-        j = int(_SEARCH(seg, _U64(entry)))
+        j = seg.searchsorted(entry)
         if j < seg.size:
-            value = int(seg[j])
+            value = seg.item(j)
             if value >> 2 == key:
                 return value & 3
         return None
@@ -149,7 +149,7 @@ class PackedKeys:
         bloom = _bloom_for(capacity)
         for a in self.segments[0]:
             for chunk in _chunks(a):
-                bloom.update((chunk >> _U64(2)).tolist())
+                bloom.update((chunk >> _I64(2)).tolist())
         return bloom, capacity
 
     # -- bulk ------------------------------------------------------------
@@ -163,7 +163,7 @@ class PackedKeys:
         capacity = max(int(entries.size * 1.25), _MIN_CAPACITY)
         bloom = _bloom_for(capacity)
         for chunk in _chunks(entries):
-            bloom.update((chunk >> _U64(2)).tolist())
+            bloom.update((chunk >> _I64(2)).tolist())
         arrays: list[np.ndarray] = []
         end = entries.size
         while end > 0:
@@ -181,7 +181,7 @@ class PackedKeys:
         totals = [0, 0, 0, 0]
         for a in self.segments[0]:
             for chunk in _chunks(a):
-                for code, n in enumerate(np.bincount((chunk & _U64(3)).astype(np.intp), minlength=4)):
+                for code, n in enumerate(np.bincount((chunk & _I64(3)).astype(np.intp), minlength=4)):
                     totals[code] += int(n)
         return totals
 
@@ -205,25 +205,25 @@ def _dedupe(entries: np.ndarray) -> np.ndarray:
     repeated = False
     for start in range(0, max(entries.size - 1, 0), _CHUNK):
         a = entries[start:start + _CHUNK + 1]
-        if np.any((a[1:] >> _U64(2)) == (a[:-1] >> _U64(2))):
+        if np.any((a[1:] >> _I64(2)) == (a[:-1] >> _I64(2))):
             repeated = True
             break
     if not repeated:
         return entries
     keep = np.ones(entries.size, dtype=bool)
-    keep[:-1] = (entries[1:] >> _U64(2)) != (entries[:-1] >> _U64(2))
+    keep[:-1] = (entries[1:] >> _I64(2)) != (entries[:-1] >> _I64(2))
     return entries[keep]
 
 
 def _apply(seg: np.ndarray, changes: list[tuple[int, int]]) -> np.ndarray:
     """A new sorted segment: seg with changes (key, code or REMOVED; sorted by key) applied."""
-    keys = np.fromiter((k << 2 for k, _ in changes), dtype=np.uint64, count=len(changes))
+    keys = np.fromiter((k << 2 for k, _ in changes), dtype=np.int64, count=len(changes))
     pos = _SEARCH(seg, keys)
     inside = pos < seg.size
     present = np.zeros(len(changes), dtype=bool)
-    present[inside] = (seg[pos[inside]] >> _U64(2)) == (keys[inside] >> _U64(2))
+    present[inside] = (seg[pos[inside]] >> _I64(2)) == (keys[inside] >> _I64(2))
     kept = np.delete(seg, pos[present]) if present.any() else seg
-    added = np.fromiter((k << 2 | c for k, c in changes if c != REMOVED), dtype=np.uint64)
+    added = np.fromiter((k << 2 | c for k, c in changes if c != REMOVED), dtype=np.int64)
     if not added.size:
         return kept.copy() if kept is seg else kept
     out = np.concatenate((kept, added))

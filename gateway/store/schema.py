@@ -42,8 +42,7 @@ _MIGRATION_5 = (  # which reading of data_coding 0 a keyword matched under (opto
 _MIGRATION_6 = (  # counterpart ids for the block index (issue 13): every gateway loads the same ids
     """CREATE TABLE counterparts (
     id INTEGER PRIMARY KEY, scope TEXT NOT NULL, counterpart TEXT NOT NULL, UNIQUE (scope, counterpart))""",
-    "INSERT INTO counterparts (scope, counterpart) "
-    "SELECT DISTINCT scope, counterpart FROM blocks ORDER BY scope, counterpart",
+    "INSERT INTO counterparts (scope, counterpart) SELECT DISTINCT scope, counterpart FROM blocks ORDER BY 1, 2",
 )
 
 

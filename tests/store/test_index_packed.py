@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.errors import StoreError
 from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey, Store, kind_rank
 from gateway.store.index import BlockIndex, mobile_int
 from gateway.store.packed import PackedKeys
@@ -73,7 +74,7 @@ def _check(index: BlockIndex, model: Model) -> None:
 def test_matches_set_model(loaded: list[tuple[BlockKey, str]], operations: list[tuple[bool, BlockKey, str, set[str]]],
                            cp_bits: int) -> None:
     """Load, then live adds and removes: every lookup agrees with the model after every step.
-    cp_bits 26 leaves 36 bits for the number: the 12-digit and 18-digit ones live outside the keys."""
+    cp_bits 26 leaves 35 bits for the number: the 12-digit and 18-digit ones live outside the keys."""
     index, model = BlockIndex(cp_bits), Model()
     for key, kind in loaded:
         _add(model, key, kind)
@@ -101,7 +102,7 @@ def test_precedence_admin_over_carrier_over_optout() -> None:
 
 
 def test_numbers_beyond_the_packed_key_are_kept() -> None:
-    index = BlockIndex(cp_bits=26)  # 36 bits for the number: up to 68,719,476,735
+    index = BlockIndex(cp_bits=26)  # 35 bits for the number: up to 34,359,738,367
     long_one = BlockKey("+447700900123", "", "global")
     assert index.add(long_one) and index.is_blocked(447700900123, "", "")
     assert index.extra and index.kind_of(long_one) == "optout"
@@ -163,3 +164,14 @@ async def test_load_store_with_a_disagreeing_id_table(backend: Backend, store: S
     assert index.is_blocked(14155550102, "", "")
     assert index.kind_of(BlockKey("+123456789012345678", NUMBERS[1], "number")) == "optout"
     assert index.counts_by_kind() == {"optout": 2, "carrier": 1, "admin": 1}
+
+
+async def test_an_index_that_cannot_be_built_is_a_store_error(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    await store.import_blocks([Block(BlockKey("+14155550100", "", "global"), "optout", "import", 0.0)])
+
+    def out_of_memory(self: object) -> int:
+        raise MemoryError
+
+    monkeypatch.setattr("gateway.store.index_load.Loader.finish", out_of_memory)
+    with pytest.raises(StoreError, match="block index cannot be built: MemoryError"):
+        await BlockIndex().load_store(store)
