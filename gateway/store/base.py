@@ -15,6 +15,9 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 Scope = Literal["number", "account", "global", "program"]
 Kind = Literal["optout", "carrier", "admin", "deactivated"]
 SCOPES: tuple[str, ...] = ("number", "account", "global", "program")
@@ -133,7 +136,8 @@ class Heartbeat:
 
 
 MoItem = tuple[AuditEvent, "BlockChange | None"]
-BlockGroup = tuple[str, str, str, Sequence[int]]  # (scope, counterpart, kind, mobiles)
+# (scope, counterpart, kind, mobiles): the stores yield numpy int64 arrays, callers may pass lists
+BlockGroup = tuple[str, str, str, "Sequence[int] | npt.NDArray[np.int64]"]
 
 
 class Store(Protocol):

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from gateway.store.base import ALL_KINDS, BlockGroup, kind_rank
 
@@ -60,7 +61,7 @@ class Loader:
     def groups(self, groups: Iterable[BlockGroup]) -> None:
         index = self.index
         for scope, counterpart, kind, mobiles in groups:
-            if not mobiles:
+            if not len(mobiles):
                 continue
             try:
                 cp = index.cp_id(scope, counterpart, create=False)
@@ -78,7 +79,7 @@ class Loader:
                 continue
             self._pack(cp, code, kind, mobiles)
 
-    def _pack(self, cp: int, code: int, kind: str, mobiles: Sequence[int]) -> None:
+    def _pack(self, cp: int, code: int, kind: str, mobiles: Sequence[int] | npt.NDArray[np.int64]) -> None:
         arr = np.array(mobiles, dtype=np.int64)
         big = arr > self.index.mobile_max
         if big.any():

@@ -74,7 +74,7 @@ class PackedKeys:
         seg = arrays[i]
         j = seg.searchsorted(entry)
         if j < seg.size:
-            value = seg.item(j)
+            value: int = seg.item(j)
             if value >> 2 == key:
                 return value & 3
         return None
