@@ -248,10 +248,10 @@ class BlockIndex:
         Counterpart ids come from the store's id table first; blocks whose counterpart it lacks
         get ids of their own here (logged), so a disagreeing table costs memory, never blocks.
         """
-        if len(self):
+        if len(self) or self._next_id > 1:  # ids in use: the store's could clash with them
             added = 0
             async for page in store.block_groups():
-                added += self.load_groups(page)
+                added += self._add_groups(page)
             return added
         try:
             loader = Loader(self, capacity=sum((await store.count_blocks()).values()))
@@ -268,14 +268,17 @@ class BlockIndex:
         A key present twice gets the higher-ranked of its kinds (counted once).
         """
         if len(self):
-            before = len(self)
-            for scope, counterpart, kind, mobiles in groups:
-                for mobile in mobiles:
-                    self._add_quiet(BlockKey(str(mobile), counterpart, scope), kind)
-            return len(self) - before
+            return self._add_groups(groups)
         loader = Loader(self)
         loader.groups(groups)
         return loader.finish()
+
+    def _add_groups(self, groups: Iterable[BlockGroup]) -> int:
+        before = len(self)
+        for scope, counterpart, kind, mobiles in groups:
+            for mobile in mobiles:
+                self._add_quiet(BlockKey(str(mobile), counterpart, scope), kind)
+        return len(self) - before
 
     def load_rows(self, rows: Iterable[Sequence[str]]) -> int:
         """load() from (number, counterpart, scope, kind) rows, without Block objects.

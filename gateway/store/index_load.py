@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.store.base import ALL_KINDS, BlockGroup, kind_rank
+from gateway.store.packed import trim
 
 if TYPE_CHECKING:
     from gateway.store.index import BlockIndex
@@ -114,6 +115,7 @@ class Loader:
         for kind in index.extra.values():
             by_kind[kind] = by_kind.get(kind, 0) + 1
         index.set_counts(by_kind, self._cp_counts())
+        trim()
         if self.skipped:
             log.warning("index_load_skipped", extra={"count": self.skipped})
         if self.unknown:
@@ -130,8 +132,8 @@ class Loader:
         wanted = np.array(sorted(tracked), dtype=np.int64)
         shift = index.shift + 2
         for seg in index.keys.segments[0]:
-            for start in range(0, seg.size, 1 << 20):
-                cps = seg[start:start + (1 << 20)] >> shift
+            for start in range(0, seg.size, 1 << 16):
+                cps = seg[start:start + (1 << 16)] >> shift
                 starts = np.concatenate(([0], np.flatnonzero(cps[1:] != cps[:-1]) + 1))
                 lengths = np.diff(np.append(starts, cps.size))
                 values = cps[starts]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import ctypes
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -30,7 +31,7 @@ SEGMENT = 1 << 20  # entries a segment holds after a load (8 MB); merges split a
 MERGE_AT = 1 << 16  # delta keys that trigger a merge
 FALSE_POSITIVES = 0.01
 _MIN_CAPACITY = 1 << 16
-_CHUNK = 1 << 20
+_CHUNK = 1 << 16  # entries per temporary (Bloom filter fill, checks): 64k Python ints at most
 _I64 = np.int64  # signed: a Python int probe converts without casting the segment (uint64 would)
 _SEARCH = np.searchsorted
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -193,6 +194,15 @@ class PackedKeys:
         pending = len(self.delta) + len(self.frozen or {})
         return (sum(a.nbytes + 112 for a in arrays) + self.bloom.size_in_bits // 8
                 + pending * 100 + len(arrays) * 16)
+
+
+def trim() -> None:
+    """Hand the allocator's free memory back to the system after a bulk load (glibc only): the
+    pages a load's temporaries used would otherwise stay in the process's RSS."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _chunks(a: np.ndarray) -> Iterator[np.ndarray]:
