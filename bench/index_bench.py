@@ -148,6 +148,48 @@ async def _load(url: str, schema: str | None, account: str) -> dict[str, Any]:
     return out
 
 
+def _direct(n: int) -> dict[str, Any]:
+    """The random layout built in memory through the same Loader the stores feed (no store): the
+    figure for sizes whose PostgreSQL fill would take hours here."""
+    import numpy as np
+
+    from gateway.store.index import BlockIndex
+    from gateway.store.index_load import Loader
+
+    rng = np.random.default_rng(11)
+    index = BlockIndex()
+    gc.collect()
+    rss0 = _status("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")
+    started = time.perf_counter()
+    loader = Loader(index, capacity=n)
+    loader.adopt_ids((i + 1, "number", cp) for i, cp in enumerate(RANDOM_COUNTERPARTS))
+    for start in range(0, n, 1 << 20):
+        k = min(1 << 20, n - start)
+        cps = np.sort(rng.integers(0, len(RANDOM_COUNTERPARTS), size=k))
+        mobiles = rng.integers(12_000_000_000, 20_000_000_000, size=k, dtype=np.int64)
+        bounds = np.searchsorted(cps, np.arange(len(RANDOM_COUNTERPARTS) + 1))
+        loader.groups(("number", cp, "optout", mobiles[bounds[i]:bounds[i + 1]])
+                      for i, cp in enumerate(RANDOM_COUNTERPARTS))
+        del cps, mobiles, bounds  # the generator's own arrays are not the index's
+    loader.finish()
+    load_s = time.perf_counter() - started
+    gc.collect()
+    out = {"blocks": len(index), "load_s": load_s, "memory_bytes": index.memory_bytes(),
+           "rss_delta": _status("VmRSS") - rss0, "peak_delta": _status("VmHWM") - rss0}
+    out.update(lookups(index, "nobody"))
+    return out
+
+
+def measure_direct(n: int) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "bench.index_bench", "direct", str(n)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"index build failed: {proc.stderr.strip()[-800:]}")
+    return {"backend": "memory", "n": n, "fill_s": 0.0, "layout": "random",
+            **json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
 def lookups(index: Any, account: str) -> dict[str, float]:
     """is_blocked() ns: hits (scope number, first check) and misses (every scope with blocks checked)."""
     import numpy as np
@@ -202,7 +244,9 @@ def one_size(n: int, layout: str, tmp: Path, pg_skip: str | None) -> list[dict[s
         rows.append({"backend": "sqlite", "n": inserted, "fill_s": fill_s, **measure_load(url, account=account)})
         for suffix in ("", "-wal", "-shm"):
             Path(f"{tmp}/index-{n}.db{suffix}").unlink(missing_ok=True)
-    if pg_skip is None:
+    if layout == "random":
+        rows.append(measure_direct(n))
+    if pg_skip is None and (n < 100_000_000 or os.environ.get("BENCH_INDEX_PG_100M")):
         schema = f"bench_index_{uuid.uuid4().hex[:10]}"
         kw = {"schema": schema, "channel": schema, "command_timeout": 3600}
         try:
@@ -275,7 +319,7 @@ def verdicts(r: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.index_bench")
-    p.add_argument("mode", choices=["load", "report"])
+    p.add_argument("mode", choices=["load", "direct", "report"])
     p.add_argument("url", nargs="?")
     p.add_argument("--schema")
     p.add_argument("--account", default="nobody")
@@ -283,7 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default="1000000")
     p.add_argument("--csv-rows", type=int, default=0)
     args = p.parse_args(argv)
-    if args.mode == "load":
+    if args.mode == "direct":
+        print(json.dumps(_direct(int(args.url))))
+    elif args.mode == "load":
         print(json.dumps(asyncio.run(_load(args.url, args.schema, args.account))))
     else:
         print("\n".join(report([int(x) for x in args.sizes.split(",")], args.csv_rows, not args.no_candidates)))

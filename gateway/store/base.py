@@ -140,6 +140,19 @@ MoItem = tuple[AuditEvent, "BlockChange | None"]
 BlockGroup = tuple[str, str, str, "Sequence[int] | npt.NDArray[np.int64]"]
 
 
+class PackedSink(Protocol):
+    """What a store's load_packed (PostgreSQL) feeds: the index loader (gateway.store.index_load)."""
+
+    def adopt_ids(self, rows: Iterable[tuple[int, str, str]]) -> None: ...
+    def reserve(self, n: int) -> None: ...
+    def layout(self) -> tuple[int, int, int]:
+        """(shift, largest packed counterpart id, largest packed mobile)"""
+        ...
+    def codes(self) -> dict[str, int]: ...
+    def entries(self, values: npt.NDArray[np.int64]) -> None: ...
+    def groups(self, groups: Iterable[BlockGroup]) -> None: ...
+
+
 class Store(Protocol):
     """All methods raise gateway.errors.StoreError when the backend fails."""
 

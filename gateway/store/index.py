@@ -254,6 +254,11 @@ class BlockIndex:
                 added += self._add_groups(page)
             return added
         try:
+            load_packed = getattr(store, "load_packed", None)  # PostgreSQL: packed by the server
+            if load_packed is not None:
+                loader = Loader(self)
+                await load_packed(loader)
+                return loader.finish()
             loader = Loader(self, capacity=sum((await store.count_blocks()).values()))
             loader.adopt_ids(await store.counterpart_ids())
             async for page in store.block_groups():
@@ -391,6 +396,10 @@ class BlockIndex:
             self._id_bytes += sys.getsizeof(counterpart) + _ID_BYTES
         self._next_id = max(self._next_id, cp + 1)
         return True
+
+    def reserve_ids(self, up_to: int) -> None:
+        """Never hand out ids up to up_to (the store's, adopted or not)."""
+        self._next_id = max(self._next_id, up_to + 1)
 
     def new_id(self) -> int:
         cp = self._next_id

@@ -50,14 +50,33 @@ class Loader:
         """The store's id table: (id, scope, counterpart); sets the key layout from the largest id."""
         ignored = max_id = 0
         for cp, scope, counterpart in rows:
-            if self.index.adopt_id(int(cp), str(scope), str(counterpart)):
-                max_id = max(max_id, int(cp))
-            else:
+            max_id = max(max_id, int(cp))  # ids of ignored rows are never handed out here either
+            if not self.index.adopt_id(int(cp), str(scope), str(counterpart)):
                 ignored += 1
         if ignored:
             log.warning("index_id_rows_ignored", extra={"count": ignored})
+        self.index.reserve_ids(max_id)
         self.index.set_layout(cp_bits_for(max_id))
         self._adopted = True
+
+    def reserve(self, n: int) -> None:
+        """Room for n entries (the store's count), before any arrive."""
+        if n > self.buf.size:
+            self.buf.resize(n, refcheck=False)
+
+    def layout(self) -> tuple[int, int, int]:
+        return self.index.shift, self.index.cp_max, self.index.mobile_max
+
+    def codes(self) -> dict[str, int]:
+        return dict(CODE)
+
+    def entries(self, values: npt.NDArray[np.int64]) -> None:
+        """Entries packed by the store (load_packed) in this index's layout."""
+        end = self.n + values.size
+        if end > self.buf.size:
+            self.buf.resize(max(int(self.buf.size * 1.5), end), refcheck=False)
+        self.buf[self.n:end] = values
+        self.n = end
 
     def groups(self, groups: Iterable[BlockGroup]) -> None:
         index = self.index
@@ -90,11 +109,7 @@ class Loader:
         arr |= cp << self.index.shift
         arr <<= 2
         arr |= code
-        end = self.n + arr.size
-        if end > self.buf.size:
-            self.buf.resize(max(int(self.buf.size * 1.5), end), refcheck=False)
-        self.buf[self.n:end] = arr
-        self.n = end
+        self.entries(arr)
 
     def _extra(self, cp: int, mobile: int, kind: str) -> None:
         extra = self.index.extra

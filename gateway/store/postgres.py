@@ -30,6 +30,7 @@ from gateway.store.base import (
     PairState,
 )
 from gateway.store.postgres_outbox import PgOutbox
+from gateway.store.postgres_packed import PgPackedLoad
 from gateway.store.postgres_pool import LOCK_EVENTS
 
 _EVENTS_SELECT = f"SELECT id, {', '.join(schema.EVENT_COLUMNS)} FROM events"
@@ -86,7 +87,7 @@ async def _apply(conn: Any, change: BlockChange) -> tuple[bool, bool, str]:
     return False, found is not None, str(found) if found is not None else block.kind
 
 
-class PostgresStore(PgOutbox, OperatorMixin):
+class PostgresStore(PgOutbox, PgPackedLoad, OperatorMixin):
     """The Store protocol on PostgreSQL; ``schema`` isolates tables (tests, tenants)."""
 
     shared = True
