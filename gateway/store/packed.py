@@ -211,18 +211,24 @@ def _chunks(a: np.ndarray) -> Iterator[np.ndarray]:
 
 
 def _dedupe(entries: np.ndarray) -> np.ndarray:
-    """Sorted entries with one per key (the last, highest code); in place when nothing repeats."""
-    repeated = False
-    for start in range(0, max(entries.size - 1, 0), _CHUNK):
-        a = entries[start:start + _CHUNK + 1]
-        if np.any((a[1:] >> _I64(2)) == (a[:-1] >> _I64(2))):
-            repeated = True
-            break
-    if not repeated:
-        return entries
-    keep = np.ones(entries.size, dtype=bool)
-    keep[:-1] = (entries[1:] >> _I64(2)) != (entries[:-1] >> _I64(2))
-    return entries[keep]
+    """Sorted entries with one per key (the last, highest code), compacted in place chunk by chunk:
+    a write never passes what is still to be read, and no second copy of the set is made."""
+    n, write = entries.size, 0
+    for start in range(0, n, _CHUNK):
+        end = min(start + _CHUNK, n)
+        chunk = entries[start:end]
+        following = entries[start + 1:min(end + 1, n)] >> 2
+        keep = np.ones(chunk.size, dtype=bool)
+        keep[:following.size] = (chunk[:following.size] >> 2) != following
+        if write == start and keep.all():
+            write = end
+            continue
+        kept = chunk[keep]
+        entries[write:write + kept.size] = kept
+        write += kept.size
+    if write < n:
+        entries.resize(write, refcheck=False)
+    return entries
 
 
 def _apply(seg: np.ndarray, changes: list[tuple[int, int]]) -> np.ndarray:

@@ -175,3 +175,23 @@ async def test_an_index_that_cannot_be_built_is_a_store_error(store: Store, monk
     monkeypatch.setattr("gateway.store.index_load.Loader.finish", out_of_memory)
     with pytest.raises(StoreError, match="block index cannot be built: MemoryError"):
         await BlockIndex().load_store(store)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 3)), max_size=40))
+def test_build_keeps_the_highest_code_of_each_key_across_chunks(entries: list[tuple[int, int]]) -> None:
+    import numpy as np
+
+    import gateway.store.packed as packed
+
+    chunk, packed._CHUNK = packed._CHUNK, 3  # dedupe and filter fill in many chunks
+    try:
+        keys = PackedKeys()
+        keys.build(np.array([k << 2 | c for k, c in entries], dtype=np.int64))
+    finally:
+        packed._CHUNK = chunk
+    model: dict[int, int] = {}
+    for k, c in entries:
+        model[k] = max(c, model.get(k, 0))
+    assert len(keys) == len(model)
+    assert all(keys.get(k) == model.get(k) for k in range(22))
