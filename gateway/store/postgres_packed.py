@@ -74,6 +74,8 @@ class PgPackedLoad(PgConnection):
             self._guard(), self._require_pool().acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
+            # a hash join over the small id table: stale statistics must never pick a nested loop
+            await conn.execute("SET LOCAL enable_nestloop = off")
             ids = await conn.fetch(schema.COUNTERPARTS_SELECT)
             sink.adopt_ids((int(r[0]), str(r[1]), str(r[2])) for r in ids)
             sink.reserve(int(await conn.fetchval("SELECT count(*) FROM blocks")))
