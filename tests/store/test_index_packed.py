@@ -182,7 +182,7 @@ async def test_an_index_that_cannot_be_built_is_a_store_error(store: Store, monk
 def test_build_keeps_the_highest_code_of_each_key_across_chunks(entries: list[tuple[int, int]]) -> None:
     import numpy as np
 
-    import gateway.store.packed as packed
+    from gateway.store import packed
 
     chunk, packed._CHUNK = packed._CHUNK, 3  # dedupe and filter fill in many chunks
     try:
