@@ -9,5 +9,6 @@ gwprofile.py the gateway under cProfile (`--profile cprofile`)
 optout_scenarios.py  the blocks, mo and propagation scenarios (issues 3 and 4)
 blocks.py  block generators (the realistic spread), bulk fill via Store.import_blocks, VmRSS, log lines
 mo.py      MO-injecting SMSC, receiver application, refusal probe (`python -m bench.mo --help`)
-index_bench.py  BlockIndex memory/load/lookup at 1M (and --scale N), the CSV import figure
+index_bench.py  BlockIndex memory/load/lookup at 1M (and --scale N), two layouts; the CSV import figure
+index_candidates.py  the index candidates side by side (cykhash, numpy+rbloom, roaring, set)
 """

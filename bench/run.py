@@ -15,8 +15,9 @@ the sink) and one load generator per scenario (bench.loadgen). Scenarios:
   blocks   like gateway with --blocks N (default 1,000,000) loaded into its SQLite DB and
            every 100th submit_sm to a blocked recipient: refused vs ok, index load, RSS
   mo       keyword MO round trip: STOP in, block durable, reply out, MO forwarded and acked
-  index    BlockIndex memory, load time (SQLite, PostgreSQL), lookup ns at 1M (and --scale N),
-           and the 1M-row CSV import (bench.index_bench)
+  index    BlockIndex bytes a block, load seconds and peak, lookup ns (hit, miss) at 1M (and --scale N:
+           10000000, 100000000) for random US mobiles over 1,000 counterparts and the clustered layout;
+           the candidate structures side by side (bench.index_candidates); the 1M-row CSV import
   propagation  STOP acked on gateway A -> refusal on gateway B, one PostgreSQL (skipped
            when unreachable; --no-propagation)
   routes   receipt-route map: bytes per route at --routes N (default 2,000,000) and the longest
@@ -26,7 +27,7 @@ Gateway CPU per message is utime+stime from /proc/<pid>/stat across the measured
 `python -m bench.hotloop [--limits] [--profile]`: the same MT path in one process with fake
 transports (no syscalls): CPU and Python function calls per message, for comparing code changes.
 BENCH_ARGS="--binds 8 --window 50 --duration 10" make bench
-BENCH_ARGS="--scale 10000000" make bench       (index figures at 1M and 10M)
+BENCH_ARGS="--scale 10000000" make bench       (index figures at 1M and 10M; 100000000: 1M and 100M)
 BENCH_ARGS="--scenarios direct,gateway,paced" make bench   (the core proxy only)
 BENCH_ARGS="--scenarios direct,gateway --limits" make bench   (with shaping on but not binding)
 BENCH_ARGS="--scenarios gateway --dest-prefix 44740012 --programs" make bench   (programs and quiet hours

@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pyroaring import BitMap64
-
 from gateway.errors import MalformedPduError
 from gateway.logs import redact
 from gateway.policy import quiet_hours as qh
@@ -40,6 +38,7 @@ from gateway.smpp.schedule import (
 if TYPE_CHECKING:
     from gateway.config import Account
     from gateway.optout import OptoutPolicy
+    from gateway.store.index import ProgramBlocks
 
 log = logging.getLogger(__name__)
 _LENGTH = struct.Struct("!I").pack
@@ -260,7 +259,7 @@ class ProgramEnforcer:
         self._refused(esme, "quiet_hours", key, mobile)
         return MtVerdict(status=status)
 
-    def _other_in(self, opted_out: BitMap64, ton: int, addr: bytes) -> bool:
+    def _other_in(self, opted_out: ProgramBlocks, ton: int, addr: bytes) -> bool:
         other = international_reading(ton, addr, self.p.plan)
         return other is not None and other in opted_out
 

@@ -198,6 +198,8 @@ class Metrics:
         )
         self.autoreplies = Counter("gateway_autoreplies", "auto-replies sent", ["op", "result"], registry=r)
         self.blocks = Gauge("gateway_blocks", "blocks in the in-memory index", ["kind"], registry=r)
+        self.index_bytes = Gauge("gateway_index_bytes", "bytes the in-memory block index holds (packed keys, "
+                                 "Bloom filter, pending changes, counterpart ids)", registry=r)
         self.store_errors = Counter("gateway_store_errors", "store operations that failed", registry=r)
         self.outbox_stored = Counter("gateway_outbox_stored", "MO/receipts kept in the outbox", registry=r)
         self.outbox_delivered = Counter(

@@ -293,6 +293,7 @@ class OptoutPolicy:
     def refresh_gauges(self) -> None:
         for kind, n in self.index.counts_by_kind().items():
             self.metrics.blocks.labels(kind).set(n)
+        self.metrics.index_bytes.set(self.index.memory_bytes())
 
 
 @dataclass(frozen=True, slots=True)

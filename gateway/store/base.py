@@ -15,6 +15,9 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 Scope = Literal["number", "account", "global", "program"]
 Kind = Literal["optout", "carrier", "admin", "deactivated"]
 SCOPES: tuple[str, ...] = ("number", "account", "global", "program")
@@ -170,7 +173,21 @@ MoItem = tuple[AuditEvent, "BlockChange | None"]
 # offered at 0.0 consumes it (answered)
 Clarification = tuple[str, str, float]
 CLARIFY_KEEP = 300.0  # seconds a clarification row is kept (the rule's 5 minutes, the longest window)
-BlockGroup = tuple[str, str, str, Sequence[int]]  # (scope, counterpart, kind, mobiles)
+# (scope, counterpart, kind, mobiles): the stores yield numpy int64 arrays, callers may pass lists
+BlockGroup = tuple[str, str, str, "Sequence[int] | npt.NDArray[np.int64]"]
+
+
+class PackedSink(Protocol):
+    """What a store's load_packed (PostgreSQL) feeds: the index loader (gateway.store.index_load)."""
+
+    def adopt_ids(self, rows: Iterable[tuple[int, str, str]]) -> None: ...
+    def reserve(self, n: int) -> None: ...
+    def layout(self) -> tuple[int, int, int]:
+        """(shift, largest packed counterpart id, largest packed mobile)"""
+        ...
+    def codes(self) -> dict[str, int]: ...
+    def entries(self, values: npt.NDArray[np.int64]) -> None: ...
+    def groups(self, groups: Iterable[BlockGroup]) -> None: ...
 
 
 class Store(Protocol):
@@ -210,6 +227,11 @@ class Store(Protocol):
         A key appears once in all the pages; numbers that are not 1-18 digits
         after an optional '+' are left out. Same snapshot rules as block_rows.
         """
+        ...
+
+    async def counterpart_ids(self) -> list[tuple[int, str, str]]:
+        """The counterpart id table: (id, scope, counterpart) for every counterpart a block was
+        ever added under (ids are small, stable and shared by every gateway on the store)."""
         ...
 
     async def record(self, event: AuditEvent, change: BlockChange | None = None) -> tuple[int, bool]:

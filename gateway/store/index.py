@@ -1,30 +1,33 @@
-"""BlockIndex: the in-memory block list consulted on every submit_sm.
+"""BlockIndex: the in-memory block list consulted on every submit_sm (issue 13 layout).
 
-The store is the source of truth; this index is loaded from it at start and
-kept in step with every change. Mobiles are held as 64-bit integers (the
-E.164 digits) in roaring bitmaps (pyroaring ``BitMap64``), one bitmap per
-(scope, counterpart): about 3 bytes an entry at carrier scale instead of the
-~90 a set of strings costs.
+The store is the source of truth; this index is loaded from it at start and kept in step with
+every change. Each counterpart (scope and originating number, account or program; global is one)
+has a small integer id, from the store's ``counterparts`` table at load (so every gateway agrees)
+or, for one never seen, the next free id here. A block is one 61-bit key
+``counterpart id << mobile_bits | mobile digits`` with its kind as a 2-bit code
+(deactivated < optout < carrier < admin) in ``PackedKeys``: about 9.2 bytes a block whatever the
+spread of numbers and counterparts. ``mobile_bits`` is what the largest counterpart id leaves
+(61 - cp_bits, cp_bits chosen at load with room to double); a block whose number or counterpart
+id does not fit, or whose kind is not one of the four, lives in a small ``_extra`` dict instead:
+slower and larger, never lost.
 
-Kinds: every block is in its counterpart's membership bitmap; blocks whose
-kind is not "optout" (the common case) are also in a per-kind bitmap, so
-``kind_of`` needs no per-entry object either.
-
-Semantics mirror the store: ``add`` of a present key raises its kind when the
-new kind ranks higher (admin > carrier > optout) and otherwise changes
-nothing; loads and event replays follow the same rule, so any order of adds
-ends with the highest kind. ``remove`` lifts only the kinds it is allowed to.
+Semantics mirror the store: ``add`` of a present key raises its kind when the new kind ranks
+higher (admin > carrier > optout > deactivated) and otherwise changes nothing; loads and event
+replays follow the same rule, so any order of adds ends with the highest kind. ``remove`` lifts
+only the kinds it is allowed to.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable, Sequence
 
-from pyroaring import BitMap64
-
+from gateway.errors import StoreError
 from gateway.store.base import (
+    ALL_KINDS,
     KINDS,
+    SCOPES,
     AuditEvent,
     Block,
     BlockGroup,
@@ -33,17 +36,17 @@ from gateway.store.base import (
     event_key,
     kind_rank,
 )
+from gateway.store.index_load import CODE, Loader
+from gateway.store.packed import PackedKeys
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KIND = "optout"
-_EMPTY: frozenset[int] = frozenset()
 _MAX_DIGITS = 18  # fits an unsigned 64-bit integer with room to spare
-_CONTAINER_OVERHEAD = 90  # bytes per roaring container (struct, tree node, malloc), measured
-_BITMAP_OVERHEAD = 200  # bytes per BitMap64 object and its dict slot
-_LOAD_CHUNK = 1 << 18  # rows buffered by load before merging into the bitmaps
-
-_Group = tuple[str, str]  # (scope, counterpart)
+_LOAD_CHUNK = 1 << 18  # rows converted at a time by load_rows
+DEFAULT_CP_BITS = 16  # a fresh index: 65,535 counterparts, numbers up to 3.5e13 packed
+_ID_BYTES = 70  # per id: dict slot, its int, amortised growth (plus the name's own size)
+_EXTRA_BYTES = 200  # per _extra entry: dict slot, tuple, ints, kind
 
 
 def mobile_int(number: str) -> int:
@@ -54,39 +57,121 @@ def mobile_int(number: str) -> int:
     return int(digits)
 
 
+class ProgramBlocks:
+    """The opt-outs of one program: ``mobile in blocks`` (compliance's view of one program)."""
+
+    __slots__ = ("_cp", "_index")
+
+    def __init__(self, index: BlockIndex, cp: int) -> None:
+        self._index, self._cp = index, cp
+
+    def __contains__(self, mobile: object) -> bool:
+        return isinstance(mobile, int) and self._index.code_at(self._cp, mobile) is not None
+
+    def __bool__(self) -> bool:
+        return self._index.cp_count(self._cp) > 0
+
+
+class Programs:
+    """``index.programs.get("<account>/<program>")``: that program's opt-outs, None when it has none."""
+
+    __slots__ = ("_index", "_views")
+
+    def __init__(self, index: BlockIndex) -> None:
+        self._index = index
+        self._views: dict[int, ProgramBlocks] = {}
+
+    def get(self, program: str) -> ProgramBlocks | None:
+        cp = self._index.ids["program"].get(program)
+        if cp is None or not self._index.cp_count(cp):
+            return None
+        view = self._views.get(cp)
+        if view is None:
+            view = self._views[cp] = ProgramBlocks(self._index, cp)
+        return view
+
+    def __bool__(self) -> bool:
+        return any(self._index.cp_count(cp) for cp in self._index.ids["program"].values())
+
+
 class BlockIndex:
     """Blocks by (mobile, counterpart, scope); lookups never touch the store."""
 
-    __slots__ = ("_account", "_counts", "_global", "_number", "_special", "programs")
+    __slots__ = (
+        "_account",
+        "_counts",
+        "_cp_counts",
+        "_global",
+        "_id_bytes",
+        "_next_id",
+        "_number",
+        "cp_max",
+        "extra",
+        "ids",
+        "keys",
+        "mobile_max",
+        "programs",
+        "shift",
+    )
 
-    def __init__(self) -> None:
-        self._number: dict[str, BitMap64] = {}  # originating number -> mobiles
-        self._account: dict[str, BitMap64] = {}  # account system_id -> mobiles
-        self._global = BitMap64()
-        self.programs: dict[str, BitMap64] = {}  # "<account>/<program>" -> mobiles (scope program); read-only
-        self._special: dict[str, dict[_Group, BitMap64]] = {}  # kind -> group -> mobiles
+    def __init__(self, cp_bits: int = DEFAULT_CP_BITS) -> None:
+        self.keys = PackedKeys()
+        self.extra: dict[tuple[int, int], str] = {}  # (cp, mobile) -> kind: what does not pack
+        self.ids: dict[str, dict[str, int]] = {"number": {}, "account": {}, "program": {}}
+        self._number, self._account = self.ids["number"], self.ids["account"]
+        self._global: int | None = None  # the id of scope global
+        self._next_id = 1
+        self._id_bytes = 0
         self._counts: dict[str, int] = dict.fromkeys(KINDS, 0)
+        self._cp_counts: dict[int, int] = {}  # blocks per counterpart, scopes other than number
+        self.programs = Programs(self)
+        self.set_layout(cp_bits)
+
+    def set_layout(self, cp_bits: int) -> None:
+        """Bits of the counterpart id in a key (only while empty)."""
+        self.shift = 61 - cp_bits
+        self.mobile_max = (1 << self.shift) - 1
+        self.cp_max = (1 << cp_bits) - 1
 
     # -- hot path ---------------------------------------------------------
 
     def is_blocked(self, mobile: int, originating: str, account: str) -> bool:
         """True when any scope blocks mobile for this originating number/account."""
-        return (
-            mobile in self._number.get(originating, _EMPTY)
-            or mobile in self._account.get(account, _EMPTY)
-            or mobile in self._global
-        )
+        if mobile <= self.mobile_max:
+            keys, shift, cp_max = self.keys, self.shift, self.cp_max
+            bloom = keys.bloom
+            cp = self._number.get(originating)
+            if cp is not None and cp <= cp_max:
+                key = cp << shift | mobile
+                if key in bloom and keys.code(key) is not None:
+                    return True
+            cp = self._account.get(account)
+            if cp is not None and cp <= cp_max and cp in self._cp_counts:
+                key = cp << shift | mobile
+                if key in bloom and keys.code(key) is not None:
+                    return True
+            cp = self._global
+            if cp is not None and cp <= cp_max and cp in self._cp_counts:
+                key = cp << shift | mobile
+                if key in bloom and keys.code(key) is not None:
+                    return True
+            if not self.extra:
+                return False
+        return bool(self.kinds_for(mobile, originating, account))
 
     def kinds_for(self, mobile: int, originating: str, account: str) -> set[str]:
         """The kinds of the blocks is_blocked found (cold path: after a hit)."""
-        number = str(mobile)
-        keys = (BlockKey(number, originating, "number"), BlockKey(number, account, "account"),
-                BlockKey(number, "", "global"))
-        return {kind for kind in map(self.kind_of, keys) if kind is not None}
+        found = set()
+        for cp in (self._number.get(originating), self._account.get(account), self._global):
+            kind = None if cp is None else self.kind_at(cp, mobile)
+            if kind is not None:
+                found.add(kind)
+        return found
 
     def program_blocked(self, mobile: int, program: str) -> bool:
         """True when mobile opted out of program ("<account>/<program>", scope program)."""
-        return mobile in self.programs.get(program, _EMPTY)
+        cp = self.ids["program"].get(program)
+        return cp is not None and self.code_at(cp, mobile) is not None
 
     @property
     def has_programs(self) -> bool:
@@ -101,12 +186,16 @@ class BlockIndex:
         when the key is present with a kind ranked as high or higher.
         """
         mobile = mobile_int(key.number)
-        members = self._members(key.scope, key.counterpart, create=True)
-        if mobile in members:
-            return self._upgrade((key.scope, key.counterpart), BitMap64([mobile]), kind) > 0
-        members.add(mobile)
-        if kind != DEFAULT_KIND:
-            self._special_bitmap(kind, (key.scope, key.counterpart), create=True).add(mobile)
+        cp = self.cp_id(key.scope, key.counterpart, create=True)
+        assert cp is not None
+        old = self.kind_at(cp, mobile)
+        if old is not None and kind_rank(kind) <= kind_rank(old):
+            return False
+        self._set(cp, mobile, kind)
+        if old is not None:
+            self._counts[old] -= 1
+        elif key.scope != "number":
+            self._cp_counts[cp] = self._cp_counts.get(cp, 0) + 1
         self._counts[kind] = self._counts.get(kind, 0) + 1
         return True
 
@@ -116,16 +205,17 @@ class BlockIndex:
         if kind is None or (lift_kinds is not None and kind not in tuple(lift_kinds)):
             return False
         mobile = mobile_int(key.number)
-        group = (key.scope, key.counterpart)
-        members = self._members(key.scope, key.counterpart, create=False)
-        members.discard(mobile)
-        if not members:
-            self._drop_members(group)
-        if kind != DEFAULT_KIND:
-            special = self._special[kind]
-            special[group].discard(mobile)
-            if not special[group]:
-                del special[group]
+        cp = self.cp_id(key.scope, key.counterpart, create=False)
+        assert cp is not None  # kind_of found it
+        if mobile <= self.mobile_max and cp <= self.cp_max:
+            self.keys.discard(cp << self.shift | mobile)
+        self.extra.pop((cp, mobile), None)
+        if key.scope != "number":
+            left = self._cp_counts[cp] - 1
+            if left:
+                self._cp_counts[cp] = left
+            else:
+                del self._cp_counts[cp]
         self._counts[kind] -= 1
         return True
 
@@ -146,117 +236,88 @@ class BlockIndex:
         except ValueError:
             return False
 
+    # -- loading ----------------------------------------------------------
+
     def load(self, blocks: Iterable[Block]) -> int:
         """Bulk add (start-up path); returns blocks added. Bad numbers are skipped."""
         return self.load_rows((b.key.number, b.key.counterpart, b.key.scope, b.kind) for b in blocks)
 
     async def load_store(self, store: Store) -> int:
-        """Bulk add every block of the store (its block_groups pages); returns blocks added."""
-        added = 0
-        async for page in store.block_groups():
-            added += self.load_groups(page)
-        for bitmap in self._all_bitmaps():
-            bitmap.run_optimize()
-            bitmap.shrink_to_fit()
-        return added
+        """Bulk add every block of the store, streamed in pages; returns blocks added.
+
+        Counterpart ids come from the store's id table first; blocks whose counterpart it lacks
+        get ids of their own here (logged), so a disagreeing table costs memory, never blocks.
+        """
+        if len(self) or self._next_id > 1:  # ids in use: the store's could clash with them
+            added = 0
+            async for page in store.block_groups():
+                added += self._add_groups(page)
+            return added
+        try:
+            load_packed = getattr(store, "load_packed", None)  # PostgreSQL: packed by the server
+            if load_packed is not None:
+                loader = Loader(self)
+                await load_packed(loader)
+                return loader.finish()
+            loader = Loader(self, capacity=sum((await store.count_blocks()).values()))
+            loader.adopt_ids(await store.counterpart_ids())
+            async for page in store.block_groups():
+                loader.groups(page)
+            return loader.finish()
+        except (MemoryError, ValueError, OverflowError, TypeError) as exc:  # StoreError passes as is
+            raise StoreError(f"block index cannot be built: {type(exc).__name__}: {exc}") from exc
 
     def load_groups(self, groups: Iterable[BlockGroup]) -> int:
         """Bulk add (scope, counterpart, kind, mobiles) groups; returns blocks added.
 
-        A mobile already present in its group gets the higher-ranked of its kind
-        and the group's (not counted as added).
+        A key present twice gets the higher-ranked of its kinds (counted once).
         """
-        added = 0
+        if len(self):
+            return self._add_groups(groups)
+        loader = Loader(self)
+        loader.groups(groups)
+        return loader.finish()
+
+    def _add_groups(self, groups: Iterable[BlockGroup]) -> int:
+        before = len(self)
         for scope, counterpart, kind, mobiles in groups:
-            members = self._members(scope, counterpart, create=False)
-            fresh = BitMap64(mobiles)
-            if members:
-                present = fresh.intersection(members)
-                if present and kind != DEFAULT_KIND:
-                    self._upgrade((scope, counterpart), present, kind)
-                fresh.difference_update(members)
-                members.update(fresh)
-            elif scope == "global":
-                self._global = fresh.copy()
-            else:
-                self._scope_dict(scope)[counterpart] = fresh.copy()
-            if not fresh:
-                continue
-            if kind != DEFAULT_KIND:
-                self._special_bitmap(kind, (scope, counterpart), create=True).update(fresh)
-            self._counts[kind] = self._counts.get(kind, 0) + len(fresh)
-            added += len(fresh)
-        return added
+            for mobile in mobiles:
+                self._add_quiet(BlockKey(str(mobile), counterpart, scope), kind)
+        return len(self) - before
 
     def load_rows(self, rows: Iterable[Sequence[str]]) -> int:
         """load() from (number, counterpart, scope, kind) rows, without Block objects.
 
-        Works in chunks, so the temporary lists stay small next to the index.
+        Works in chunks of _LOAD_CHUNK rows, so the temporary lists stay small next to the index.
         """
-        grouped: dict[_Group, list[int]] = {}
-        special: dict[_Group, list[tuple[int, str]]] = {}  # (position in grouped, kind)
-        added = skipped = pending = 0
+        if len(self):
+            before = len(self)
+            for number, counterpart, scope, kind in rows:
+                self._add_quiet(BlockKey(number, counterpart, scope), kind)
+            return len(self) - before
+        loader = Loader(self)
+        grouped: dict[tuple[str, str, str], list[int]] = {}
+        pending = 0
         for number, counterpart, scope, kind in rows:
             try:
                 mobile = mobile_int(number)
             except ValueError:
-                skipped += 1
+                loader.skipped += 1
                 continue
-            mobiles = grouped.setdefault((scope, counterpart), [])
-            mobiles.append(mobile)
-            if kind != DEFAULT_KIND:
-                special.setdefault((scope, counterpart), []).append((len(mobiles) - 1, kind))
+            grouped.setdefault((scope, counterpart, kind), []).append(mobile)
             pending += 1
             if pending >= _LOAD_CHUNK:
-                added += self._merge_all(grouped, special)
+                loader.groups([(*g, m) for g, m in grouped.items()])
+                grouped.clear()
                 pending = 0
-        if skipped:
-            log.warning("index_load_skipped", extra={"count": skipped})
-        added += self._merge_all(grouped, special)
-        for bitmap in self._all_bitmaps():
-            bitmap.run_optimize()
-            bitmap.shrink_to_fit()
-        return added
+        loader.groups([(*g, m) for g, m in grouped.items()])
+        return loader.finish()
 
-    def _merge_all(
-        self, grouped: dict[_Group, list[int]], special: dict[_Group, list[tuple[int, str]]]
-    ) -> int:
-        added = sum(self._merge(g, m, special.get(g, [])) for g, m in grouped.items())
-        grouped.clear()
-        special.clear()
-        return added
-
-    def _merge(self, group: _Group, mobiles: list[int], special: list[tuple[int, str]]) -> int:
-        """Add one group's mobiles; a mobile gets the highest-ranked kind seen for it."""
-        members = self._members(*group, create=True)
-        fresh = BitMap64(sorted(mobiles))
-        if special and len(fresh) != len(mobiles):  # a key repeated: one at a time
-            kind_at = dict(special)
-            before = len(self)
-            for i, m in enumerate(mobiles):
-                self.add(BlockKey(str(m), group[1], group[0]), kind_at.get(i, DEFAULT_KIND))
-            return len(self) - before
-        by_kind: dict[str, BitMap64] = {}
-        for position, kind in special:
-            by_kind.setdefault(kind, BitMap64()).add(mobiles[position])
-        if members:
-            for kind, kind_mobiles in by_kind.items():
-                present = kind_mobiles.intersection(members)
-                if present:
-                    self._upgrade(group, present, kind)
-        fresh.difference_update(members)
-        if not fresh:
-            return 0
-        members.update(fresh)
-        unassigned = fresh.copy()
-        for kind, kind_mobiles in by_kind.items():
-            new = kind_mobiles.intersection(unassigned)
-            if new:
-                unassigned.difference_update(new)
-                self._special_bitmap(kind, group, create=True).update(new)
-                self._counts[kind] = self._counts.get(kind, 0) + len(new)
-        self._counts[DEFAULT_KIND] += len(unassigned)
-        return len(fresh)
+    def _add_quiet(self, key: BlockKey, kind: str) -> None:
+        try:
+            self.add(key, kind)
+        except ValueError:
+            log.warning("index_load_skipped", extra={"count": 1})
 
     # -- queries ----------------------------------------------------------
 
@@ -264,15 +325,28 @@ class BlockIndex:
         """The kind of the block at key, or None when not blocked."""
         try:
             mobile = mobile_int(key.number)
+            cp = self.cp_id(key.scope, key.counterpart, create=False)
         except ValueError:
             return None
-        if mobile not in self._members(key.scope, key.counterpart, create=False):
-            return None
-        group = (key.scope, key.counterpart)
-        for kind, groups in self._special.items():
-            if mobile in groups.get(group, _EMPTY):
-                return kind
-        return DEFAULT_KIND
+        return None if cp is None else self.kind_at(cp, mobile)
+
+    def kind_at(self, cp: int, mobile: int) -> str | None:
+        if mobile <= self.mobile_max and cp <= self.cp_max:
+            code = self.keys.get(cp << self.shift | mobile)
+            if code is not None:
+                return ALL_KINDS[code]
+        return self.extra.get((cp, mobile)) if self.extra else None
+
+    def code_at(self, cp: int, mobile: int) -> int | str | None:
+        """The code (or, outside the packed keys, the kind) of (cp, mobile); None when absent."""
+        if mobile <= self.mobile_max and cp <= self.cp_max:
+            code = self.keys.get(cp << self.shift | mobile)
+            if code is not None:
+                return code
+        return self.extra.get((cp, mobile)) if self.extra else None
+
+    def cp_count(self, cp: int) -> int:
+        return self._cp_counts.get(cp, 0)
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, BlockKey) and self.kind_of(key) is not None
@@ -285,82 +359,70 @@ class BlockIndex:
         return dict(self._counts)
 
     def memory_bytes(self) -> int:
-        """Estimate of the bytes held by the bitmaps and their dictionaries."""
-        total = 0
-        for bitmap in self._all_bitmaps():
-            stats = bitmap.get_statistics()
-            total += _BITMAP_OVERHEAD + stats["n_containers"] * _CONTAINER_OVERHEAD
-            total += stats["n_bytes_array_containers"] + stats["n_bytes_run_containers"]
-            total += stats["n_bytes_bitset_containers"]
-        for groups in (self._number, self._account, self.programs):
-            total += sum(len(k) + 49 for k in groups)  # key strings
-        return total
+        """Bytes held: packed keys and their filter, the id table, blocks outside the keys."""
+        return (self.keys.memory_bytes() + self._id_bytes + len(self.extra) * _EXTRA_BYTES
+                + 8 * len(self._cp_counts) * 3)
 
-    # -- internals --------------------------------------------------------
+    # -- ids and internals ------------------------------------------------
 
-    def _upgrade(self, group: _Group, present: BitMap64, kind: str) -> int:
-        """Raise to kind the mobiles of present (all members of group) whose kind
-        ranks lower; returns how many changed."""
-        rank = kind_rank(kind)
-        raised = BitMap64()
-        plain = present.copy()  # those in no per-kind bitmap: DEFAULT_KIND
-        for other, groups in self._special.items():
-            bitmap = groups.get(group)
-            if bitmap is None:
-                continue
-            hit = bitmap.intersection(present)
-            if not hit:
-                continue
-            plain.difference_update(hit)
-            if kind_rank(other) < rank:
-                bitmap.difference_update(hit)
-                if not bitmap:
-                    del groups[group]
-                self._counts[other] -= len(hit)
-                raised.update(hit)
-        if plain and kind_rank(DEFAULT_KIND) < rank:
-            self._counts[DEFAULT_KIND] -= len(plain)
-            raised.update(plain)
-        if raised:
-            if kind != DEFAULT_KIND:
-                self._special_bitmap(kind, group, create=True).update(raised)
-            self._counts[kind] = self._counts.get(kind, 0) + len(raised)
-        return len(raised)
-
-    def _all_bitmaps(self) -> list[BitMap64]:
-        specials = [bm for groups in self._special.values() for bm in groups.values()]
-        return [*self._number.values(), *self._account.values(), *self.programs.values(), self._global, *specials]
-
-    def _members(self, scope: str, counterpart: str, *, create: bool) -> BitMap64:
+    def cp_id(self, scope: str, counterpart: str, *, create: bool) -> int | None:
+        """The counterpart's id (a new one when create); ValueError for an unknown scope."""
         if scope == "global":
+            if self._global is None and create:
+                self._global = self.new_id()
             return self._global
-        groups = self._scope_dict(scope)
-        bitmap = groups.get(counterpart)
-        if bitmap is None:
-            bitmap = BitMap64()
-            if create:
-                groups[counterpart] = bitmap
-        return bitmap
+        ids = self.ids.get(scope)
+        if ids is None:
+            raise ValueError(f"unknown scope: {scope!r}")
+        cp = ids.get(counterpart)
+        if cp is None and create:
+            cp = ids[counterpart] = self.new_id()
+            self._id_bytes += sys.getsizeof(counterpart) + _ID_BYTES
+        return cp
 
-    def _drop_members(self, group: _Group) -> None:
-        scope, counterpart = group
-        if scope != "global":
-            self._scope_dict(scope).pop(counterpart, None)
+    def adopt_id(self, cp: int, scope: str, counterpart: str) -> bool:
+        """Take the store's id for a counterpart (empty index only); False for an unusable row."""
+        if cp < 1 or scope not in SCOPES:
+            return False
+        if scope == "global":
+            if counterpart or self._global is not None:
+                return False
+            self._global = cp
+        else:
+            ids = self.ids[scope]
+            if counterpart in ids:
+                return False
+            ids[counterpart] = cp
+            self._id_bytes += sys.getsizeof(counterpart) + _ID_BYTES
+        self._next_id = max(self._next_id, cp + 1)
+        return True
 
-    def _scope_dict(self, scope: str) -> dict[str, BitMap64]:
-        if scope == "number":
-            return self._number
-        if scope == "account":
-            return self._account
-        if scope == "program":
-            return self.programs
-        raise ValueError(f"unknown scope: {scope!r}")
+    def reserve_ids(self, up_to: int) -> None:
+        """Never hand out ids up to up_to (the store's, adopted or not)."""
+        self._next_id = max(self._next_id, up_to + 1)
 
-    def _special_bitmap(self, kind: str, group: _Group, *, create: bool) -> BitMap64:
-        groups = self._special.setdefault(kind, {}) if create else self._special.get(kind, {})
-        bitmap = groups.get(group)
-        if bitmap is None:
-            bitmap = BitMap64()
-            if create:
-                groups[group] = bitmap
-        return bitmap
+    def new_id(self) -> int:
+        cp = self._next_id
+        self._next_id += 1
+        return cp
+
+    def set_counts(self, by_kind: dict[str, int], by_cp: dict[int, int]) -> None:
+        """After a bulk load (Loader)."""
+        self._counts = {**dict.fromkeys(KINDS, 0), **{k: n for k, n in by_kind.items() if n or k in KINDS}}
+        self._cp_counts = by_cp
+
+    def tracked_ids(self) -> set[int]:
+        """Ids of counterparts whose blocks are counted (scopes account, program, global)."""
+        out = set(self._account.values()) | set(self.ids["program"].values())
+        if self._global is not None:
+            out.add(self._global)
+        return out
+
+    def _set(self, cp: int, mobile: int, kind: str) -> None:
+        code = CODE.get(kind)
+        if code is not None and mobile <= self.mobile_max and cp <= self.cp_max:
+            self.keys.put(cp << self.shift | mobile, code)
+            if self.extra:
+                self.extra.pop((cp, mobile), None)
+        else:
+            self.extra[(cp, mobile)] = kind

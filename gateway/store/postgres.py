@@ -33,6 +33,7 @@ from gateway.store.base import (
     PairState,
 )
 from gateway.store.postgres_outbox import PgOutbox
+from gateway.store.postgres_packed import PgPackedLoad
 from gateway.store.postgres_pool import LOCK_EVENTS
 
 _EVENTS_SELECT = f"SELECT id, {', '.join(schema.EVENT_COLUMNS)} FROM events"
@@ -50,6 +51,9 @@ WHERE (blocks.number, blocks.counterpart, blocks.scope) = (i.number, i.counterpa
     AND {schema.kind_rank_sql('i.kind')} > {schema.kind_rank_sql('blocks.kind')}"""
 _BULK_TIMEOUT = 3600.0  # import statements: minutes for millions of rows, not command_timeout
 _KEY_WHERE = "number = $1 AND counterpart = $2 AND scope = $3"
+_COUNTERPART_INSERT = schema.counterpart_insert_sql("$1::text", "$2::text")
+_IMPORT_COUNTERPARTS = schema.counterpart_insert_sql("i.scope", "i.counterpart").replace(
+    "SELECT i.scope, i.counterpart WHERE", "SELECT DISTINCT i.scope, i.counterpart FROM import_blocks i WHERE")
 _PAIR_LAST = schema.pair_last_sql(lambda i: f"${i}")
 _CLARIFY_READ, _CLARIFY_OFFER, _CLARIFY_CONSUME, _CLARIFY_PURGE = schema.clarify_sql(lambda i: f"${i}")
 # one statement: the store's clock read once, our row upserted, long-gone rows deleted, all rows read
@@ -72,6 +76,7 @@ async def _apply(conn: Any, change: BlockChange) -> tuple[bool, bool, str]:
     block = change.block
     key = schema.key_row(block.key)
     if change.action == "add":
+        await conn.execute(_COUNTERPART_INSERT, block.key.scope, block.key.counterpart)
         # "INSERT 0 1": inserted, or its kind raised
         if await conn.execute(_BLOCK_INSERT, *schema.block_row(block)) == "INSERT 0 1":
             return True, True, block.kind
@@ -86,7 +91,7 @@ async def _apply(conn: Any, change: BlockChange) -> tuple[bool, bool, str]:
     return False, found is not None, str(found) if found is not None else block.kind
 
 
-class PostgresStore(PgOutbox, OperatorMixin):
+class PostgresStore(PgOutbox, PgPackedLoad, OperatorMixin):
     """The Store protocol on PostgreSQL; ``schema`` isolates tables (tests, tenants)."""
 
     shared = True
@@ -133,6 +138,10 @@ class PostgresStore(PgOutbox, OperatorMixin):
         rows = await self._fetch("SELECT kind, count(*) FROM blocks GROUP BY kind")
         return {**dict.fromkeys(KINDS, 0), **{r[0]: int(r[1]) for r in rows}}
 
+    async def counterpart_ids(self) -> list[tuple[int, str, str]]:
+        rows = await self._fetch(schema.COUNTERPARTS_SELECT)
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
     async def import_blocks(self, blocks: Iterable[Block]) -> int:
         rows = [schema.block_row(b) for b in blocks]
         async with self._guard(), self._require_pool().acquire() as conn, conn.transaction():
@@ -146,6 +155,7 @@ class PostgresStore(PgOutbox, OperatorMixin):
                 timeout=_BULK_TIMEOUT,
             )
             inserted = int(status.rsplit(" ", 1)[-1])
+            await conn.execute(_IMPORT_COUNTERPARTS, timeout=_BULK_TIMEOUT)
             await conn.execute(_IMPORT_UPGRADE, timeout=_BULK_TIMEOUT)
             event = schema.operator_event("admin_import", time.time(), text=str(inserted))
             await self._insert_event(conn, event)

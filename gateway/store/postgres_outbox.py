@@ -140,8 +140,8 @@ class PgOutbox(PgConnection):
             for start in range(0, pages + 1, GROUP_PAGES):
                 end = (start + GROUP_PAGES, 0) if start + GROUP_PAGES <= pages else None
                 rows = await conn.fetch(_GROUPS, (start, 0), end)
-                groups = [(r[0], r[1], r[2], schema.parse_mobiles(r[3])) for r in rows]
-                yield [g for g in groups if g[3]]
+                groups = [(r[0], r[1], r[2], schema.mobile_array(r[3])) for r in rows]
+                yield [g for g in groups if len(g[3])]
 
 
 async def _heap_pages(conn: Any) -> int:

@@ -38,6 +38,7 @@ _EVENTS_SELECT = f"SELECT id, {', '.join(schema.EVENT_COLUMNS)} FROM events"
 _BLOCKS_SELECT = f"SELECT {', '.join(schema.BLOCK_COLUMNS)} FROM blocks"
 _BLOCK_INSERT = f"INSERT INTO blocks ({', '.join(schema.BLOCK_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)"
 _KEY_WHERE = "number = ? AND counterpart = ? AND scope = ?"
+_COUNTERPART_INSERT = schema.counterpart_insert_sql("?1", "?2")
 
 
 def _apply(conn: sqlite3.Connection, change: BlockChange) -> tuple[bool, bool, str]:
@@ -45,6 +46,7 @@ def _apply(conn: sqlite3.Connection, change: BlockChange) -> tuple[bool, bool, s
     block = change.block
     key = schema.key_row(block.key)
     if change.action == "add":
+        conn.execute(_COUNTERPART_INSERT, (block.key.scope, block.key.counterpart))
         cursor = conn.execute(f"{_BLOCK_INSERT} {schema.BLOCK_UPSERT}", schema.block_row(block))
         if cursor.rowcount == 1:  # inserted, or its kind raised
             return True, True, block.kind
@@ -132,6 +134,7 @@ def _import(conn: sqlite3.Connection, blocks: Iterable[Block], at: float) -> int
         before = conn.total_changes
         conn.executemany(_BLOCK_INSERT + " ON CONFLICT DO NOTHING", rows)
         inserted = conn.total_changes - before
+        conn.executemany(_COUNTERPART_INSERT, sorted({(r[2], r[1]) for r in rows}))
         # then raise the kind of keys that were present (or repeated) where a row ranks higher;
         # "optout" ranks lowest and never raises anything, so the common import costs nothing here
         conn.executemany(
@@ -210,6 +213,10 @@ class SqliteStore(SqliteOutbox, OperatorMixin):
     async def count_blocks(self) -> dict[str, int]:
         rows = await self._query("SELECT kind, count(*) FROM blocks GROUP BY kind")
         return {**dict.fromkeys(KINDS, 0), **{k: int(n) for k, n in rows}}
+
+    async def counterpart_ids(self) -> list[tuple[int, str, str]]:
+        rows = await self._query(schema.COUNTERPARTS_SELECT)
+        return [(int(i), str(s), str(c)) for i, s, c in rows]
 
     async def import_blocks(self, blocks: Iterable[Block]) -> int:
         at = time.time()

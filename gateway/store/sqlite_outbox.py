@@ -163,5 +163,5 @@ class SqliteOutbox(SqliteConnection):
         while rows := await self._run(_groups, after):
             *groups, last = rows
             after = (last[0], last[1], last[2])
-            parsed = [(s, c, k, schema.parse_mobiles(joined)) for s, c, k, joined in groups]
-            yield [g for g in parsed if g[3]]
+            parsed = [(s, c, k, schema.mobile_array(joined)) for s, c, k, joined in groups]
+            yield [g for g in parsed if len(g[3])]
