@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from bench.faultproxy import FaultProxy
 from gateway.simulator import Simulator
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
@@ -17,17 +18,16 @@ from tests.integration.client import RawClient, submit_sm
 from tests.integration.conftest import GatewayFactory
 from tests.integration.test_http import http_get
 from tests.pg import drop_schema, pg_dsn_or_skip, unique_schema
-from tests.tcpproxy import TcpProxy
 
 MOBILE = "14155550123"
 LONG_CODE = "14155550100"
 
 
 @pytest.fixture
-async def pg() -> AsyncIterator[tuple[str, str, TcpProxy]]:
+async def pg() -> AsyncIterator[tuple[str, str, FaultProxy]]:
     dsn = await pg_dsn_or_skip()
     parts = urlsplit(dsn)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy = FaultProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     await proxy.start()
     schema = unique_schema("faults")
     via_proxy = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
@@ -37,7 +37,7 @@ async def pg() -> AsyncIterator[tuple[str, str, TcpProxy]]:
 
 
 async def test_database_outage(make_gateway: GatewayFactory, sim: Simulator,
-                               pg: tuple[str, str, TcpProxy]) -> None:
+                               pg: tuple[str, str, FaultProxy]) -> None:
     url, direct_url, proxy = pg
     gateway = await make_gateway(database_url=url, routing={"outbox_retry_interval": 0.05})
     app = await RawClient.connect(gateway.smpp_port)
