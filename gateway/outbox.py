@@ -155,6 +155,10 @@ class Outbox:
             return None
         session.deliver(pdu, item.raw, _resolver(answer))
         status = await answer
+        if session.closed and status == self.proxy.unbound_status:
+            # the session ended before it answered: no refusal, so no backoff; the next bind takes it
+            await self.store.outbox_renew(item.id, self.owner, 0.0)
+            return time.time()
         if status == st.ESME_ROK or status not in TEMPORARY:
             await self.store.outbox_done([item.id])
             self.proxy.metrics.outbox_delivered.labels("ok" if status == 0 else "refused").inc()

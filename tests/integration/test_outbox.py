@@ -181,3 +181,23 @@ async def test_live_mo_waits_behind_a_queued_retry(make_gateway: GatewayFactory,
             order.append(text)
     assert order == [b"m1", b"m2", b"m3"]
     await client.close()
+
+
+async def test_a_receiver_that_drops_before_answering_does_not_delay_the_queue(
+        make_gateway: GatewayFactory, sim: Simulator) -> None:
+    """Found by the chaos soak: each session that closed with a queued MO unanswered counted as
+    a failed attempt, so an application that reconnected often waited 2, 4, 8 ... 300 s."""
+    gateway = await make_gateway()  # outbox_retry_interval 2 s, doubling
+    assert await sim.inject_mo("14155550123", "14155550100", "queued") == st.ESME_ROK
+    for _ in range(4):
+        client = await RawClient.connect(gateway.smpp_port)
+        await client.bind("acme", "secret", P.BIND_RECEIVER)
+        pdu = await client.read(lambda p: p.command_id == P.DELIVER_SM, timeout=3)
+        assert F.parse_short_message(pdu.raw).short_message == b"queued"
+        client.writer.transport.abort()  # gone without an answer
+        await client.close()
+    client = await RawClient.connect(gateway.smpp_port)
+    client.auto_ack = True
+    await client.bind("acme", "secret", P.BIND_RECEIVER)
+    await client.wait(lambda: len(client.delivered) == 1, timeout=3)
+    await client.close()
