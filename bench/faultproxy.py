@@ -106,6 +106,15 @@ class FaultProxy:
     def connections(self) -> int:
         return len(self._links)
 
+    def upstream_ports(self) -> set[int]:
+        """The local ports of our connections to the target (what the target sees as peers)."""
+        ports = set()
+        for link in self._links:
+            name = link.upstream.get_extra_info("sockname")
+            if name:
+                ports.add(int(name[1]))
+        return ports
+
     # --- faults ---------------------------------------------------------------------------
 
     def cut(self, *, count: bool = True) -> int:

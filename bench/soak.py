@@ -164,6 +164,7 @@ class Soak:
         self.gateways: list[GatewayProc] = []
         self.apps: list[App] = []
         self.process_lock = asyncio.Lock()
+        self.busy: set[tuple[str, int]] = set()  # (carrier|store, gateway) with a fault on
         self.stop_traffic = asyncio.Event()
         self.settling = asyncio.Event()
         self.stop_all = asyncio.Event()
@@ -195,6 +196,7 @@ class Soak:
 
     async def setup(self) -> None:
         await self.carrier.start()
+        self.carrier.gateway_of = self.gateway_of
         parts = urlsplit(self.dsn)
         for index in range(2):
             carrier_proxy = FaultProxy("127.0.0.1", self.carrier.smpp_port)
@@ -211,6 +213,17 @@ class Soak:
         for number, name in self.numbers.items():
             self.apps.append(App(name, number, self.mobiles, self.ledger, random.Random(f"{self.args.seed}{name}"),
                                  ports, self.killed, per_app, window=50, owners=self.numbers))
+
+    def gateway_of(self, session: Any) -> int:
+        """Which gateway a carrier session belongs to (by the proxy's upstream port)."""
+        try:
+            port = int(session.writer.get_extra_info("peername")[1])
+        except (TypeError, IndexError, ValueError):
+            return -1
+        for index, proxy in enumerate(self.carrier_proxies):
+            if port in proxy.upstream_ports():
+                return index
+        return -1
 
     def killed(self, gateway: int, since: float) -> bool:
         return self.gateways[gateway].killed_since(since)
@@ -269,12 +282,19 @@ class Soak:
                 self.baselines.pop(target, None)
             return
         proxies = self.carrier_proxies if kind.startswith("carrier") else self.store_proxies
+        link = (kind.split()[0], target)
+        if link in self.busy:
+            return  # one fault at a time on a link: the end of one must not heal another
+        self.busy.add(link)
         proxy = proxies[target]
         self.ledger.faults[kind] += 1
         self.ledger.fault_log.append((at, kind, f"gateway{target}", hold))
         if kind.startswith("store"):
             self.ledger.store_outages.append((target, at, at + hold))
-        await proxy.inject(PROXY_KIND[kind], hold, delay=0.3, bandwidth=20_000)
+        try:
+            await proxy.inject(PROXY_KIND[kind], hold, delay=0.3, bandwidth=20_000)
+        finally:
+            self.busy.discard(link)
 
     async def sample_baselines(self) -> None:
         """Each gateway's fds and RSS 15 s after it (re)started: the baseline for the leak check."""
@@ -316,6 +336,21 @@ class Soak:
             return int(await conn.fetchval(f'SELECT count(*) FROM "{self.schema}".outbox'))
         finally:
             await conn.close()
+
+    async def outbox_post_mortem(self) -> None:
+        """Why rows are still queued: per account, attempts, leases and retry times."""
+        conn = await asyncpg.connect(self.dsn, timeout=5)
+        try:
+            rows = await conn.fetch(
+                f'SELECT account, count(*) AS n, min(attempts) AS amin, max(attempts) AS amax, '
+                f'count(*) FILTER (WHERE locked_until > extract(epoch FROM now())) AS leased, '
+                f'max(locked_until) - extract(epoch FROM now()) AS lease_left, '
+                f'min(next_attempt_at) - extract(epoch FROM now()) AS next_in, '
+                f'array_agg(DISTINCT locked_by) AS owners FROM "{self.schema}".outbox GROUP BY account')
+        finally:
+            await conn.close()
+        for row in rows:
+            self.ledger.notes.append(f"outbox left: {dict(row)}")
 
     async def store_blocks(self) -> set[tuple[str, str]]:
         from gateway.store import open_store
@@ -379,6 +414,8 @@ class Soak:
         blocked = [pair for pair, on in expected.items() if on]
         await self.probe(blocked)
         outbox = await self.outbox_rows()
+        if outbox:
+            await self.outbox_post_mortem()
         await asyncio.sleep(2)
         for gw in self.gateways:
             base = self.baselines.get(gw.index)
@@ -396,7 +433,11 @@ class Soak:
         await self.carrier.stop(unbind_timeout=0)
         for proxy in self.carrier_proxies + self.store_proxies:
             await proxy.aclose()
-        await drop_schema(self.dsn, self.schema)
+        if not self.args.keep_schema:
+            await drop_schema(self.dsn, self.schema)
+        else:
+            print(f"schema {self.schema} kept", flush=True)
+        self.dump()
         verdict = check(self.ledger, store_blocks, outbox, self.carrier.pending())
         for gi, base, end in self.ledger.resources:
             print(f"gateway {gi}: fds {base['fds']:.0f} -> {end['fds']:.0f}, "
@@ -407,6 +448,17 @@ class Soak:
             print(f"note: {note}")
         print(render(verdict, self.args.seed), flush=True)
         return 1 if verdict.lost or verdict.broken else 0
+
+
+    def dump(self) -> None:
+        """The fault log and the keyword history of every pair an invariant names, for replay."""
+        ledger = self.ledger
+        pairs = {(ledger.mts[t].destination, ledger.mts[t].source) for t, _ in ledger.blocked_arrivals}
+        data = {"seed": self.args.seed, "faults": ledger.fault_log,
+                "pairs": {f"{m}>{n}": ledger.keyword_events.get((m, n), []) for m, n in pairs},
+                "blocked_arrivals": ledger.blocked_arrivals,
+                "kills": {gw.index: gw.killed_at for gw in self.gateways}}
+        (self.logdir / "soak-debug.json").write_text(json.dumps(data, indent=1))
 
 
 class Probe(asyncio.Protocol):
@@ -454,6 +506,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--settle", type=float, default=120.0, help="longest wait for the system to settle")
     p.add_argument("--dsn", default=None, help="PostgreSQL (default GATEWAY_TEST_DATABASE_URL or local test)")
     p.add_argument("--logdir", default=None)
+    p.add_argument("--keep-schema", action="store_true", help="leave the PostgreSQL schema for a post-mortem")
     p.add_argument("--drop-mo-every", type=int, default=0,
                    help="test only: gateways drop every Nth MO (the checker must report it)")
     return p

@@ -61,7 +61,7 @@ class Session(asyncio.Protocol):
     def submit(self, tag: str, destination: str) -> None:
         seq = self.send(P.SUBMIT_SM, submit_body(self.app.number, destination, f"mt {tag}".encode()))
         self.pending[seq] = tag
-        self.app.ledger.mt_sent(tag)
+        self.app.ledger.mt_sent(tag, self.gateway)
 
     def abort(self) -> None:
         self.aborted = True

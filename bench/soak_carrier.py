@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +44,7 @@ class SoakCarrier(Simulator):
         self._wake = asyncio.Event()
         self._mo_ids = 0
         self.probes_reached: set[str] = set()
+        self.gateway_of: Callable[[SmscSession], int] = lambda session: -1
 
     # --- what the gateways send -------------------------------------------------------
 
@@ -125,6 +127,7 @@ class SoakCarrier(Simulator):
             self.in_flight -= 1
         if status == 0:
             if kind == "mo":
+                key.gateway = self.gateway_of(session)
                 self.ledger.mo_done(key)
                 self.mo_pending -= 1
                 self.busy_pairs.discard(key.key[:2])

@@ -12,12 +12,13 @@ from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 
 TEMPORARY_GRACE = 1.0  # s: a STOP recorded on one gateway reaches the other's index (NOTIFY)
+RESYNC = 2.0  # s: after its store is back, a gateway has applied the events it missed
 
 
 class Mt:
     """One MT an application wants sent (a tag), however many times it had to try."""
 
-    __slots__ = ("app", "attempts", "destination", "message_ids", "refused", "sends", "source")
+    __slots__ = ("app", "attempts", "destination", "gateways", "message_ids", "refused", "sends", "source")
 
     def __init__(self, app: str, source: str, destination: str) -> None:
         self.app = app
@@ -25,6 +26,7 @@ class Mt:
         self.destination = destination
         self.attempts = 0
         self.sends: list[float] = []  # time of each attempt
+        self.gateways: list[int] = []  # the gateway of each attempt
         self.message_ids: list[str] = []  # ESME_ROK answers (more than one: a retry was accepted too)
         self.refused: int | None = None  # final non-zero status
 
@@ -32,13 +34,14 @@ class Mt:
 class Mo:
     """One MO the carrier wants delivered: plain (unique text) or a keyword of a pair."""
 
-    __slots__ = ("attempts", "key", "rok_at", "sent_at")
+    __slots__ = ("attempts", "gateway", "key", "rok_at", "sent_at")
 
     def __init__(self, key: tuple[str, str, str]) -> None:
         self.key = key  # (mobile, number, text)
         self.attempts = 0
         self.sent_at: list[float] = []
         self.rok_at: float | None = None
+        self.gateway = -1  # the gateway that answered ESME_ROK
 
 
 @dataclass
@@ -49,13 +52,14 @@ class Ledger:
     carrier_ids: dict[str, str] = field(default_factory=dict)  # carrier message_id -> tag / "reply"
     replies: int = 0  # the gateways' own auto-replies the carrier took
     blocked_arrivals: list[tuple[str, str]] = field(default_factory=list)  # (tag, why)
+    arrivals: list[tuple[str, float]] = field(default_factory=list)  # (tag, when) at the carrier
     mos: list[Mo] = field(default_factory=list)
     mo_rok: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # key -> ESME_ROK'd
     mo_attempts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     mo_acked: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # key -> app acks
     mo_misrouted: int = 0
-    keyword_events: dict[tuple[str, str], list[tuple[float, float, str]]] = field(
-        default_factory=lambda: defaultdict(list))  # pair -> (sent, rok, op)
+    keyword_events: dict[tuple[str, str], list[tuple[float, float, str, int]]] = field(
+        default_factory=lambda: defaultdict(list))  # pair -> (sent, rok, op, gateway)
     receipts_rok: Counter[str] = field(default_factory=Counter)  # message_id -> ESME_ROK'd by a gateway
     receipts_sent: Counter[str] = field(default_factory=Counter)
     receipts_got: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # id -> apps
@@ -79,10 +83,11 @@ class Ledger:
     def mt_new(self, tag: str, app: str, source: str, destination: str) -> None:
         self.mts[tag] = Mt(app, source, destination)
 
-    def mt_sent(self, tag: str) -> None:
+    def mt_sent(self, tag: str, gateway: int) -> None:
         mt = self.mts[tag]
         mt.attempts += 1
         mt.sends.append(self.now())
+        mt.gateways.append(gateway)
 
     def mt_answered(self, tag: str, status: int, message_id: str | None) -> None:
         mt = self.mts[tag]
@@ -116,11 +121,7 @@ class Ledger:
         self.carrier_mt[tag] += 1
         if message_id is not None:
             self.carrier_ids[message_id] = tag
-        mt = self.mts.get(tag)
-        if mt is not None:
-            why = self.blocked_through(mt, self.now())
-            if why:
-                self.blocked_arrivals.append((tag, why))
+        self.arrivals.append((tag, self.now()))  # judged at the end: a START is known at its ESME_ROK
 
     def mo_sent(self, mo: Mo) -> None:
         mo.attempts += 1
@@ -132,7 +133,7 @@ class Ledger:
         self.mo_rok[mo.key] += 1
         mobile, number, text = mo.key
         if text in ("STOP", "START", "HELP"):
-            self.keyword_events[(mobile, number)].append((mo.sent_at[0], mo.rok_at, text))
+            self.keyword_events[(mobile, number)].append((mo.sent_at[0], mo.rok_at, text, mo.gateway))
 
     # --- opt-out state ----------------------------------------------------------------------
 
@@ -153,13 +154,29 @@ class Ledger:
             last = stops[-1]
             if any(e[2] == "START" and last[0] < e[0] <= arrival for e in events):
                 return ""
-        return f"{mt.destination} from {mt.source}: STOP ESME_ROK'd before every attempt"
+        stop = [e for e in events if e[2] == "STOP" and e[1] + TEMPORARY_GRACE <= mt.sends[0]][-1]
+        if all(g != stop[3] and self.store_away(g, stop[1], t) for t, g in zip(mt.sends, mt.gateways, strict=True)):
+            return "stale: " + self._describe(mt, stop, arrival)
+        return self._describe(mt, stop, arrival)
+
+    def store_away(self, gateway: int, since: float, until: float) -> bool:
+        """Gateway had no store (so no NOTIFY of the other's blocks) some time in [since, until],
+        or its index was still catching up (RESYNC s after the store came back, or a restart)."""
+        for gw, start, end in self.store_outages:
+            if gw == gateway and start <= until and since <= end + RESYNC:
+                return True
+        return False
+
+    def _describe(self, mt: Mt, stop: tuple[float, float, str, int], arrival: float) -> str:
+        attempts = ", ".join(f"{t:.2f}@gw{g}" for t, g in zip(mt.sends, mt.gateways, strict=True))
+        return (f"{mt.destination} from {mt.source}: STOP ESME_ROK'd at {stop[1]:.2f} by gw{stop[3]}, "
+                f"sent {attempts}, at the carrier {arrival:.2f}")
 
     def expected_blocks(self) -> dict[tuple[str, str], bool]:
         """pair -> blocked, from the last ESME_ROK'd STOP/START of each pair (one at a time)."""
         state: dict[tuple[str, str], bool] = {}
         for pair, events in self.keyword_events.items():
-            for _, _, op in sorted(events, key=lambda e: e[1]):
+            for _, _, op, _ in sorted(events, key=lambda e: e[1]):
                 if op == "STOP":
                     state[pair] = True
                 elif op == "START":
@@ -189,6 +206,8 @@ def check(ledger: Ledger, store_blocks: set[tuple[str, str]], outbox_rows: int,
     """Every invariant of the soak over the settled books; see README "Reliability"."""
     c: dict[str, int] = {}
     broken: list[str] = []
+    ledger.blocked_arrivals = [(tag, why) for tag, at in ledger.arrivals if tag in ledger.mts
+                               and (why := ledger.blocked_through(ledger.mts[tag], at))]
     # MT: every ESME_ROK'd submit reached the carrier; duplicates only where the app retried
     acked = [t for t, mt in ledger.mts.items() if mt.message_ids]
     c["mt tags"] = len(ledger.mts)
@@ -213,14 +232,19 @@ def check(ledger: Ledger, store_blocks: set[tuple[str, str]], outbox_rows: int,
     refused_reached = sum(1 for t, mt in ledger.mts.items()
                           if mt.refused and not mt.message_ids and ledger.carrier_mt[t] > mt.attempts - 1)
     c["mt refused yet at carrier"] = refused_reached
+    stale = [b for b in ledger.blocked_arrivals if b[1].startswith("stale: ")]
+    ledger.blocked_arrivals = [b for b in ledger.blocked_arrivals if not b[1].startswith("stale: ")]
     c["mt to blocked pair at carrier"] = len(ledger.blocked_arrivals)
+    c["mt to pair blocked on the other gateway during this one's store outage"] = len(stale)
     c["gateway auto-replies at carrier"] = ledger.replies
     # MO: every ESME_ROK'd MO reached an application, acked; duplicates only after a carrier retry
     mo_lost = mo_dup = mo_dup_silent = 0
+    lost_keys = []
     for key, rok in ledger.mo_rok.items():
         acked_n = ledger.mo_acked[key]
         if acked_n < rok:
             mo_lost += rok - acked_n
+            lost_keys.append((key, rok, acked_n, ledger.mo_attempts[key]))
         elif acked_n > rok:
             if acked_n <= ledger.mo_attempts[key]:
                 mo_dup += acked_n - rok
@@ -258,6 +282,7 @@ def check(ledger: Ledger, store_blocks: set[tuple[str, str]], outbox_rows: int,
     c["receipts ESME_ROK'd"] = len(ledger.receipts_rok)
     c["receipts at submitter"] = sum(len(v) for v in ledger.receipts_got.values())
     c["receipts lost"] = rc_lost
+    c["mt acked within 0.5 s before a SIGKILL"] = len(ledger.crash_ids)
     c["receipts lost in crash window"] = rc_window
     c["receipts to another account"] = rc_wrong
     c["receipts of auto-replies to the number's owner"] = rc_reply
@@ -293,7 +318,8 @@ def check(ledger: Ledger, store_blocks: set[tuple[str, str]], outbox_rows: int,
     rule(not ledger.blocked_arrivals,
          f"{len(ledger.blocked_arrivals)} MT to a blocked pair reached the carrier: {ledger.blocked_arrivals[:3]}")
     rule(not refused_reached, f"{refused_reached} MT refused to the application yet at the carrier")
-    rule(not mo_lost, f"{mo_lost} ESME_ROK'd MO never acked by an application")
+    rule(not mo_lost, f"{mo_lost} ESME_ROK'd MO never acked by an application: "
+                      f"(key, ESME_ROK'd, acked, sent) {lost_keys[:3]}")
     rule(not mo_dup_silent, f"{mo_dup_silent} MO acked more often than the carrier sent it")
     rule(not ledger.mo_misrouted, f"{ledger.mo_misrouted} MO reached an account not owning the number")
     rule(not outbox_rows, f"{outbox_rows} MO/receipts still in the outbox after settling")
