@@ -201,3 +201,23 @@ async def test_a_receiver_that_drops_before_answering_does_not_delay_the_queue(
     await client.bind("acme", "secret", P.BIND_RECEIVER)
     await client.wait(lambda: len(client.delivered) == 1, timeout=3)
     await client.close()
+
+
+async def test_deliver_on_a_session_that_closed_meanwhile_is_answered(
+        make_gateway: GatewayFactory, sim: Simulator) -> None:
+    """Found by the chaos soak: the outbox picks a receiver, awaits the store, then delivers; a
+    session that closed in between took the request and never answered it (no timer runs on a
+    closed session), so that account's outbox on this gateway stalled for good."""
+    gateway = await make_gateway()
+    client = await RawClient.connect(gateway.smpp_port)
+    await client.bind("acme", "secret", P.BIND_RECEIVER)
+    session = gateway.proxy.accounts["acme"].receiver()
+    assert session is not None
+    await client.close()
+    async with asyncio.timeout(5):
+        while gateway.proxy.accounts["acme"].sessions:
+            await asyncio.sleep(0.01)
+    answered: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    raw = P.encode(P.DELIVER_SM, 0, 1, b"\x00" * 40)
+    session.deliver(P.Pdu(P.DELIVER_SM, 0, 1, raw), raw, lambda status, resp: answered.set_result(status))
+    assert await asyncio.wait_for(answered, 5) == st.ESME_RX_T_APPN
