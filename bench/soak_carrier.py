@@ -25,7 +25,8 @@ from gateway.smpp.pdu import DELIVER_SM
 
 KEYWORDS = ("STOP", "START", "HELP")
 DELIVER_TIMEOUT = 12.0  # above the gateways' esme.response_timeout: a slow app is no failure
-RETRY_DELAY = 0.5
+RETRY_DELAY = 0.5  # after the first failure; doubling per attempt, as SMSC retry schedules do
+MAX_RETRY_DELAY = 20.0
 IN_FLIGHT = 300
 
 
@@ -44,6 +45,7 @@ class SoakCarrier(Simulator):
         self._wake = asyncio.Event()
         self._mo_ids = 0
         self.probes_reached: set[str] = set()
+        self.tries: dict[int, int] = {}  # id(item) -> failed attempts (the item lives until ESME_ROK)
         self.gateway_of: Callable[[SmscSession], int] = lambda session: -1
 
     # --- what the gateways send -------------------------------------------------------
@@ -134,9 +136,11 @@ class SoakCarrier(Simulator):
             else:
                 self.ledger.receipts_rok[key] += 1
                 self.receipts_pending -= 1
+            self.tries.pop(id(item), None)
             self._wake.set()
             return
-        await asyncio.sleep(RETRY_DELAY)
+        tries = self.tries[id(item)] = self.tries.get(id(item), 0) + 1
+        await asyncio.sleep(min(MAX_RETRY_DELAY, RETRY_DELAY * 2 ** (tries - 1)))
         self._push(item)
 
     def pending(self) -> dict[str, int]:
