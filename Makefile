@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench lint lock audit clean
+.PHONY: install run test bench soak lint lock audit clean
 
 # Installs exactly what the lock pins (with hashes), then the project itself without deps.
 $(STAMP): pyproject.toml requirements-test.lock
@@ -24,6 +24,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Chaos soak (README "Reliability"): SOAK_ARGS="--duration 600 --seed 7"; needs PostgreSQL.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests bench

@@ -221,6 +221,9 @@ class EsmeConnection(Connection):
         return self.state in CAN_RECEIVE and not self.closed
 
     def deliver(self, pdu: P.Pdu, raw: bytes, on_status: OnStatus) -> None:
+        if self.closed:  # closed after it was chosen (the outbox awaits the store in between): no
+            self.loop.call_soon(on_status, self.proxy.unbound_status, None)  # timer would ever fail it
+            return
         seq = self.seq.next()
         self.out[seq] = OutRequest(on_status, self.loop.time() + self.limits.response_timeout)
         self.stats.inflight["esme"] += 1

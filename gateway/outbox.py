@@ -49,6 +49,7 @@ class Outbox:
         self.backlog: set[str] = set()  # accounts with rows queued here: live MOs queue behind them
         self.summary_interval = SUMMARY_INTERVAL
         self._summary_at = 0.0  # time.time() of the next gauge refresh
+        self.stranded: set[int] = set()  # rows we claimed when the store failed: released once it is back
 
     # --- in: keep what cannot be delivered now ----------------------------------------
     def keep(self, account: str, raw: bytes, on_status: OnStatus) -> None:
@@ -92,6 +93,7 @@ class Outbox:
                 pass
             self._wake.clear()
             try:
+                await self._release_stranded()
                 await self._expire()
                 if time.time() >= self._summary_at:
                     await self._refresh_gauges()
@@ -109,22 +111,33 @@ class Outbox:
             return
         self._draining[account] = asyncio.create_task(self._deliver_all(state), name=f"outbox-{account}")
 
+    async def _release_stranded(self) -> None:
+        """Rows a failed drain left under our lease would hold the account's queue for LEASE
+        seconds: hand them back (a row delivered before the failure is delivered again)."""
+        for item_id in sorted(self.stranded):
+            await self.store.outbox_renew(item_id, self.owner, 0.0)
+            self.stranded.discard(item_id)
+
     async def _deliver_all(self, state: AccountState) -> None:
         account = state.config.system_id
+        held: list[int] = []
         try:
             while state.receiver() is not None:
                 items = await self.store.outbox_claim(account, self.owner, time.time(), LEASE, BATCH)
+                held = [item.id for item in items]
                 if not items:  # nothing due now; the backlog ends only when nothing is queued at all
                     if not (await self.store.outbox_counts()).get(account):
                         self.backlog.discard(account)
                     return
                 for n, item in enumerate(items):
                     retry_at = await self._deliver_one(state, item)
+                    held.remove(item.id)
                     if retry_at is not None:  # the rest wait behind it (claims keep per-account order)
                         for later in items[n + 1 :]:
                             await self.store.outbox_renew(later.id, self.owner, 0.0)  # only rows we hold
                         return
         except StoreError as exc:
+            self.stranded.update(held)
             log.warning("outbox_drain_failed", extra={"system_id": account, "error": str(exc)})
         except Exception:  # our bug: log it, the next poll tries again
             log.exception("outbox_drain_crashed", extra={"system_id": account})
@@ -148,6 +161,10 @@ class Outbox:
             return None
         session.deliver(pdu, item.raw, _resolver(answer))
         status = await answer
+        if session.closed and status == self.proxy.unbound_status:
+            # the session ended before it answered: no refusal, so no backoff; the next bind takes it
+            await self.store.outbox_renew(item.id, self.owner, 0.0)
+            return time.time()
         if status == st.ESME_ROK or status not in TEMPORARY:
             await self.store.outbox_done([item.id])
             self.proxy.metrics.outbox_delivered.labels("ok" if status == 0 else "refused").inc()

@@ -21,22 +21,22 @@ _EVENT_INSERT = (
 )
 
 
-def _nothing_earlier(now: str, owner: str) -> str:
-    """Per-account order: no earlier row of the account waiting for a retry or
-    leased to another owner (owner '' in outbox_accounts: any live lease)."""
-    return (
-        "NOT EXISTS (SELECT 1 FROM outbox o2 WHERE o2.account = outbox.account "
-        f"AND o2.id < outbox.id AND (o2.next_attempt_at > {now} "
-        f"OR (o2.locked_until > {now} AND o2.locked_by <> {owner})))"
-    )
-
-
-_DUE_IN_ORDER = _nothing_earlier("$1", "''")
+# Per-account order: a row is claimable only before the account's first row that waits for a
+# retry or is leased to another owner (owner '' in outbox_accounts: any live lease). That first
+# row is found once per account (an earlier NOT EXISTS per row was O(n²): 80 s at 44,000 rows).
+_FIRST_BLOCKED = ("SELECT account, min(id) AS first FROM outbox WHERE next_attempt_at > $1 "
+                  "OR (locked_until > $1 AND locked_by <> '') GROUP BY account")
+_ACCOUNTS = (f"WITH blocked AS ({_FIRST_BLOCKED}) SELECT DISTINCT o.account FROM outbox o "
+             "LEFT JOIN blocked b ON b.account = o.account WHERE o.next_attempt_at <= $1 "
+             "AND o.locked_until <= $1 AND (b.first IS NULL OR o.id < b.first) ORDER BY o.account")
+_BEFORE_FIRST_BLOCKED = ("id < COALESCE((SELECT min(id) FROM outbox WHERE account = $1 AND "
+                         "(next_attempt_at > $3 OR (locked_until > $3 AND locked_by <> $2))), "
+                         "9223372036854775807)")
 _CLAIM = f"""UPDATE outbox SET locked_by = $2, locked_until = $3 + $4
 WHERE id IN (
     SELECT id FROM outbox
     WHERE account = $1 AND next_attempt_at <= $3 AND locked_until <= $3
-        AND {_nothing_earlier('$3', '$2')}
+        AND {_BEFORE_FIRST_BLOCKED}
     ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)
 RETURNING {schema.OUTBOX_COLUMNS}"""
 _GROUPS = """SELECT scope, counterpart, kind, string_agg(number, ',')
@@ -118,11 +118,7 @@ class PgOutbox(PgConnection):
         return {str(r[0]): (int(r[1]), float(r[2])) for r in rows}
 
     async def outbox_accounts(self, now: float) -> list[str]:
-        rows = await self._fetch(
-            "SELECT DISTINCT account FROM outbox WHERE next_attempt_at <= $1 "
-            f"AND locked_until <= $1 AND {_DUE_IN_ORDER} ORDER BY account",
-            now,
-        )
+        rows = await self._fetch(_ACCOUNTS, now)
         return [str(r[0]) for r in rows]
 
     # -- grouped block load -------------------------------------------------

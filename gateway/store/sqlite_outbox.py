@@ -18,12 +18,19 @@ EVENT_INSERT = (
     f"INSERT INTO events ({', '.join(schema.EVENT_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(schema.EVENT_COLUMNS))})"
 )
-# per-account order: no row while an earlier one of its account waits for a retry or is
-# leased to another owner (:owner '' in outbox_accounts: any live lease holds rows back)
-_NOTHING_EARLIER = (
-    "NOT EXISTS (SELECT 1 FROM outbox o2 WHERE o2.account = outbox.account "
-    "AND o2.id < outbox.id AND (o2.next_attempt_at > :now "
-    "OR (o2.locked_until > :now AND o2.locked_by <> :owner)))"
+# Per-account order: a row is claimable only before the account's first row that waits for a
+# retry or is leased to another owner (:owner '' in outbox_accounts: any live lease); that first
+# row is found once per account, not by a NOT EXISTS per row (O(n²) on a long queue).
+_BEFORE_FIRST_BLOCKED = (
+    "id < COALESCE((SELECT min(id) FROM outbox WHERE account = :account AND "
+    "(next_attempt_at > :now OR (locked_until > :now AND locked_by <> :owner))), 9223372036854775807)"
+)
+_ACCOUNTS = (
+    "WITH blocked AS (SELECT account, min(id) AS first FROM outbox WHERE next_attempt_at > :now "
+    "OR (locked_until > :now AND locked_by <> '') GROUP BY account) "
+    "SELECT DISTINCT o.account FROM outbox o LEFT JOIN blocked b ON b.account = o.account "
+    "WHERE o.next_attempt_at <= :now AND o.locked_until <= :now AND (b.first IS NULL OR o.id < b.first) "
+    "ORDER BY o.account"
 )
 
 
@@ -34,7 +41,7 @@ def _claim(
         rows = conn.execute(
             "UPDATE outbox SET locked_by = :owner, locked_until = :until WHERE id IN ("
             "SELECT id FROM outbox WHERE account = :account AND next_attempt_at <= :now "
-            f"AND locked_until <= :now AND {_NOTHING_EARLIER} ORDER BY id LIMIT :limit) "
+            f"AND locked_until <= :now AND {_BEFORE_FIRST_BLOCKED} ORDER BY id LIMIT :limit) "
             f"RETURNING {schema.OUTBOX_COLUMNS}",
             {"owner": owner, "until": now + lease, "account": account, "now": now, "limit": limit},
         ).fetchall()
@@ -150,11 +157,7 @@ class SqliteOutbox(SqliteConnection):
 
     async def outbox_accounts(self, now: float) -> list[str]:
         rows = await self._run(
-            lambda c: c.execute(
-                "SELECT DISTINCT account FROM outbox WHERE next_attempt_at <= :now "
-                f"AND locked_until <= :now AND {_NOTHING_EARLIER} ORDER BY account",
-                {"now": now, "owner": ""},
-            ).fetchall()
+            lambda c: c.execute(_ACCOUNTS, {"now": now}).fetchall()
         )
         return [str(r[0]) for r in rows]
 

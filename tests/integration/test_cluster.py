@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from bench.faultproxy import FaultProxy
 from gateway.app import Gateway
 from gateway.config import load_settings
 from gateway.simulator import Simulator
@@ -24,7 +25,6 @@ from tests.integration.test_http import http_get
 from tests.integration.test_mt_enforcement import bound, submit_sm
 from tests.integration.test_shaping import burst
 from tests.pg import drop_schema, pg_dsn_or_skip, unique_schema
-from tests.tcpproxy import TcpProxy
 
 INTERVAL = 0.25
 MISSING = 4  # a gateway silent for 1 s no longer counts: loaded CI machines stall for less
@@ -33,7 +33,7 @@ MISSING = 4  # a gateway silent for 1 s no longer counts: loaded CI machines sta
 class Pg:
     """One schema, reachable directly and through a proxy the test can cut."""
 
-    def __init__(self, dsn: str, schema: str, proxy: TcpProxy) -> None:
+    def __init__(self, dsn: str, schema: str, proxy: FaultProxy) -> None:
         self.dsn, self.schema, self.proxy = dsn, schema, proxy
         parts = urlsplit(dsn)
         via = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
@@ -52,7 +52,7 @@ class Pg:
 async def pg() -> AsyncIterator[Pg]:
     dsn = await pg_dsn_or_skip()
     parts = urlsplit(dsn)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy = FaultProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     await proxy.start()
     schema = unique_schema("cluster")
     yield Pg(dsn, schema, proxy)

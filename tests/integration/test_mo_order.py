@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from bench.faultproxy import FaultProxy
 from gateway.app import Gateway
 from gateway.policy.text import decode_text
 from gateway.simulator import Simulator
@@ -25,7 +26,6 @@ from tests.integration.conftest import GatewayFactory
 from tests.integration.test_http import http_get
 from tests.integration.test_optout import LONG_CODE, MOBILE, App, replies_to, submits_to
 from tests.pg import drop_schema, pg_dsn_or_skip, unique_schema
-from tests.tcpproxy import TcpProxy
 
 
 def in_flight(session: SmscSession, *mos: tuple[str, bytes]) -> list[asyncio.Future[int]]:
@@ -102,10 +102,10 @@ async def test_copy_in_flight_gets_the_first_ones_answer(make_gateway: GatewayFa
 
 
 @pytest.fixture
-async def pg_via_proxy() -> AsyncIterator[tuple[str, TcpProxy]]:
+async def pg_via_proxy() -> AsyncIterator[tuple[str, FaultProxy]]:
     dsn = await pg_dsn_or_skip()
     parts = urlsplit(dsn)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy = FaultProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     await proxy.start()
     schema = unique_schema("modup")
     via_proxy = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
@@ -115,7 +115,7 @@ async def pg_via_proxy() -> AsyncIterator[tuple[str, TcpProxy]]:
 
 
 async def test_copy_of_a_stop_whose_write_fails_gets_the_same_failure(
-        make_gateway: GatewayFactory, sim: Simulator, pg_via_proxy: tuple[str, TcpProxy]) -> None:
+        make_gateway: GatewayFactory, sim: Simulator, pg_via_proxy: tuple[str, FaultProxy]) -> None:
     url, proxy = pg_via_proxy
     app = await App.bind(await make_gateway(database_url=url))
     await proxy.stop()  # the database goes away: the first STOP's write fails

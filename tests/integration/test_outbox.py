@@ -210,3 +210,43 @@ async def test_backlog_gauges_show_rows_and_oldest_age(make_gateway: GatewayFact
             await asyncio.sleep(0.01)
     assert registry.get_sample_value("gateway_outbox_oldest_age_seconds", {"account": "acme"}) == 0
     await client.close()
+
+
+async def test_a_receiver_that_drops_before_answering_does_not_delay_the_queue(
+        make_gateway: GatewayFactory, sim: Simulator) -> None:
+    """Found by the chaos soak: each session that closed with a queued MO unanswered counted as
+    a failed attempt, so an application that reconnected often waited 2, 4, 8 ... 300 s."""
+    gateway = await make_gateway()  # outbox_retry_interval 2 s, doubling
+    assert await sim.inject_mo("14155550123", "14155550100", "queued") == st.ESME_ROK
+    for _ in range(4):
+        client = await RawClient.connect(gateway.smpp_port)
+        await client.bind("acme", "secret", P.BIND_RECEIVER)
+        pdu = await client.read(lambda p: p.command_id == P.DELIVER_SM, timeout=3)
+        assert F.parse_short_message(pdu.raw).short_message == b"queued"
+        client.writer.transport.abort()  # gone without an answer
+        await client.close()
+    client = await RawClient.connect(gateway.smpp_port)
+    client.auto_ack = True
+    await client.bind("acme", "secret", P.BIND_RECEIVER)
+    await client.wait(lambda: len(client.delivered) == 1, timeout=3)
+    await client.close()
+
+
+async def test_deliver_on_a_session_that_closed_meanwhile_is_answered(
+        make_gateway: GatewayFactory, sim: Simulator) -> None:
+    """Found by the chaos soak: the outbox picks a receiver, awaits the store, then delivers; a
+    session that closed in between took the request and never answered it (no timer runs on a
+    closed session), so that account's outbox on this gateway stalled for good."""
+    gateway = await make_gateway()
+    client = await RawClient.connect(gateway.smpp_port)
+    await client.bind("acme", "secret", P.BIND_RECEIVER)
+    session = gateway.proxy.accounts["acme"].receiver()
+    assert session is not None
+    await client.close()
+    async with asyncio.timeout(5):
+        while gateway.proxy.accounts["acme"].sessions:
+            await asyncio.sleep(0.01)
+    answered: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    raw = P.encode(P.DELIVER_SM, 0, 1, b"\x00" * 40)
+    session.deliver(P.Pdu(P.DELIVER_SM, 0, 1, raw), raw, lambda status, resp: answered.set_result(status))
+    assert await asyncio.wait_for(answered, 5) == st.ESME_RX_T_APPN

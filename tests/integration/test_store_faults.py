@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from bench.faultproxy import FaultProxy
 from gateway.simulator import Simulator
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
@@ -17,17 +18,16 @@ from tests.integration.client import RawClient, submit_sm
 from tests.integration.conftest import GatewayFactory
 from tests.integration.test_http import http_get
 from tests.pg import drop_schema, pg_dsn_or_skip, unique_schema
-from tests.tcpproxy import TcpProxy
 
 MOBILE = "14155550123"
 LONG_CODE = "14155550100"
 
 
 @pytest.fixture
-async def pg() -> AsyncIterator[tuple[str, str, TcpProxy]]:
+async def pg() -> AsyncIterator[tuple[str, str, FaultProxy]]:
     dsn = await pg_dsn_or_skip()
     parts = urlsplit(dsn)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy = FaultProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     await proxy.start()
     schema = unique_schema("faults")
     via_proxy = parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}").geturl()
@@ -37,7 +37,7 @@ async def pg() -> AsyncIterator[tuple[str, str, TcpProxy]]:
 
 
 async def test_database_outage(make_gateway: GatewayFactory, sim: Simulator,
-                               pg: tuple[str, str, TcpProxy]) -> None:
+                               pg: tuple[str, str, FaultProxy]) -> None:
     url, direct_url, proxy = pg
     gateway = await make_gateway(database_url=url, routing={"outbox_retry_interval": 0.05})
     app = await RawClient.connect(gateway.smpp_port)
@@ -83,3 +83,28 @@ async def test_database_outage(make_gateway: GatewayFactory, sim: Simulator,
     await store.close()
     await receiver.close()
     await app.close()
+
+
+async def test_outbox_rows_a_failed_drain_held_are_released_when_the_store_is_back(
+        make_gateway: GatewayFactory, sim: Simulator, pg: tuple[str, str, FaultProxy],
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Found by the chaos soak: the store failing mid-drain left the claimed batch under this
+    gateway's 60 s lease, and the account's whole queue waited behind it."""
+    url, _, proxy = pg
+    gateway = await make_gateway(database_url=url)
+    for text in ("one", "two", "three"):
+        assert await sim.inject_mo(MOBILE, LONG_CODE, text) == 0  # nobody bound: stored, acked
+    receiver = await RawClient.connect(gateway.smpp_port)
+    await receiver.bind("acme", "secret", P.BIND_RECEIVER)
+    first = await receiver.read(lambda p: p.command_id == P.DELIVER_SM, timeout=10)
+    await proxy.stop()  # the store goes away while the first row is with the application
+    receiver.respond(first)  # its delete fails: the drain stops, holding the batch it claimed
+    async with asyncio.timeout(10):
+        while not any(r.getMessage() == "outbox_drain_failed" for r in caplog.records):
+            await asyncio.sleep(0.05)
+    await proxy.start()
+    receiver.auto_ack = True
+    await receiver.wait(lambda: len(receiver.delivered) >= 3, timeout=20)  # the lease is 60 s
+    texts = [F.parse_short_message(p.raw).short_message for p in receiver.delivered]
+    assert texts == [b"one", b"two", b"three"]  # the first again: its delete never happened
+    await receiver.close()

@@ -9,12 +9,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from bench.faultproxy import FaultProxy
 from gateway.errors import StoreError
 from gateway.store import migrate, schema, schema_version
 from gateway.store.base import Store
 from gateway.store.postgres import PostgresStore
 from tests.store.conftest import Backend
-from tests.tcpproxy import TcpProxy
 
 LATEST = len(schema.SQLITE_MIGRATIONS)
 
@@ -38,7 +38,7 @@ async def test_postgres_outage_then_recovery(backend: Backend) -> None:
     if backend.name != "postgres":
         pytest.skip("PostgreSQL pool recovery")
     target = urlsplit(backend.dsn)
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    proxy = FaultProxy(target.hostname or "127.0.0.1", target.port or 5432)
     await proxy.start()
     dsn = target._replace(netloc=f"{target.username}@127.0.0.1:{proxy.port}").geturl()
     store = PostgresStore(dsn, schema=backend.location, max_size=3, connect_timeout=2)

@@ -208,3 +208,25 @@ async def test_summary_counts_rows_and_the_oldest_per_account(store: Store) -> N
     await put(store, "acme", 1, now=NOW)
     await put(store, "beta", 1, now=NOW + 9)
     assert await store.outbox_summary() == {"acme": (3, NOW), "beta": (1, NOW + 9)}
+
+
+@pytest.mark.timeout(120)
+async def test_a_long_queue_is_claimed_without_a_scan_per_row(backend: Backend, store: Store) -> None:
+    """Found by the chaos soak: "nothing earlier blocks it" was a NOT EXISTS per row, O(n²): at
+    44,000 queued rows one poll took 80 s on PostgreSQL, past the command timeout, so the outbox
+    never drained again. 30,000 rows of one account, one of them waiting for a retry."""
+    now = 1_000_000.0
+    series = ("generate_series(1, 30000) AS n" if backend.name == "postgres" else
+              "(WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 30000) "
+              "SELECT n FROM s)")
+    raw = "'\\x00'::bytea" if backend.name == "postgres" else "x'00'"
+    await backend.raw(
+        "INSERT INTO outbox (account, raw, enqueued_at, expires_at, next_attempt_at) "
+        f"SELECT 'acme', {raw}, {now}, {now + 3600}, "
+        f"CASE WHEN n = 20000 THEN {now + 60} ELSE {now} END FROM {series}")
+    assert await store.outbox_accounts(now) == ["acme"]
+    items = await store.outbox_claim("acme", "gw-a", now, 60.0, 100)
+    assert len(items) == 100 and [i.id for i in items] == sorted(i.id for i in items)
+    await backend.raw(f"DELETE FROM outbox WHERE next_attempt_at <= {now} AND id < "
+                      f"(SELECT min(id) FROM outbox WHERE next_attempt_at > {now})")
+    assert await store.outbox_accounts(now) == []  # the row waiting for its retry now comes first
