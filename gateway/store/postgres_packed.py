@@ -19,13 +19,12 @@ from gateway.store.postgres_pool import PgConnection
 _ROW = np.dtype([("fields", ">i2"), ("length", ">i4"), ("value", ">i8")])  # one bigint column
 _HEADER = b"PGCOPY\n\xff\r\n\x00"
 _TRAILER = b"\xff\xff"
-_NUMBER = r"'^\+?[0-9]{1,18}$'"
 
 
 def _entry_sql(shift: int, cp_max: int, mobile_max: int, codes: dict[str, int]) -> tuple[str, str]:
     """(the packed entry expression, the condition a row must meet to pack)."""
     kinds = " ".join(f"WHEN '{kind}' THEN {code}" for kind, code in codes.items())
-    mobile = f"(CASE WHEN b.number ~ {_NUMBER} THEN ltrim(b.number, '+')::bigint END)"
+    mobile = "b.mobile"  # validated when the row was written (migration 9); NULL: the fallback
     scopes = "(b.scope IN ('number', 'account', 'program') OR (b.scope = 'global' AND b.counterpart = ''))"
     packs = (f"(c.id BETWEEN 1 AND {cp_max} AND {scopes} AND {mobile} <= {mobile_max} "
              f"AND b.kind IN ({', '.join(map(repr, codes))}))")
