@@ -2,9 +2,9 @@
 index's 64-bit entry itself and streams them as binary COPY (14 bytes a row), which numpy reads
 without a Python object per block. The mobile integer is blocks.mobile (migration 9: checked once
 when the row was written, NULL for a number that is not 1-18 digits), so no row's text is parsed
-here. The few rows that do not pack (a bad or too long number, a
-counterpart id too large or missing from the id table, an odd kind) follow as ordinary rows. The id
-table, the count, the entries and the odd rows are read in one repeatable-read snapshot.
+here. The few rows that do not pack (a bad or too long number, a counterpart id too large or
+missing from the id table, an odd kind) follow as ordinary rows. The id table, the count, the
+entries and the odd rows are read in one repeatable-read snapshot.
 """
 
 from __future__ import annotations
