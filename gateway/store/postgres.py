@@ -37,7 +37,8 @@ from gateway.store.postgres_packed import PgPackedLoad
 from gateway.store.postgres_pool import LOCK_EVENTS
 
 _EVENTS_SELECT = f"SELECT id, {', '.join(schema.EVENT_COLUMNS)} FROM events"
-_BLOCKS_SELECT = f"SELECT {', '.join(schema.BLOCK_COLUMNS)} FROM blocks"
+_COLUMNS = ", ".join(schema.BLOCK_COLUMNS)
+_BLOCKS_SELECT = f"SELECT {_COLUMNS} FROM blocks"
 _BLOCK_INSERT = (
     f"INSERT INTO blocks ({', '.join(schema.BLOCK_COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6) "
     f"{schema.BLOCK_UPSERT}"
@@ -145,12 +146,12 @@ class PostgresStore(PgOutbox, PgPackedLoad, OperatorMixin):
     async def import_blocks(self, blocks: Iterable[Block]) -> int:
         rows = [schema.block_row(b) for b in blocks]
         async with self._guard(), self._require_pool().acquire() as conn, conn.transaction():
-            await conn.execute(
-                "CREATE TEMPORARY TABLE import_blocks (LIKE blocks) ON COMMIT DROP"
+            await conn.execute(  # not LIKE blocks: blocks.mobile is computed (migration 9)
+                f"CREATE TEMPORARY TABLE import_blocks ON COMMIT DROP AS SELECT {_COLUMNS} FROM blocks WITH NO DATA"
             )
             await conn.copy_records_to_table("import_blocks", records=rows, timeout=_BULK_TIMEOUT)
             status = await conn.execute(  # in key order: the primary key index is built faster
-                "INSERT INTO blocks SELECT * FROM import_blocks "
+                f"INSERT INTO blocks ({_COLUMNS}) SELECT {_COLUMNS} FROM import_blocks "
                 "ORDER BY number, counterpart, scope ON CONFLICT DO NOTHING",
                 timeout=_BULK_TIMEOUT,
             )

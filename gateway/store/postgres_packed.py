@@ -1,8 +1,10 @@
 """PostgreSQL: the block index's fastest load (issue 13). The server packs every block into the
 index's 64-bit entry itself and streams them as binary COPY (14 bytes a row), which numpy reads
-without a Python object per block; the few rows that do not pack (a bad or too long number, a
-counterpart id too large or missing from the id table, an odd kind) follow as ordinary rows. The id
-table, the count, the entries and the odd rows are read in one repeatable-read snapshot.
+without a Python object per block. The mobile integer is blocks.mobile (migration 9: checked once
+when the row was written, NULL for a number that is not 1-18 digits), so no row's text is parsed
+here. The few rows that do not pack (a bad or too long number, a counterpart id too large or
+missing from the id table, an odd kind) follow as ordinary rows. The id table, the count, the
+entries and the odd rows are read in one repeatable-read snapshot.
 """
 
 from __future__ import annotations
@@ -19,13 +21,12 @@ from gateway.store.postgres_pool import PgConnection
 _ROW = np.dtype([("fields", ">i2"), ("length", ">i4"), ("value", ">i8")])  # one bigint column
 _HEADER = b"PGCOPY\n\xff\r\n\x00"
 _TRAILER = b"\xff\xff"
-_NUMBER = r"'^\+?[0-9]{1,18}$'"
 
 
 def _entry_sql(shift: int, cp_max: int, mobile_max: int, codes: dict[str, int]) -> tuple[str, str]:
     """(the packed entry expression, the condition a row must meet to pack)."""
     kinds = " ".join(f"WHEN '{kind}' THEN {code}" for kind, code in codes.items())
-    mobile = f"(CASE WHEN b.number ~ {_NUMBER} THEN ltrim(b.number, '+')::bigint END)"
+    mobile = "b.mobile"  # validated when the row was written (migration 9); NULL: the fallback
     scopes = "(b.scope IN ('number', 'account', 'program') OR (b.scope = 'global' AND b.counterpart = ''))"
     packs = (f"(c.id BETWEEN 1 AND {cp_max} AND {scopes} AND {mobile} <= {mobile_max} "
              f"AND b.kind IN ({', '.join(map(repr, codes))}))")

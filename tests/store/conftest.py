@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -53,6 +54,20 @@ class Backend:
         pg = await asyncpg.connect(self.dsn, server_settings={"search_path": self.location})
         try:
             await pg.execute(sql)
+        finally:
+            await pg.close()
+
+    async def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """A query's rows read directly from the database, behind the store's back."""
+        if self.name == "sqlite":
+            conn = sqlite3.connect(self.location, isolation_level=None)
+            try:
+                return [tuple(r) for r in conn.execute(sql).fetchall()]
+            finally:
+                conn.close()
+        pg = await asyncpg.connect(self.dsn, server_settings={"search_path": self.location})
+        try:
+            return [tuple(r) for r in await pg.fetch(sql)]
         finally:
             await pg.close()
 

@@ -5,6 +5,7 @@ precedence, numbers and counterpart ids too large for the packed key, merges of 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import StoreError
+from gateway.store import migrate, schema, schema_version
 from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey, Store, kind_rank
 from gateway.store.index import BlockIndex, mobile_int
 from gateway.store.packed import PackedKeys
@@ -195,3 +197,48 @@ def test_build_keeps_the_highest_code_of_each_key_across_chunks(entries: list[tu
         model[k] = max(c, model.get(k, 0))
     assert len(keys) == len(model)
     assert all(keys.get(k) == model.get(k) for k in range(22))
+
+
+ODD_NUMBERS = ["14155550101", "++14155550102", "+1415 5550103", " +14155550104", "+\uff11\uff14\uff11\uff15", "+-1",
+               "+1234567890123456789", "+0014155550105", "+14155550106\n", "+1_000", "+", "", "+1+2", "+12a"]
+
+
+def _mobile(number: str) -> int | None:
+    """The spec of blocks.mobile: 1-18 ASCII digits after an optional '+', as an int; else NULL."""
+    return int(number.removeprefix("+")) if re.fullmatch(r"\+?[0-9]{1,18}", number) else None
+
+
+async def _odd_blocks(store: Store) -> list[Block]:
+    blocks = [Block(BlockKey(number, NUMBERS[0], "number"), "optout", "import", 0.0)
+              for number in ["+14155550100", "+123456789012345678", *ODD_NUMBERS]]
+    assert await store.import_blocks(blocks) == len(blocks)
+    return blocks
+
+
+async def _check_mobiles_and_load(backend: Backend, store: Store, blocks: list[Block]) -> None:
+    found = dict(await backend.rows("SELECT number, mobile FROM blocks"))
+    assert found == {b.key.number: _mobile(b.key.number) for b in blocks}
+    index = BlockIndex()
+    valid = [b.key.number for b in blocks if _mobile(b.key.number) is not None]
+    assert await index.load_store(store) == len(valid)
+    assert all(index.kind_of(BlockKey(n, NUMBERS[0], "number")) == "optout" for n in valid)
+    assert index.is_blocked(14155550100, NUMBERS[0], "") and index.is_blocked(14155550101, NUMBERS[0], "")
+
+
+async def test_numbers_that_fail_the_write_time_check_load_through_the_fallback(
+        backend: Backend, store: Store) -> None:
+    """blocks.mobile (migration 9) is the number's index integer or NULL; NULL rows (and numbers
+    beyond the packed key) take the fallback path, next to packed rows of the same counterpart."""
+    await _check_mobiles_and_load(backend, store, await _odd_blocks(store))
+
+
+async def test_migration_9_backfills_the_mobile_column(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as patch:
+        patch.setattr(schema, "SQLITE_MIGRATIONS", schema.SQLITE_MIGRATIONS[:8])
+        patch.setattr(schema, "POSTGRES_MIGRATIONS", schema.POSTGRES_MIGRATIONS[:8])
+        old = await backend.open()
+        blocks = await _odd_blocks(old)
+        await old.close()
+    assert await schema_version(backend.url) == 8
+    assert await migrate(backend.url) == (8, len(schema.SQLITE_MIGRATIONS))
+    await _check_mobiles_and_load(backend, await backend.open(), blocks)
