@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.soak_ledger import Ledger, Mo
+from bench.soak_ledger import KEYWORDS, Ledger, Mo
 from gateway.simulator import Simulator
 from gateway.simulator.codec import decode_text, deliver_sm_body, encode_text, receipt_body
 from gateway.simulator.records import Submission, address_octets
@@ -23,7 +23,6 @@ from gateway.simulator.session import SessionClosedError, SmscSession
 from gateway.smpp.fields import Address
 from gateway.smpp.pdu import DELIVER_SM
 
-KEYWORDS = ("STOP", "START", "HELP")
 DELIVER_TIMEOUT = 12.0  # above the gateways' esme.response_timeout: a slow app is no failure
 RETRY_DELAY = 0.5  # after the first failure; doubling per attempt, as SMSC retry schedules do
 MAX_RETRY_DELAY = 20.0
@@ -132,7 +131,8 @@ class SoakCarrier(Simulator):
                 key.gateway = self.gateway_of(session)
                 self.ledger.mo_done(key)
                 self.mo_pending -= 1
-                self.busy_pairs.discard(key.key[:2])
+                if key.key[2] in KEYWORDS:  # a plain MO of the pair frees nothing: its keyword may be in flight
+                    self.busy_pairs.discard(key.key[:2])
             else:
                 self.ledger.receipts_rok[key] += 1
                 self.receipts_pending -= 1

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 TEMPORARY_GRACE = 1.0  # s: a STOP recorded on one gateway reaches the other's index (NOTIFY)
 RESYNC = 2.0  # s: after its store is back, a gateway has applied the events it missed
+KEYWORDS = ("STOP", "START", "HELP")  # the carrier's keyword MOs; every other MO text is unique
 
 
 class Mt:
@@ -132,7 +133,7 @@ class Ledger:
         mo.rok_at = self.now()
         self.mo_rok[mo.key] += 1
         mobile, number, text = mo.key
-        if text in ("STOP", "START", "HELP"):
+        if text in KEYWORDS:
             self.keyword_events[(mobile, number)].append((mo.sent_at[0], mo.rok_at, text, mo.gateway))
 
     # --- opt-out state ----------------------------------------------------------------------
@@ -190,6 +191,27 @@ class Ledger:
 
 
 
+def keyword_overlaps(mos: list[Mo]) -> Counter[tuple[str, str, str]]:
+    """key -> keyword MOs the carrier first sent while an earlier MO with the very same key was
+    not yet ESME_ROK'd. A gateway that still has that earlier one in flight takes the later one
+    for its copy (README "Order and redelivery": same pair, same text) and answers both with one
+    outcome and one forward: on the wire they are the same MO. The soak carrier sends one keyword
+    at a time per pair, so this stays 0 unless it is changed to send repeats."""
+    by_key: dict[tuple[str, str, str], list[Mo]] = defaultdict(list)
+    for mo in mos:
+        if mo.key[2] in KEYWORDS and mo.sent_at:
+            by_key[mo.key].append(mo)
+    overlaps: Counter[tuple[str, str, str]] = Counter()
+    for key, group in by_key.items():
+        group.sort(key=lambda m: m.sent_at[0])
+        answered = 0.0  # the latest ESME_ROK of the earlier ones (inf: one was never answered)
+        for n, mo in enumerate(group):
+            if n and mo.sent_at[0] < answered:
+                overlaps[key] += 1
+            answered = max(answered, mo.rok_at if mo.rok_at is not None else float("inf"))
+    return overlaps
+
+
 @dataclass
 class Verdict:
     counts: dict[str, int]
@@ -238,13 +260,17 @@ def check(ledger: Ledger, store_blocks: set[tuple[str, str]], outbox_rows: int,
     c["mt to pair blocked on the other gateway during this one's store outage"] = len(stale)
     c["gateway auto-replies at carrier"] = ledger.replies
     # MO: every ESME_ROK'd MO reached an application, acked; duplicates only after a carrier retry
-    mo_lost = mo_dup = mo_dup_silent = 0
+    mo_lost = mo_dup = mo_dup_silent = mo_folded = 0
     lost_keys = []
+    overlaps = keyword_overlaps(ledger.mos)
     for key, rok in ledger.mo_rok.items():
         acked_n = ledger.mo_acked[key]
         if acked_n < rok:
-            mo_lost += rok - acked_n
-            lost_keys.append((key, rok, acked_n, ledger.mo_attempts[key]))
+            folded = min(rok - acked_n, overlaps[key])  # the gateway rightly forwarded those once
+            mo_folded += folded
+            if rok - acked_n > folded:
+                mo_lost += rok - acked_n - folded
+                lost_keys.append((key, rok, acked_n, ledger.mo_attempts[key]))
         elif acked_n > rok:
             if acked_n <= ledger.mo_attempts[key]:
                 mo_dup += acked_n - rok
@@ -255,6 +281,8 @@ def check(ledger: Ledger, store_blocks: set[tuple[str, str]], outbox_rows: int,
     c["mo ESME_ROK'd"] = sum(ledger.mo_rok.values())
     c["mo acked by apps"] = sum(ledger.mo_acked.values())
     c["mo lost"] = mo_lost
+    c["mo keyword sent again while an identical one was unanswered"] = sum(overlaps.values())
+    c["mo folded into that identical copy in flight (one forward)"] = mo_folded
     c["mo duplicates (carrier retried)"] = mo_dup
     c["mo duplicates unexplained"] = mo_dup_silent
     c["mo to the wrong app"] = ledger.mo_misrouted
