@@ -156,6 +156,7 @@ class MoJob:
             self.version = p.version
             self.key = targets[0] if targets else self.key
             if not self.d.record or self._redelivered(state):
+                self._agree(state)
                 self._deliver(mo.pdu.raw)  # as any MO: no event, no reply
                 return
             items = [self._item(change) for change in self._changes(targets)]
@@ -163,10 +164,24 @@ class MoJob:
             results = await p.store.record_mo(items, state, clarification_write(self.d, mo.keys, p.clock()))
             p.metrics.store_latency.observe(time.perf_counter() - started)
             if results is not None:
-                self._applied(items, results)
+                self._applied(items, results, state)
                 self._done()
                 return
         raise StoreError("the pair's blocks kept changing under this MO; not recorded")
+
+    def _agree(self, state: PairState, keys: list[BlockKey] | None = None) -> bool:
+        """Blocks the store holds for the pair that the index lacks, added with the store's kind: the
+        store had them already (another gateway's STOP, an operator's block) and the log follower
+        has not brought them in yet (e.g. reconnecting after a store outage). A STOP this gateway
+        just acked refuses MT now. True when the index changed."""
+        p, added = self.p, False
+        for key in keys if keys is not None else self.mo.keys.values():
+            kind = state.kind_of(key)
+            if kind is not None and p.index.kind_of(key) is None:
+                added = p.index.add(key, kind) or added
+        if added:
+            p.refresh_gauges()
+        return added
 
     def _redelivered(self, state: PairState) -> bool:
         last = (state.last_fingerprint, state.last_counterpart, state.last_at)
@@ -200,7 +215,7 @@ class MoJob:
         )
         return event, change
 
-    def _applied(self, items: list[MoItem], results: list[tuple[int, bool]]) -> None:
+    def _applied(self, items: list[MoItem], results: list[tuple[int, bool]], state: PairState) -> None:
         p = self.p
         for (event, change), (event_id, changed) in zip(items, results, strict=True):
             if changed and change is not None:
@@ -211,6 +226,8 @@ class MoJob:
                     p.index.remove(key, change.lift_kinds)
                 p.applied(key, event_id)
                 p.refresh_gauges()
+            elif change is not None and change.action == "add" and self._agree(state, [change.block.key]):
+                p.applied(change.block.key, event_id)
             log.info("optout_event", extra={"op": self.d.op, "rule": self.d.rule, "mobile": redact(event.number),
                                             "account": self.mo.account, "scope": event.scope, "changed": changed})
 

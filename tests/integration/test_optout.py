@@ -419,3 +419,48 @@ async def test_start_under_an_operator_block_lifts_the_opt_out_silently(gateway:
     await gateway.sync.catch_up()
     assert (await app.submit()).command_status == 0  # the user's START had lifted their own opt-out
     await app.close()
+
+
+async def test_stop_for_a_block_the_store_has_but_the_index_not_yet_is_enforced_at_once(
+        gateway: Gateway, sim: Simulator) -> None:
+    """Found by the chaos soak: the other gateway's STOP was in the store while this gateway's log
+    follower was still reconnecting after a store outage; the mobile's next STOP here was answered
+    ESME_ROK, the store said "no change" (already blocked), and the index was left to the follower:
+    MT to the pair went to the carrier for seconds after this gateway had acked the STOP."""
+    import time as _time
+
+    from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey
+
+    assert gateway.store is not None and gateway.sync is not None
+    await gateway.sync.stop()  # the follower is behind: it will not bring the block in
+    key = BlockKey("+" + MOBILE, "+" + LONG_CODE, "number")
+    await gateway.store.record(AuditEvent(at=_time.time(), op="stop", number=key.number, counterpart=key.counterpart,
+                                          source="keyword", scope="number", kind="optout"),
+                               BlockChange("add", Block(key, "optout", "keyword", _time.time())))
+    app = await App.bind(gateway)
+    assert (await app.submit()).command_status == 0  # this gateway does not know yet
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0
+    before = len(submits_to(sim, MOBILE))
+    assert (await app.submit()).command_status == st.ESME_RINVDSTADR
+    assert len(submits_to(sim, MOBILE)) == before
+    await app.close()
+
+
+async def test_a_stop_taken_as_a_redelivery_still_brings_the_stores_block_into_the_index(
+        gateway: Gateway, sim: Simulator) -> None:
+    """The soak's case in full: the other gateway's STOP (same text, moments ago) is in the store, so
+    this STOP is a redelivery (no event, no reply); the index this gateway has lacks the block."""
+    from gateway.store.base import BlockKey
+
+    assert gateway.store is not None and gateway.sync is not None
+    app = await App.bind(gateway)
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0
+    await replies_to(sim, MOBILE, b"unsubscribed")
+    await gateway.sync.stop()
+    key = BlockKey("+" + MOBILE, "+" + LONG_CODE, "number")
+    assert gateway.index.remove(key)  # as an index that has not caught up with the store
+    assert (await app.submit()).command_status == 0
+    assert await sim.inject_mo(MOBILE, LONG_CODE, "STOP") == 0  # within the redelivery window
+    assert (await app.submit()).command_status == st.ESME_RINVDSTADR
+    assert len(app.delivered) == 2  # both MO reach the application
+    await app.close()
