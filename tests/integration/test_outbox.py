@@ -92,12 +92,12 @@ async def test_two_gateways_deliver_each_queued_mo_once(make_gateway: GatewayFac
             statuses = await asyncio.gather(
                 *(sim.inject_mo("14155550123", "14155550100", t) for t in texts[start : start + 50]))
             assert set(statuses) == {st.ESME_ROK}
-        receivers = []
-        for gateway in gateways:  # the application binds to both
-            client = await RawClient.connect(gateway.smpp_port)
+        receivers = [await RawClient.connect(gateway.smpp_port) for gateway in gateways]
+        for client in receivers:
             client.auto_ack = True
-            await client.bind("acme", "secret", P.BIND_RECEIVER)
-            receivers.append(client)
+        # the application binds to both at once: one bound alone first could drain the whole queue
+        await asyncio.gather(*(client.bind("acme", "secret", P.BIND_RECEIVER) for client in receivers))
+
         def total() -> int:
             return sum(len(c.delivered) for c in receivers)
 
