@@ -53,8 +53,7 @@ class Connection(asyncio.Protocol):
         try:
             pdus = self.framer.feed(data)
         except FramingError as exc:
-            for pdu in getattr(exc, "pdus", []):
-                self._dispatch(pdu)
+            self.on_pdus(getattr(exc, "pdus", []))  # the whole PDUs before the bad header
             log.warning("framing_error", extra={"peer": self.peer, "side": self.side, "error": str(exc)})
             self.send(P.generic_nack(st.ESME_RINVCMDLEN, getattr(exc, "sequence_number", 0)))
             self.close()
@@ -65,7 +64,7 @@ class Connection(asyncio.Protocol):
         """One read's PDUs in order; sessions specialise it for their hot command (one loop per read)."""
         counts = self._in_counts
         on_pdu = self.on_pdu
-        for pdu in pdus:  # _dispatch, inline
+        for pdu in pdus:
             key = pdu.command_id
             try:
                 counts[key] += 1  # unknown ids all count under one key (count_new)
@@ -76,18 +75,6 @@ class Connection(asyncio.Protocol):
             except Exception:  # our bug: answer, keep the session
                 log.exception("pdu_handler_failed", extra=self.log_extra(pdu=repr(pdu)))
                 self._handler_failed(pdu)
-
-    def _dispatch(self, pdu: P.Pdu) -> None:
-        key = pdu.command_id
-        try:
-            self._in_counts[key] += 1  # unknown ids all count under one key (count_new)
-        except KeyError:
-            count_new(self._in_counts, key)
-        try:
-            self.on_pdu(pdu)
-        except Exception:  # our bug: answer, keep the session
-            log.exception("pdu_handler_failed", extra=self.log_extra(pdu=repr(pdu)))
-            self._handler_failed(pdu)
 
     def _handler_failed(self, pdu: P.Pdu) -> None:
         if not pdu.is_response:

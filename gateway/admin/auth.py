@@ -1,6 +1,6 @@
 """Bearer tokens of the admin HTTP API, each with a role (`read` or `write`).
 
-Tokens come from the settings (`http.api_tokens`) or from files, re-read by reload(); every
+Tokens come from the settings (`http.api_tokens`) or from files, re-read on reload (prepare); every
 presented token is compared with every configured one in constant time (hmac.compare_digest),
 so neither a match nor its position shows in the timing. No token configured: the API is off.
 """
@@ -46,10 +46,6 @@ class ApiTokens:
             self.entries, self.tokens = fresh_entries, fresh
 
         return commit
-
-    def reload(self) -> None:
-        """Re-read the token files; one that fails keeps every old token (ConfigError)."""
-        self.prepare(self.entries)()
 
     def grant(self, headers: dict[str, str]) -> Grant | None:
         """The grant of the request's bearer token; None when it has none or an unknown one."""

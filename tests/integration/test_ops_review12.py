@@ -190,14 +190,14 @@ async def test_removed_account_is_unbound_on_both_listeners(make_gateway: Gatewa
     await acme.close()
 
 
-async def test_submits_waiting_for_the_carrier_rate_of_a_removed_account_are_answered(
-        make_gateway: GatewayFactory, sim: Simulator, tmp_path: Path) -> None:
-    """Submits of a removed account waiting in the carrier pacer: each one that reaches the carrier
-    has its answer reach the application before its session closes (drain_timeout is ample)."""
+async def other_removed_while_queued(make_gateway: GatewayFactory, tmp_path: Path, max_tps: float,
+                                     drain_timeout: float, waiting: int) -> tuple[Gateway, RawClient]:
+    """Account "other" sends 6 submits at a carrier max_tps that holds at least `waiting` of them in
+    the pacer; then a reload removes it."""
     config = tmp_path / "gateway.toml"
-    limits = "[carrier]\nmax_tps = 4.0\nburst = 1.0\n"
+    limits = f"[carrier]\nmax_tps = {max_tps}\nburst = 1.0\n"
     config.write_text(toml([ACME, OTHER], limits))
-    gateway = await make_gateway(config=config, drain_timeout=10.0)
+    gateway = await make_gateway(config=config, drain_timeout=drain_timeout)
     other = await RawClient.connect(gateway.smpp_port)
     assert (await other.bind("other", "pw2")).command_status == st.ESME_ROK
     for seq in range(10, 16):
@@ -205,10 +205,18 @@ async def test_submits_waiting_for_the_carrier_rate_of_a_removed_account_are_ans
     pacer = gateway.proxy.pacer
     assert pacer is not None, gateway.settings.carrier
     async with asyncio.timeout(5):
-        while len(pacer.queue) < 3:
+        while len(pacer.queue) < waiting:
             await asyncio.sleep(0.01)
     config.write_text(toml([ACME], limits))
     assert gateway.reload()
+    return gateway, other
+
+
+async def test_submits_waiting_for_the_carrier_rate_of_a_removed_account_are_answered(
+        make_gateway: GatewayFactory, sim: Simulator, tmp_path: Path) -> None:
+    """Submits of a removed account waiting in the carrier pacer: each one that reaches the carrier
+    has its answer reach the application before its session closes (drain_timeout is ample)."""
+    _, other = await other_removed_while_queued(make_gateway, tmp_path, 4.0, 10.0, waiting=3)
     unbind = await other.read(lambda p: p.command_id == P.UNBIND)
     other.respond(unbind, body=b"")
     assert await other.closed(timeout=10)
@@ -222,21 +230,9 @@ async def test_submits_still_waiting_when_a_removed_accounts_session_closes_are_
         make_gateway: GatewayFactory, sim: Simulator, tmp_path: Path) -> None:
     """The application never answers the unbind: its session closes at drain_timeout, and what still
     waits for the carrier rate then is dropped, never sent for an account that is gone."""
-    config = tmp_path / "gateway.toml"
-    limits = "[carrier]\nmax_tps = 1.0\nburst = 1.0\n"
-    config.write_text(toml([ACME, OTHER], limits))
-    gateway = await make_gateway(config=config, drain_timeout=0.5)
-    other = await RawClient.connect(gateway.smpp_port)
-    assert (await other.bind("other", "pw2")).command_status == st.ESME_ROK
-    for seq in range(10, 16):
-        other.send(submit_sm(src="14155550199", text=f"queued {seq}", seq=seq))
+    gateway, other = await other_removed_while_queued(make_gateway, tmp_path, 1.0, 0.5, waiting=4)
     pacer = gateway.proxy.pacer
     assert pacer is not None
-    async with asyncio.timeout(5):
-        while len(pacer.queue) < 4:
-            await asyncio.sleep(0.01)
-    config.write_text(toml([ACME], limits))
-    assert gateway.reload()
     await other.read(lambda p: p.command_id == P.UNBIND)  # not answered
     assert await other.closed(timeout=5)
     async with asyncio.timeout(10):
