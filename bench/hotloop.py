@@ -80,44 +80,78 @@ def answers(data: bytes) -> bytes:
 NOON_PST, NIGHT_PST = 1796155200.0, 1796194800.0  # 2026-12-01 12:00 and 23:00 in California
 
 
+class Rig:
+    """A started Gateway on SQLite whose carrier binds (to a Simulator, left idle) and one bound
+    application session write into FakeTransports: the hot path without sockets."""
+
+    def __init__(self, gw: Any, sim: Any, links: list[Any], esme: Any) -> None:
+        self.gw, self.sim, self.links, self.esme = gw, sim, links, esme
+
+    @classmethod
+    async def start(cls, account: dict[str, Any], carrier: dict[str, Any]) -> Rig:
+        from gateway.app import Gateway
+        from gateway.config import load_settings
+        from gateway.esme_server import EsmeConnection
+        from gateway.simulator import Simulator
+
+        sim = Simulator(host="127.0.0.1", smpp_port=0, http_port=0)
+        await sim.start()
+        carrier = {"host": "127.0.0.1", "port": sim.smpp_port, "system_id": "gw", "password": "gw", **carrier}
+        tmp = tempfile.mkdtemp(prefix="hotloop-")
+        gw = Gateway(load_settings(None, listen={"host": "127.0.0.1", "port": 0}, http={"host": "127.0.0.1", "port": 0},
+                                   carrier=carrier, accounts=[account], database_url=f"sqlite:///{tmp}/gw.db",
+                                   log_level="WARNING", drain_timeout=0.1))
+        await gw.start()
+        async with asyncio.timeout(10):
+            while len(gw.proxy.carriers) < carrier.get("sessions", 1):
+                await asyncio.sleep(0.01)
+        links = sorted(gw.proxy.carriers, key=gw.proxy.carriers.index)
+        for link in links:
+            link.real_transport = link.transport  # back at stop, for the unbind
+            link.transport = FakeTransport(keep=True)  # the simulator's socket stays idle
+        esme = EsmeConnection(gw.esme)
+        esme.connection_made(FakeTransport(keep=True))
+        esme.data_received(W.bind(W.BIND_TRANSMITTER, account["system_id"], account["password"]))
+        async with asyncio.timeout(10):
+            while esme.system_id != account["system_id"]:
+                await asyncio.sleep(0.01)
+        esme.transport.data.clear()
+        return cls(gw, sim, links, esme)
+
+    def carrier_bytes(self, link: Any) -> bytes:
+        """What link wrote since the last call."""
+        data = b"".join(link.transport.data)
+        link.transport.data.clear()
+        return data
+
+    async def stop(self) -> None:
+        self.esme.abort()
+        self.esme.connection_lost(None)  # what a real transport would call
+        for link in self.links:
+            link._out.clear()
+            link.transport = link.real_transport
+        await self.gw.stop()
+        await self.sim.stop()
+
+
 async def run(batches: int, batch: int, limits: bool, profile: bool, programs: str = "off") -> dict[str, float]:
     from bench.run import BENCH_PROGRAMS
-    from gateway.app import Gateway
-    from gateway.config import load_settings
-    from gateway.simulator import Simulator
 
-    sim = Simulator(host="127.0.0.1", smpp_port=0, http_port=0)
-    await sim.start()
     account: dict[str, Any] = {"system_id": "bench", "password": "bench", "window": 10 * batch}
-    carrier: dict[str, Any] = {"host": "127.0.0.1", "port": sim.smpp_port, "system_id": "gw", "password": "gw",
-                               "sessions": 1, "window": 10 * batch}
+    carrier: dict[str, Any] = {"sessions": 1, "window": 10 * batch}
     if limits:
         account["max_tps"] = carrier["max_tps"] = 1e9
     if programs != "off":
         quiet = "reject" if programs == "reject" else "defer"
         account["programs"] = [{**p, "quiet_hours": quiet} if p.get("default") else p
                                for p in BENCH_PROGRAMS["programs"]]
-    tmp = tempfile.mkdtemp(prefix="hotloop-")
-    gw = Gateway(load_settings(None, listen={"host": "127.0.0.1", "port": 0}, http={"host": "127.0.0.1", "port": 0},
-                               carrier=carrier, accounts=[account], database_url=f"sqlite:///{tmp}/gw.db",
-                               log_level="WARNING"))
-    await gw.start()
+    rig = await Rig.start(account, carrier)
+    gw, esme, link = rig.gw, rig.esme, rig.links[0]
+    esme.transport.keep = False
     if programs != "off":
         assert gw.optout is not None
         at = NOON_PST if programs == "open" else NIGHT_PST
         gw.optout.clock = lambda: at
-    await asyncio.wait_for(gw.proxy.carrier_ready.wait(), 10)
-    link = gw.proxy.carriers[0]
-    carrier_out = FakeTransport(keep=True)
-    link.transport = carrier_out  # type: ignore[attr-defined]  # the simulator's socket stays idle
-    from gateway.esme_server import EsmeConnection
-
-    esme = EsmeConnection(gw.esme)
-    esme.connection_made(FakeTransport(keep=False))  # type: ignore[arg-type]
-    esme.data_received(W.bind(W.BIND_TRANSMITTER, "bench", "bench"))
-    async with asyncio.timeout(10):
-        while esme.system_id != "bench":
-            await asyncio.sleep(0.01)
     subs = [W.submit_sm("14155550100", f"1415555{i % 10000:04d}", b"Bench message: your code is 123456.")
             for i in range(batch)]
     template = b"".join(s[:12] + SEQ.pack(i + 1) + s[16:] for i, s in enumerate(subs))
@@ -131,9 +165,7 @@ async def run(batches: int, batch: int, limits: bool, profile: bool, programs: s
     for _ in range(batches):
         esme.data_received(template)
         await asyncio.sleep(0)  # the connections' flushes
-        data = b"".join(carrier_out.data)
-        carrier_out.data.clear()
-        link.data_received(answers(data))  # type: ignore[attr-defined]
+        link.data_received(answers(rig.carrier_bytes(link)))
         await asyncio.sleep(0)
     if prof:
         prof.disable()
@@ -142,9 +174,7 @@ async def run(batches: int, batch: int, limits: bool, profile: bool, programs: s
     wall = time.perf_counter() - wall0
     n = batches * batch
     assert esme.outstanding == 0, esme.outstanding
-    esme.abort()
-    await gw.stop()
-    await sim.stop()
+    await rig.stop()
     calls = 0.0
     if prof:
         stats = pstats.Stats(prof)

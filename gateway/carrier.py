@@ -15,6 +15,7 @@ from typing import Any
 
 from aiosmpplib import BindTransceiver
 
+from gateway import hotpath
 from gateway.config import Carrier
 from gateway.connection import Connection
 from gateway.metrics import count_new
@@ -74,18 +75,27 @@ class CarrierConnection(Connection):
         bind.sequence_num = self.bind_seq
         self.send(bind.pdu())
 
+    data_received = hotpath.carrier_read  # the fused read loop; on_pdu is the generic path
+
+    def answered(self, pdu: P.Pdu, pending: Pending) -> None:
+        """The carrier's answer to one of our requests (pending: popped from self.pending)."""
+        try:
+            status = pdu.command_status
+            if status:
+                if status in THROTTLE_STATUSES:
+                    self.throttled(status)
+            elif self.window < self.full_window:  # resuming after a throttle: one more per answer
+                self.window += 1
+            self.proxy.mt_answered(pending, pdu, self.last_rx)  # read once per read, not per PDU
+        except Exception:  # our bug: keep the session (an answer is never answered)
+            log.exception("pdu_handler_failed", extra=self.log_extra(pdu=repr(pdu)))
+
     def on_pdu(self, pdu: P.Pdu) -> None:
         cid = pdu.command_id
         if cid & P.RESPONSE_BIT:
             pending = self.pending.pop(pdu.sequence_number, None)
             if pending is not None:
-                status = pdu.command_status
-                if status:
-                    if status in THROTTLE_STATUSES:
-                        self.throttled(status)
-                elif self.window < self.full_window:  # resuming after a throttle: one more per answer
-                    self.window += 1
-                self.proxy.mt_answered(pending, pdu, self.last_rx)  # read once per read, not per PDU
+                self.answered(pdu, pending)
             elif cid == P.ENQUIRE_LINK_RESP:
                 self.enquire_sent = None
             elif cid == P.UNBIND_RESP:

@@ -1,4 +1,4 @@
-"""The asyncio Protocol both sides share: framing, batched writes, PDU counters, close/abort.
+"""The asyncio Protocol both sides share: per-PDU handling, batched writes, PDU counters, close/abort.
 
 Writes are collected and flushed once per loop iteration, so a burst of PDUs costs one
 send() instead of one per PDU.
@@ -10,7 +10,6 @@ import asyncio
 import logging
 from typing import Any, cast
 
-from gateway.errors import FramingError
 from gateway.metrics import Stats, count_new
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
@@ -48,33 +47,22 @@ class Connection(asyncio.Protocol):
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.on_connected()
 
-    def data_received(self, data: bytes) -> None:
-        self.last_rx = self.loop.time()
-        try:
-            pdus = self.framer.feed(data)
-        except FramingError as exc:
-            self.on_pdus(getattr(exc, "pdus", []))  # the whole PDUs before the bad header
-            log.warning("framing_error", extra={"peer": self.peer, "side": self.side, "error": str(exc)})
-            self.send(P.generic_nack(st.ESME_RINVCMDLEN, getattr(exc, "sequence_number", 0)))
-            self.close()
-            return
-        self.on_pdus(pdus)
+    # data_received: each session's fused read loop (gateway/hotpath.py) frames with self.framer,
+    # counts each PDU in _in_counts and hands it to handle(), or forwards it itself
 
-    def on_pdus(self, pdus: list[P.Pdu]) -> None:
-        """One read's PDUs in order; sessions specialise it for their hot command (one loop per read)."""
-        counts = self._in_counts
-        on_pdu = self.on_pdu
-        for pdu in pdus:
-            key = pdu.command_id
-            try:
-                counts[key] += 1  # unknown ids all count under one key (count_new)
-            except KeyError:
-                count_new(counts, key)
-            try:
-                on_pdu(pdu)
-            except Exception:  # our bug: answer, keep the session
-                log.exception("pdu_handler_failed", extra=self.log_extra(pdu=repr(pdu)))
-                self._handler_failed(pdu)
+    def handle(self, pdu: P.Pdu) -> None:
+        """One PDU in wire order; an exception is our bug: answer, keep the session."""
+        try:
+            self.on_pdu(pdu)
+        except Exception:
+            log.exception("pdu_handler_failed", extra=self.log_extra(pdu=repr(pdu)))
+            self._handler_failed(pdu)
+
+    def framing_failed(self, error: str, sequence_number: int) -> None:
+        """A command_length that cannot be resynchronised (the PDUs before it were handled)."""
+        log.warning("framing_error", extra={"peer": self.peer, "side": self.side, "error": error})
+        self.send(P.generic_nack(st.ESME_RINVCMDLEN, sequence_number))
+        self.close()
 
     def _handler_failed(self, pdu: P.Pdu) -> None:
         if not pdu.is_response:

@@ -6,13 +6,13 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from gateway import hotpath
 from gateway.bind_guard import BindGuard
 from gateway.config import Account, Esme
 from gateway.connection import Connection
 from gateway.errors import MalformedPduError
 from gateway.limits.bucket import TokenBucket
 from gateway.limits.networks import key as address_key
-from gateway.metrics import count_new
 from gateway.proxy import AccountState, OnStatus, Proxy
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
@@ -80,28 +80,7 @@ class EsmeConnection(Connection):
         self.server.connections.add(self)
         log.info("esme_connected", extra=self.log_extra())
 
-    def on_pdus(self, pdus: list[P.Pdu]) -> None:
-        """Connection.on_pdus with on_pdu's MT branch inline: submit_sm & co. go straight to the proxy."""
-        counts = self._in_counts
-        forward = self.proxy.forward_mt
-        now = self.last_rx  # read once per read, not per PDU
-        for pdu in pdus:
-            key = pdu.command_id
-            try:
-                counts[key] += 1
-            except KeyError:
-                count_new(counts, key)
-            try:
-                if pdu.command_id in FORWARDED and not self.binding and self.state in CAN_SUBMIT:
-                    if self.outstanding >= self.window:
-                        self.send(P.response_for(pdu, st.ESME_RTHROTTLED))
-                    else:
-                        forward(self, pdu, now)
-                else:
-                    self.on_pdu(pdu)
-            except Exception:  # our bug: answer, keep the session
-                log.exception("pdu_handler_failed", extra=self.log_extra(pdu=repr(pdu)))
-                self._handler_failed(pdu)
+    data_received = hotpath.esme_read  # the fused read loop; on_pdu is the generic path
 
     def on_pdu(self, pdu: P.Pdu) -> None:
         if self.binding:
@@ -197,12 +176,7 @@ class EsmeConnection(Connection):
             if self.binding:  # cannot happen (a second bind is answered at once), kept safe
                 self.held[:0] = held[i:]
                 return
-            try:
-                self.on_pdu(pdu)
-            except Exception:
-                log.exception("pdu_handler_failed", extra=self.log_extra(pdu=repr(pdu)))
-                if not pdu.is_response:
-                    self.send(P.response_for(pdu, self.error_status))
+            self.handle(pdu)
 
     def resume_writing(self) -> None:
         if not self.binding:  # reading stays paused until the bind is decided

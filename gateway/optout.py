@@ -48,7 +48,7 @@ from gateway.program_mo import (
     program_decision,
     revoke_all_targets,
 )
-from gateway.proxy import CarrierLink, EsmeSession, MtVerdict, Proxy
+from gateway.proxy import CarrierLink, EsmeSession, MtFastView, MtVerdict, Proxy
 from gateway.refusals import RefusalLog
 from gateway.smpp import fields as F
 from gateway.smpp import pdu as P
@@ -111,6 +111,11 @@ class OptoutPolicy:
     # --- MT (gateway/enforcement.py) ------------------------------------------------
     def check_mt(self, esme: EsmeSession, pdu: P.Pdu, scan: F.MtScan | None) -> MtVerdict | None:
         return self.mt.check(esme, pdu, scan)
+
+    def mt_fast(self) -> MtFastView | None:
+        """MtEnforcer.check's source cache and the index, unless programs add checks of their own."""
+        mt = self.mt
+        return None if mt.programs is not None else (mt._sources, self.index)
 
     def _originator(self, ton: int, addr: bytes) -> str:
         """The originating number as the index keys it (E.164), cached: applications use few."""

@@ -89,6 +89,13 @@ class Pending(NamedTuple):
 _new_pending = tuple.__new__  # _new_pending(Pending, (origin, origin_seq, command_id, started, None, extra, receipt))
 
 
+class BlockLookup(Protocol):
+    def is_blocked(self, mobile: int, originating: str, account: str) -> bool: ...
+
+
+MtFastView = tuple[dict[tuple[str, int, bytes], tuple[str | None, str | None]], BlockLookup]
+
+
 class Policy(Protocol):
     """The seam the opt-out engine plugs into."""
 
@@ -101,6 +108,11 @@ class Policy(Protocol):
 
     def on_mo(self, proxy: Proxy, carrier: CarrierLink, pdu: P.Pdu, sm: F.ShortMessage | F.DataSm) -> bool:
         """True when the policy took the MO over (it then answers the carrier itself)."""
+        ...
+
+    def mt_fast(self) -> MtFastView | None:
+        """What gateway/hotpath.py needs to pass a submit_sm without calling check_mt: the verdicts
+        on sources check_mt cached, and the block index. None: every MT goes through check_mt."""
         ...
 
 
@@ -118,6 +130,9 @@ class NullPolicy:
 
     def on_mo(self, proxy: Proxy, carrier: CarrierLink, pdu: P.Pdu, sm: F.ShortMessage | F.DataSm) -> bool:
         return False
+
+    def mt_fast(self) -> MtFastView | None:
+        return None
 
 
 @dataclass

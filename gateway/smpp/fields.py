@@ -356,6 +356,11 @@ MtScan = tuple[int, bytes, int, bytes, int]
 _MT_HEAD = rb"[^\x00]{0,5}\x00(.).([^\x00]{0,64})\x00(.).([^\x00]{0,64})\x00"
 _SUBMIT_SCAN = re.compile(_MT_HEAD + rb"...[^\x00]{0,16}\x00[^\x00]{0,16}\x00(.)", re.DOTALL).match
 _DATA_SM_SCAN = re.compile(_MT_HEAD + rb".(.)", re.DOTALL).match
+# hotpath: the submit_sm it forwards itself, matched inside a read (data, body_start, pdu_end): those
+# _SUBMIT_SCAN reads the same way whose destination has TON 1 (international) and 7-15 digits, the
+# first not 0 (numbers.mobile_key's common case); groups: source ton+npi+addr, destination, registered_delivery
+fast_submit_scan = re.compile(rb"[^\x00]{0,5}\x00(..[^\x00]{0,64})\x00\x01.([1-9][0-9]{6,14})\x00"
+                              rb"...[^\x00]{0,16}\x00[^\x00]{0,16}\x00(.)", re.DOTALL).match
 
 
 def mt_scan(raw: bytes) -> MtScan:

@@ -142,20 +142,34 @@ class Framer:
     _buf: bytearray = field(default_factory=bytearray)
 
     def feed(self, data: bytes) -> list[Pdu]:
-        buf = self._buf
-        if buf:
-            buf += data
-            if len(buf) < HEADER_SIZE:
-                return []
-            length = int.from_bytes(buf[:4], "big")
-            if HEADER_SIZE <= length <= self.max_pdu and len(buf) < length:
-                return []  # still waiting for the rest: no copy per read, however slow the sender
-            data = bytes(buf)
-            buf.clear()
-        pdus, pos = self._split(data)
-        if pos < len(data):
-            buf += data[pos:]
+        whole = self.join(data)
+        if whole is None:
+            return []
+        pdus, pos = self._split(whole)
+        self.keep(whole, pos)
         return pdus
+
+    def join(self, data: bytes) -> bytes | None:
+        """This read with what the last one left, to frame from offset 0; None while a PDU is still
+        incomplete (no copy per read, however slow the sender). The sessions' fused read loops
+        (EsmeConnection, CarrierConnection) frame with join / keep, everyone else with feed."""
+        buf = self._buf
+        if not buf:
+            return data
+        buf += data
+        if len(buf) < HEADER_SIZE:
+            return None
+        length = int.from_bytes(buf[:4], "big")
+        if HEADER_SIZE <= length <= self.max_pdu and len(buf) < length:
+            return None
+        whole = bytes(buf)
+        buf.clear()
+        return whole
+
+    def keep(self, data: bytes, pos: int) -> None:
+        """data[pos:], an incomplete PDU, waits for the next read."""
+        if pos < len(data):
+            self._buf += data[pos:]
 
     def _split(self, data: bytes) -> tuple[list[Pdu], int]:
         """The whole PDUs at the start of data, sliced without copying twice; and where they end."""

@@ -143,6 +143,29 @@ async def test_held_receipt_released_when_older_requests_are_answered(make_gatew
     await bystander.close()
 
 
+async def test_held_receipt_released_by_an_answer_that_wants_no_receipt(make_gateway: GatewayFactory,
+                                                                        smsc: RawSmsc) -> None:
+    """The same release when the older request asked for no receipt: its answer takes the fused hot
+    path (gateway/hotpath.py), which must still let the held receipt go."""
+    gateway = await _gateway(make_gateway, smsc, routing={"receipt_hold": 30.0})
+    sender, bystander = await _clients(gateway)
+    for seq in (5, 6):  # the first judges the sender (then cached): the second is the hot path's
+        sender.send(submit_sm(src=UNOWNED, seq=seq))
+        got = await smsc.read(lambda p: p.command_id == P.SUBMIT_SM)
+        if seq == 6:
+            smsc.write(receipt(902, b"someone-else"))  # no route: held until the submit is answered
+            await asyncio.sleep(0.2)
+            assert not [p for p in bystander.delivered if _is_receipt(p)]
+        smsc.write(submit_sm_resp(got.sequence_number, b"m-%d" % seq))
+        assert (await sender.read(lambda p, s=seq: p.sequence_number == s)).command_status == 0
+    answer = await smsc.read(lambda p: p.command_id == P.DELIVER_SM_RESP and p.sequence_number == 902)
+    assert answer.command_status == 0
+    await bystander.wait(lambda: any(_is_receipt(p) for p in bystander.delivered))
+    assert gateway.metrics.registry.get_sample_value("gateway_receipts_held_total", {"outcome": "answered"}) == 1
+    await sender.close()
+    await bystander.close()
+
+
 async def test_hold_is_bounded_when_the_carrier_never_answers(make_gateway: GatewayFactory, smsc: RawSmsc) -> None:
     gateway = await _gateway(make_gateway, smsc, routing={"receipt_hold": 0.2})
     sender, bystander = await _clients(gateway)
