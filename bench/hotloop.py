@@ -80,15 +80,35 @@ def answers(data: bytes) -> bytes:
 NOON_PST, NIGHT_PST = 1796155200.0, 1796194800.0  # 2026-12-01 12:00 and 23:00 in California
 
 
+class SteppedLoop:
+    """The running loop, but for time(): a clock the caller moves (Rig.step)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.now = loop.time()
+
+    def time(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
+
+
 class Rig:
     """A started Gateway on SQLite whose carrier binds (to a Simulator, left idle) and one bound
     application session write into FakeTransports: the hot path without sockets."""
 
-    def __init__(self, gw: Any, sim: Any, links: list[Any], esme: Any) -> None:
-        self.gw, self.sim, self.links, self.esme = gw, sim, links, esme
+    def __init__(self, gw: Any, sim: Any, links: list[Any], esme: Any, clock: SteppedLoop | None) -> None:
+        self.gw, self.sim, self.links, self.esme, self.clock = gw, sim, links, esme, clock
+
+    def step(self, seconds: float) -> None:
+        """Move the sessions' clock (stepped rigs): reads from now on see that much later."""
+        assert self.clock is not None
+        self.clock.now += seconds
 
     @classmethod
-    async def start(cls, account: dict[str, Any], carrier: dict[str, Any]) -> Rig:
+    async def start(cls, account: dict[str, Any], carrier: dict[str, Any], stepped: bool = False) -> Rig:
+        """stepped: the sessions read a clock only step() moves, so two rigs fed alike see the same times."""
         from gateway.app import Gateway
         from gateway.config import load_settings
         from gateway.esme_server import EsmeConnection
@@ -109,14 +129,18 @@ class Rig:
         for link in links:
             link.real_transport = link.transport  # back at stop, for the unbind
             link.transport = FakeTransport(keep=True)  # the simulator's socket stays idle
+        clock = SteppedLoop(asyncio.get_running_loop()) if stepped else None
         esme = EsmeConnection(gw.esme)
+        if clock is not None:
+            for conn in (esme, *links):
+                conn.loop = clock
         esme.connection_made(FakeTransport(keep=True))
         esme.data_received(W.bind(W.BIND_TRANSMITTER, account["system_id"], account["password"]))
         async with asyncio.timeout(10):
             while esme.system_id != account["system_id"]:
                 await asyncio.sleep(0.01)
         esme.transport.data.clear()
-        return cls(gw, sim, links, esme)
+        return cls(gw, sim, links, esme, clock)
 
     def carrier_bytes(self, link: Any) -> bytes:
         """What link wrote since the last call."""

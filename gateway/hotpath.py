@@ -19,6 +19,7 @@ tests/unit/test_hotpath.py holds the two paths to the same bytes out, PDU by PDU
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,7 @@ from gateway.smpp import pdu as P
 from gateway.smpp.fields import fast_submit_scan
 from gateway.smpp.segments import ONE_SEGMENT_BELOW
 from gateway.smpp.session import CAN_SUBMIT
+from gateway.store.index import ASK, CLEAR
 
 if TYPE_CHECKING:
     from gateway.carrier import CarrierConnection
@@ -39,8 +41,7 @@ _unpack_header = P.HEADER.unpack_from
 _pack_seq_into = P.SEQ.pack_into
 _new_pending = tuple.__new__
 HEADER_SIZE = P.HEADER_SIZE
-SUBMIT_SM, SUBMIT_SM_RESP, MAX_SEQUENCE = P.SUBMIT_SM, P.SUBMIT_SM_RESP, P.MAX_SEQUENCE
-INF = float("inf")
+SUBMIT_SM, SUBMIT_SM_RESP, MAX_SEQUENCE, RESPONSE_BIT = P.SUBMIT_SM, P.SUBMIT_SM_RESP, P.MAX_SEQUENCE, P.RESPONSE_BIT
 ENABLED = True  # False: every PDU takes the generic path (the differential tests compare the two)
 
 
@@ -67,15 +68,16 @@ def esme_read(esme: EsmeConnection, data: bytes) -> None:
         carriers: list[CarrierConnection] = proxy.carriers  # type: ignore[assignment]  # the links are these
         pacer = proxy.pacer
         bucket, pacer_bucket = esme.bucket, pacer.bucket if pacer is not None else None
-        memo, origin = b"", ""  # the last source (ton, npi, addr) judged, and its originator
+        memo, origin = b"", ""  # the last source (ton, npi, addr) judged, its originator and its probe
+        prefix, bloom, mobile_max = ASK, index.keys.bloom, 0  # until a source is judged
     # The state the fast messages use, in locals: loaded here and after each generic PDU, written
-    # back (spent) before each generic PDU and at the end. ready: the session may submit and nothing
-    # waits for the carrier rate (what waits goes first); room: its window; tokens: its account's
-    # bucket and the carrier's (inf: no limit), refilled to `now` as TokenBucket.take does.
-    ready = view is not None and _ready(esme, pacer)
-    if ready:
-        room, tokens, paced, rr, n = _load(esme, bucket, pacer_bucket, now)
-    spent = 0  # fast messages since the state was last written back
+    # back (_spend) before each generic PDU and at the end. budget: how many submit_sm may go this
+    # way before the session's window, its account's bucket or the carrier's is exhausted (0: the
+    # session may not submit, something waits for the carrier rate and goes first, or no carrier).
+    budget = left = rr = n = 0
+    if view is not None:
+        budget, rr, n = _load(esme, pacer, now)
+        left = budget
     while end - pos >= HEADER_SIZE:
         length, cid, status, seq = _unpack_header(data, pos)
         if length < HEADER_SIZE or length > max_pdu:
@@ -85,8 +87,7 @@ def esme_read(esme: EsmeConnection, data: bytes) -> None:
         stop = pos + length
         if stop > end:
             break
-        if cid == SUBMIT_SM and ready and length < ONE_SEGMENT_BELOW and room > 0 and tokens >= 1.0 \
-                and paced >= 1.0 and n:
+        if cid == SUBMIT_SM and left and length < ONE_SEGMENT_BELOW:
             m = fast_submit_scan(data, pos + HEADER_SIZE, stop)
             if m is not None:
                 source, dst, registered = m.groups()
@@ -94,15 +95,15 @@ def esme_read(esme: EsmeConnection, data: bytes) -> None:
                     verdict = sources.get((system_id, source[0], source[2:]))
                     if verdict is not None and verdict[0] is not None:
                         memo, origin = source, verdict[0]
-                if source == memo and not is_blocked(int(dst), origin, system_id):
+                        prefix, bloom, mobile_max = index.probe(origin, system_id)
+                mobile = int(dst)  # index.probe_clear, inline; else ask the index
+                if source == memo and (prefix == CLEAR or (prefix >= 0 and mobile <= mobile_max and (
+                        prefix | mobile) not in bloom) or not is_blocked(mobile, origin, system_id)):
                     i = (rr + 1) % n
                     link = carriers[i]
                     if len(link.pending) < link.window and not link.closed:
                         rr = i
-                        room -= 1
-                        tokens -= 1.0
-                        paced -= 1.0
-                        spent += 1
+                        left -= 1
                         sequencer = link.seq  # CarrierConnection.forward, inline
                         out_seq = sequencer.value
                         sequencer.value = 1 if out_seq >= MAX_SEQUENCE else out_seq + 1
@@ -117,62 +118,61 @@ def esme_read(esme: EsmeConnection, data: bytes) -> None:
                             link.loop.call_soon(link._flush)
                         pos = stop
                         continue
-        if spent:
-            _spend(esme, bucket, pacer_bucket, spent, tokens, paced, rr, now)
-            fast += spent
-            spent = 0
+        if left < budget:
+            fast += _spend(esme, bucket, pacer_bucket, budget - left, rr, now)
         try:
             counts[cid] += 1
         except KeyError:
             count_new(counts, cid)
         handle(P.Pdu(cid, status, seq, data[pos:stop]))
         pos = stop
-        if view is not None:
-            ready = _ready(esme, pacer)  # the generic path may have changed any of it
-            if ready:
-                room, tokens, paced, rr, n = _load(esme, bucket, pacer_bucket, now)
+        if view is not None:  # the generic path may have changed any of it
+            budget, rr, n = _load(esme, pacer, now)
+            left = budget
+            memo = b""
     if pos >= 0:
         framer.keep(data, pos)
-    if spent:
-        _spend(esme, bucket, pacer_bucket, spent, tokens, paced, rr, now)
-        fast += spent
+    if left < budget:
+        fast += _spend(esme, bucket, pacer_bucket, budget - left, rr, now)
     if fast:
         counts[SUBMIT_SM] = counts.get(SUBMIT_SM, 0) + fast
         out_counts = proxy.stats.pdu_counter("carrier", "out")  # every carrier bind's (Connection.__init__)
         out_counts[SUBMIT_SM] = out_counts.get(SUBMIT_SM, 0) + fast
 
 
-def _ready(esme: EsmeConnection, pacer: Pacer | None) -> bool:
-    return not esme.binding and esme.state in CAN_SUBMIT and (pacer is None or not (pacer.queue or pacer.own))
-
-
-def _load(esme: EsmeConnection, bucket: TokenBucket | None, pacer_bucket: TokenBucket | None,
-          now: float) -> tuple[int, float, float, int, int]:
-    """(window room, account tokens, carrier tokens, carrier round robin, carrier binds)."""
+def _load(esme: EsmeConnection, pacer: Pacer | None, now: float) -> tuple[int, int, int]:
+    """(budget, carrier round robin, carrier binds): the budget is the least of the window's room
+    and the whole tokens in the account's and the carrier's buckets (each submit_sm takes one: a burst is at
+    least 1, so TokenBucket.take(1) passes from 1 token), 0 when the session may not submit, when
+    requests wait for the carrier rate (they go first), or with no carrier bound."""
     proxy = esme.proxy
-    return (esme.window - esme.outstanding, _tokens(bucket, now), _tokens(pacer_bucket, now), proxy._carrier_rr,
-            len(proxy.carriers))
+    n = len(proxy.carriers)
+    if not n or esme.binding or esme.state not in CAN_SUBMIT or (pacer is not None and (pacer.queue or pacer.own)):
+        return 0, proxy._carrier_rr, n
+    budget = esme.window - esme.outstanding
+    for bucket in (esme.bucket, None if pacer is None else pacer.bucket):
+        if bucket is not None:
+            budget = min(budget, math.floor(_tokens(bucket, now)))
+    return max(budget, 0), proxy._carrier_rr, n
 
 
-def _tokens(bucket: TokenBucket | None, now: float) -> float:
-    """What TokenBucket.take would find at now (a burst is at least 1, so take(1) passes from 1 token)."""
-    if bucket is None:
-        return INF
+def _tokens(bucket: TokenBucket, now: float) -> float:
+    """What TokenBucket.take would find at now."""
     return min(bucket.burst, bucket.tokens + (now - bucket.stamp) * bucket.rate)
 
 
 def _spend(esme: EsmeConnection, bucket: TokenBucket | None, pacer_bucket: TokenBucket | None, spent: int,
-           tokens: float, paced: float, rr: int, now: float) -> None:
-    """Write back what `spent` fast messages took: as many TokenBucket.take(now), window slots and
-    carrier picks."""
+           rr: int, now: float) -> int:
+    """Write back what `spent` fast messages took: as many window slots, carrier picks and
+    TokenBucket.take(now) from each bucket. Returns spent."""
     esme.outstanding += spent
     proxy = esme.proxy
     proxy._carrier_rr = rr
     proxy.inflight["carrier"] += spent
-    if bucket is not None:
-        bucket.tokens, bucket.stamp = tokens, now
-    if pacer_bucket is not None:
-        pacer_bucket.tokens, pacer_bucket.stamp = paced, now
+    for b in (bucket, pacer_bucket):
+        if b is not None:
+            b.tokens, b.stamp = _tokens(b, now) - spent, now
+    return spent
 
 
 def carrier_read(link: CarrierConnection, data: bytes) -> None:
@@ -198,6 +198,7 @@ def carrier_read(link: CarrierConnection, data: bytes) -> None:
     # receipts parked for an answer); loaded here and after each generic PDU
     simple = ENABLED and not own_waiting and not receipts.parked
     grow = link.window < link.full_window
+    last_started, seconds, bucket = -1.0, 0.0, 0  # the latency of the last answer's send time
     esme: EsmeConnection | None
     while end - pos >= HEADER_SIZE:
         length, cid, status, seq = _unpack_header(data, pos)
@@ -208,7 +209,7 @@ def carrier_read(link: CarrierConnection, data: bytes) -> None:
         stop = pos + length
         if stop > end:
             break
-        pending = pop(seq, None) if cid & P.RESPONSE_BIT else None
+        pending = pop(seq, None) if cid & RESPONSE_BIT else None
         if pending is not None:
             esme, origin_seq, _, started, on_response, extra, wants_receipt = pending  # type: ignore[assignment]
             if cid == SUBMIT_SM_RESP and not status and simple and esme is not None and on_response is None \
@@ -217,9 +218,11 @@ def carrier_read(link: CarrierConnection, data: bytes) -> None:
                     link.window += 1
                     grow = link.window < link.full_window
                 esme.outstanding -= 1
-                seconds = now - started
+                if started != last_started:  # a read's answers mostly share a few send times
+                    last_started, seconds = started, now - started
+                    bucket = bisect_left(LATENCY_BUCKETS, seconds)
                 stats = esme.account_stats
-                stats.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+                stats.latency_counts[bucket] += 1
                 stats.latency_sum += seconds
                 if not esme.closed:  # Connection.send_with_sequence, inline
                     out = esme._out

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from gateway.limits.bucket import TokenBucket
     from gateway.outbox import Outbox
     from gateway.store.base import Store
+    from gateway.store.index import BlockIndex
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,7 @@ class Pending(NamedTuple):
 _new_pending = tuple.__new__  # _new_pending(Pending, (origin, origin_seq, command_id, started, None, extra, receipt))
 
 
-class BlockLookup(Protocol):
-    def is_blocked(self, mobile: int, originating: str, account: str) -> bool: ...
-
-
-MtFastView = tuple[dict[tuple[str, int, bytes], tuple[str | None, str | None]], BlockLookup]
+MtFastView = tuple[dict[tuple[str, int, bytes], tuple[str | None, str | None]], "BlockIndex"]
 
 
 class Policy(Protocol):

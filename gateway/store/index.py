@@ -23,6 +23,8 @@ import logging
 import sys
 from collections.abc import Iterable, Sequence
 
+from rbloom import Bloom
+
 from gateway.errors import StoreError
 from gateway.store.base import (
     ALL_KINDS,
@@ -42,6 +44,8 @@ from gateway.store.packed import PackedKeys
 log = logging.getLogger(__name__)
 
 DEFAULT_KIND = "optout"
+CLEAR, ASK = -1, -2  # BlockIndex.probe: nothing can block the pair; only is_blocked can tell
+Probe = tuple[int, Bloom, int]
 _MAX_DIGITS = 18  # fits an unsigned 64-bit integer with room to spare
 _LOAD_CHUNK = 1 << 18  # rows converted at a time by load_rows
 DEFAULT_CP_BITS = 16  # a fresh index: 65,535 counterparts, numbers up to 3.5e13 packed
@@ -158,6 +162,24 @@ class BlockIndex:
             if not self.extra:
                 return False
         return bool(self.kinds_for(mobile, originating, account))
+
+    def probe(self, originating: str, account: str) -> Probe:
+        """is_blocked for this pair reduced to one Bloom probe, for gateway/hotpath.py to inline:
+        (prefix, bloom, mobile_max), read by probe_clear. Valid until the index next changes
+        (hotpath takes one per read and source). Cold: is_blocked's scope walk, once."""
+        bloom = self.keys.bloom
+        if self.extra:
+            return ASK, bloom, self.mobile_max  # blocks that do not pack: only is_blocked sees them
+        prefixes = []
+        cp = self._number.get(originating)
+        if cp is not None and cp <= self.cp_max:
+            prefixes.append(cp << self.shift)
+        for cp in (self._account.get(account), self._global):
+            if cp is not None and cp <= self.cp_max and cp in self._cp_counts:
+                prefixes.append(cp << self.shift)
+        if not prefixes:
+            return CLEAR, bloom, self.mobile_max
+        return (prefixes[0] if len(prefixes) == 1 else ASK), bloom, self.mobile_max
 
     def kinds_for(self, mobile: int, originating: str, account: str) -> set[str]:
         """The kinds of the blocks is_blocked found (cold path: after a hit)."""
@@ -426,3 +448,11 @@ class BlockIndex:
                 self.extra.pop((cp, mobile), None)
         else:
             self.extra[(cp, mobile)] = kind
+
+
+def probe_clear(probe: Probe, mobile: int) -> bool:
+    """True: a probe (BlockIndex.probe) shows mobile is not blocked for its pair, without is_blocked.
+    False: ask is_blocked (a block, a Bloom false positive, or a case the probe does not cover).
+    gateway/hotpath.py inlines exactly this expression."""
+    prefix, bloom, mobile_max = probe
+    return prefix == CLEAR or (prefix >= 0 and mobile <= mobile_max and (prefix | mobile) not in bloom)

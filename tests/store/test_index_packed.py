@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from gateway.errors import StoreError
 from gateway.store import migrate, schema, schema_version
 from gateway.store.base import AuditEvent, Block, BlockChange, BlockKey, Store, kind_rank
-from gateway.store.index import BlockIndex, mobile_int
+from gateway.store.index import BlockIndex, mobile_int, probe_clear
 from gateway.store.packed import PackedKeys
 from tests.store.conftest import Backend
 
@@ -56,6 +56,8 @@ def _check(index: BlockIndex, model: Model) -> None:
                 found = {model.get((mobile, cp, scope)) for scope, cp in
                          (("number", number), ("account", account), ("global", ""))} - {None}
                 assert index.is_blocked(m, number, account) == bool(found)
+                if found:  # the hot path's shortcut never clears a blocked pair
+                    assert not probe_clear(index.probe(number, account), m)
                 assert index.kinds_for(m, number, account) == found
         for program in PROGRAMS:
             blocked = (mobile, program, "program") in model

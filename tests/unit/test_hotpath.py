@@ -103,7 +103,7 @@ reads = s.lists(s.tuples(s.lists(s.sampled_from(WEIGHTED), min_size=1, max_size=
                          s.lists(s.integers(0, 2000), max_size=3)), min_size=1, max_size=8)
 statuses = s.lists(s.sampled_from([0, 0, 0, 0, 0x58, 0x14, 0x45, -1]), max_size=6)
 accounts = s.fixed_dictionaries({"window": s.integers(2, 40)}, optional={
-    "max_tps": s.just(0.001), "burst": s.integers(1, 120)})
+    "max_tps": s.sampled_from([0.001, 300.0, 2000.0]), "burst": s.integers(1, 120)})
 carriers = s.fixed_dictionaries({"window": s.integers(1, 12), "throttle_pause": s.sampled_from([0.0, 30.0])}, optional={
     "max_tps": s.just(0.001), "burst": s.integers(1, 60)})
 
@@ -118,26 +118,36 @@ async def play(script: Script, fast: bool) -> dict[str, Any]:
     carrier = {"sessions": 2, **carrier_extra}
     if "burst" in carrier and "max_tps" not in carrier:
         del carrier["burst"]
-    rig = await Rig.start(account, carrier)
+    rig = await Rig.start(account, carrier, stepped=True)
     try:
         assert rig.gw.optout is not None
         rig.gw.optout.index.add(BlockKey("+" + BLOCKED, "+" + SOURCE, "number"), "optout")
         seq = 1
         carrier_seen = [b"", b""]
-        for kinds, points in steps:
+        unanswered = [b"", b""]
+        for step, (kinds, points) in enumerate(steps):
+            rig.step(0.003)  # the same clock in both runs: buckets refill alike, latencies match
             stream = framed(kinds, seq)
             seq += len(kinds)
             for chunk in cut(stream, points):
                 rig.esme.data_received(chunk)
             for _ in range(3):
                 await asyncio.sleep(0)
+            rig.step(0.004 * (len(kinds) % 4))  # the carrier takes its time: latencies in different buckets
             for i, link in enumerate(rig.links):
                 sent = rig.carrier_bytes(link)
                 carrier_seen[i] += sent
-                if sent:
-                    link.data_received(answers(sent, answer_statuses, reverse))
+                unanswered[i] += sent
+                if unanswered[i] and not (reverse and step % 2 == 0):  # reverse: two steps' answers in one read
+                    link.data_received(answers(unanswered[i], answer_statuses, reverse))
+                    unanswered[i] = b""
             for _ in range(3):
                 await asyncio.sleep(0)
+        for i, link in enumerate(rig.links):  # what is still unanswered, answered last
+            if unanswered[i]:
+                link.data_received(answers(unanswered[i], answer_statuses, False))
+        for _ in range(3):
+            await asyncio.sleep(0)
         stats = rig.gw.metrics.stats
         account_stats = stats.account("app")
         metrics = rig.gw.metrics
@@ -150,7 +160,7 @@ async def play(script: Script, fast: bool) -> dict[str, Any]:
             "carriers": carrier_seen,
             "pdus": {k: dict(v) for k, v in stats.pdus.items()},
             "account_in": dict(account_stats.pdus_in), "account_out": dict(account_stats.pdus_out),
-            "latency_n": sum(account_stats.latency_counts),
+            "latency": (list(account_stats.latency_counts), round(account_stats.latency_sum, 9)),
             "outstanding": rig.esme.outstanding, "inflight": dict(stats.inflight),
             "pending": [len(link.pending) for link in rig.links],
             "rejected": rejected, "carrier_throttled": throttled,
