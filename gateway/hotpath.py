@@ -4,7 +4,7 @@ for the common case.
 Application side (`esme_read`): a single-segment submit_sm from a bound session, with window room,
 a source the enforcer already judged acceptable, an international digit destination the index
 does not block, tokens in the account and carrier buckets, no one waiting for the carrier rate and
-a carrier bind with room, is forwarded right here: the inline form of EsmeConnection.on_pdus ->
+a carrier bind with room, is forwarded right here: the inline form of EsmeConnection.on_pdu ->
 Proxy.forward_mt -> MtEnforcer.check -> Proxy.to_carrier -> CarrierConnection.forward.
 Carrier side (`carrier_read`): an ESME_ROK submit_sm_resp to such a request goes straight back to
 its application with its sequence_number: CarrierConnection.on_pdu -> Proxy.mt_answered ->
@@ -23,7 +23,7 @@ import math
 from bisect import bisect_left
 from typing import TYPE_CHECKING
 
-from gateway.metrics import LATENCY_BUCKETS, count_new
+from gateway.metrics import LATENCY_BUCKETS, count, count_new
 from gateway.proxy import Pending
 from gateway.smpp import pdu as P
 from gateway.smpp.fields import fast_submit_scan
@@ -33,6 +33,7 @@ from gateway.store.index import ASK, CLEAR
 
 if TYPE_CHECKING:
     from gateway.carrier import CarrierConnection
+    from gateway.connection import Connection
     from gateway.esme_server import EsmeConnection
     from gateway.limits.bucket import TokenBucket
     from gateway.shaping import Pacer
@@ -47,12 +48,11 @@ ENABLED = True  # False: every PDU takes the generic path (the differential test
 
 def esme_read(esme: EsmeConnection, data: bytes) -> None:
     """One read from an application session."""
-    now = esme.last_rx = esme.loop.time()
-    framer = esme.framer
-    whole = framer.join(data)
-    if whole is None:
+    begun = _begin(esme, data)
+    if begun is None:
         return
-    data = whole
+    now, data = begun
+    framer = esme.framer
     proxy = esme.proxy
     view = proxy.policy.mt_fast() if ENABLED else None  # (sources, index) or None: generic path only
     handle = esme.handle
@@ -120,10 +120,7 @@ def esme_read(esme: EsmeConnection, data: bytes) -> None:
                         continue
         if left < budget:
             fast += _spend(esme, bucket, pacer_bucket, budget - left, rr, now)
-        try:
-            counts[cid] += 1
-        except KeyError:
-            count_new(counts, cid)
+        count(counts, cid)
         handle(P.Pdu(cid, status, seq, data[pos:stop]))
         pos = stop
         if view is not None:  # the generic path may have changed any of it
@@ -138,6 +135,14 @@ def esme_read(esme: EsmeConnection, data: bytes) -> None:
         counts[SUBMIT_SM] = counts.get(SUBMIT_SM, 0) + fast
         out_counts = proxy.stats.pdu_counter("carrier", "out")  # every carrier bind's (Connection.__init__)
         out_counts[SUBMIT_SM] = out_counts.get(SUBMIT_SM, 0) + fast
+
+
+def _begin(conn: Connection, data: bytes) -> tuple[float, bytes] | None:
+    """(now, the bytes to frame from offset 0: this read after what the last one left), or None
+    while a PDU is still incomplete."""
+    now = conn.last_rx = conn.loop.time()
+    whole = conn.framer.join(data)
+    return None if whole is None else (now, whole)
 
 
 def _load(esme: EsmeConnection, pacer: Pacer | None, now: float) -> tuple[int, int, int]:
@@ -177,12 +182,11 @@ def _spend(esme: EsmeConnection, bucket: TokenBucket | None, pacer_bucket: Token
 
 def carrier_read(link: CarrierConnection, data: bytes) -> None:
     """One read from a carrier bind."""
-    now = link.last_rx = link.loop.time()
-    framer = link.framer
-    whole = framer.join(data)
-    if whole is None:
+    begun = _begin(link, data)
+    if begun is None:
         return
-    data = whole
+    now, data = begun
+    framer = link.framer
     proxy = link.proxy
     handle = link.handle
     answered = link.answered
@@ -240,16 +244,10 @@ def carrier_read(link: CarrierConnection, data: bytes) -> None:
                 fast += 1
                 pos = stop
                 continue
-            try:
-                counts[cid] += 1
-            except KeyError:
-                count_new(counts, cid)
+            count(counts, cid)
             answered(P.Pdu(cid, status, seq, data[pos:stop]), pending)
         else:
-            try:
-                counts[cid] += 1
-            except KeyError:
-                count_new(counts, cid)
+            count(counts, cid)
             handle(P.Pdu(cid, status, seq, data[pos:stop]))
         pos = stop
         simple = ENABLED and not own_waiting and not receipts.parked

@@ -63,6 +63,14 @@ _KNOWN_KEYS = frozenset(COMMAND_NAMES)
 MAX_COMMAND_KEYS = len(_KNOWN_KEYS) + 1  # a counter never holds more keys than this
 
 
+def count(counts: dict[int, int], key: int) -> None:
+    """One PDU of command id key (the hot path inlines this)."""
+    try:
+        counts[key] += 1
+    except KeyError:
+        count_new(counts, key)
+
+
 def count_new(counts: dict[int, int], key: int) -> None:
     """First PDU of a known command id, or any PDU of an unknown one: known ids always get their
     own key; unknown ids all count under OTHER_COMMAND, so random ids cannot grow the map (nor
