@@ -59,6 +59,7 @@ class Gateway:
         self.reloader.add("settings", settings_part(self))
         self.reloader.version = lambda: self.optout.version if self.optout else self.settings.optout.config_version
         self.admin_api = AdminApi(self)  # off until http.api_tokens has one; ConfigError: a token file
+        self.notifier: sdnotify.Notifier | None = None  # systemd Type=notify: reloads are announced (handle_sighup)
         self.reloader.add("http.api_tokens", lambda s: self.admin_api.tokens.prepare(s.http.api_tokens))
         self.esme = EsmeServer(self.proxy, settings.esme)
         self.carrier = CarrierPool(self.proxy, settings.carrier, self.tls.carrier)
@@ -98,8 +99,20 @@ class Gateway:
 
     def reload(self) -> ReloadResult:
         """SIGHUP and the admin API: re-read the configuration and apply it between two PDUs
-        (gateway/reload.py). Truthy when applied; an invalid file changes nothing."""
-        return self.reloader.reload()
+        (gateway/reload.py). Truthy when applied; an invalid file changes nothing. Under systemd
+        (`notifier`, set by handle_sighup) the reload is announced: RELOADING=1, then READY=1."""
+        notifier = self.notifier
+        if notifier is None or not notifier.enabled:
+            return self.reloader.reload()
+        # started (READY=1 sent once): systemd holds `systemctl reload` from RELOADING=1 until READY=1,
+        # which ends the reload whether the carrier is bound now or not. Before that: no READY early.
+        announce = notifier.ready_sent
+        if announce:
+            notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        result = self.reloader.reload()
+        lines = ["READY=1"] if announce else []
+        notifier.notify(*lines, f"STATUS=reload {'applied' if result else 'failed: nothing changed'}")
+        return result
 
     def _prepare_token(self, s: Settings) -> Callable[[], None]:
         token = s.http.metrics_token.get_secret_value().strip() if s.http.metrics_token is not None else None
@@ -276,22 +289,10 @@ async def wait_for_signal() -> None:
 
 
 def handle_sighup(gateway: Gateway, notifier: sdnotify.Notifier | None = None) -> None:
-    """SIGHUP reloads; under systemd the reload is announced (RELOADING=1, then READY=1 again)."""
-    if notifier is None or not notifier.enabled:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, gateway.reload)
-        return
-
-    def reload() -> None:
-        # started (READY=1 sent once): systemd holds `systemctl reload` from RELOADING=1 until READY=1,
-        # which ends the reload whether the carrier is bound now or not. Before that: no READY early.
-        announce = notifier.ready_sent
-        if announce:
-            notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
-        result = gateway.reload()
-        lines = ["READY=1"] if announce else []
-        notifier.notify(*lines, f"STATUS=reload {'applied' if result else 'failed: nothing changed'}")
-
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+    """SIGHUP reloads; under systemd every reload (SIGHUP or the admin API) is announced
+    (RELOADING=1, then READY=1 again: Gateway.reload)."""
+    gateway.notifier = notifier
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, gateway.reload)
 
 
 async def run(settings: Settings, pid_file: Path | None = None, **kw: Any) -> int:

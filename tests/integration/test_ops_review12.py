@@ -365,6 +365,35 @@ async def test_a_reload_while_not_ready_still_ends_with_ready(make_gateway: Gate
         sock.close()
 
 
+async def test_an_api_reload_is_announced_to_systemd_like_sighup(make_gateway: GatewayFactory,
+                                                                   tmp_path: Path) -> None:
+    """POST /v1/reload goes through the same announcement as SIGHUP: RELOADING=1, then READY=1 and
+    the outcome in STATUS (it said nothing before, so systemd never saw those reloads)."""
+    address = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    sock.setblocking(False)
+    gateway = await api_gateway(make_gateway, f"sqlite:///{tmp_path}/gw.db")
+    notifier = sdnotify.Notifier(address)
+    watch = sdnotify.start(notifier, gateway.ready, gateway.status_line)
+    messages = Messages(sock)
+    try:
+        ready_at = await messages.until("READY=1", timeout=5)
+        handle_sighup(gateway, notifier)
+        status, _, result = await call(gateway.http_port, "POST", "/v1/reload", WRITE)
+        assert status == 200 and result["ok"], result
+        reloading = await messages.until("RELOADING=1", after=ready_at, timeout=5)
+        done = await messages.until("READY=1", after=reloading, timeout=5)
+        assert messages.seen[done + 1] == "STATUS=reload applied"
+    finally:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+        notifier.close()
+        sock.close()
+
+
 # --- a bad reload file names its line ---------------------------------------------------------------
 
 
