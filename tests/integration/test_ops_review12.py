@@ -5,6 +5,7 @@ sessions on both listeners, systemd's reload handshake, the labels dashboards an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import os
@@ -332,30 +333,21 @@ async def test_api_blocks_of_every_scope_are_refused_on_the_wire_at_once(make_ga
 
 
 
-async def test_a_reload_while_not_ready_still_ends_with_ready(make_gateway: GatewayFactory, sim: Simulator,
-                                                              tmp_path: Path) -> None:
-    """systemd holds `systemctl reload` from RELOADING=1 until READY=1 (up to TimeoutStartSec). A
-    gateway that was ready once and lost its carrier sent no READY=1 after the reload: the reload
-    hung for minutes, when the operator most needs one (say, to fix the carrier's TLS files)."""
+@contextlib.asynccontextmanager
+async def systemd(gateway: Gateway, tmp_path: Path) -> AsyncIterator[tuple[Messages, int]]:
+    """The gateway under a NOTIFY_SOCKET of our own, reloads announced (handle_sighup): the messages
+    systemd would read, and the index of the first READY=1."""
     address = str(tmp_path / "notify")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(address)
     sock.setblocking(False)
-    gateway = await make_gateway()
     notifier = sdnotify.Notifier(address)
     watch = sdnotify.start(notifier, gateway.ready, gateway.status_line)
     messages = Messages(sock)
     try:
         ready_at = await messages.until("READY=1", timeout=5)
-        await sim.stop()
-        async with asyncio.timeout(5):
-            while gateway.ready():
-                await asyncio.sleep(0.01)
         handle_sighup(gateway, notifier)
-        os.kill(os.getpid(), signal.SIGHUP)
-        reloading = await messages.until("RELOADING=1", after=ready_at, timeout=5)
-        done = await messages.until("READY=1", after=reloading, timeout=5)
-        assert messages.seen[done + 1] == "STATUS=reload applied"
+        yield messages, ready_at
     finally:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         if watch is not None:
@@ -363,35 +355,39 @@ async def test_a_reload_while_not_ready_still_ends_with_ready(make_gateway: Gate
             await asyncio.gather(watch, return_exceptions=True)
         notifier.close()
         sock.close()
+
+
+async def announced(messages: Messages, ready_at: int) -> None:
+    """RELOADING=1 after ready_at, then READY=1 with the outcome."""
+    reloading = await messages.until("RELOADING=1", after=ready_at, timeout=5)
+    done = await messages.until("READY=1", after=reloading, timeout=5)
+    assert messages.seen[done + 1] == "STATUS=reload applied"
+
+
+async def test_a_reload_while_not_ready_still_ends_with_ready(make_gateway: GatewayFactory, sim: Simulator,
+                                                              tmp_path: Path) -> None:
+    """systemd holds `systemctl reload` from RELOADING=1 until READY=1 (up to TimeoutStartSec). A
+    gateway that was ready once and lost its carrier sent no READY=1 after the reload: the reload
+    hung for minutes, when the operator most needs one (say, to fix the carrier's TLS files)."""
+    gateway = await make_gateway()
+    async with systemd(gateway, tmp_path) as (messages, ready_at):
+        await sim.stop()
+        async with asyncio.timeout(5):
+            while gateway.ready():
+                await asyncio.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGHUP)
+        await announced(messages, ready_at)
 
 
 async def test_an_api_reload_is_announced_to_systemd_like_sighup(make_gateway: GatewayFactory,
                                                                    tmp_path: Path) -> None:
     """POST /v1/reload goes through the same announcement as SIGHUP: RELOADING=1, then READY=1 and
     the outcome in STATUS (it said nothing before, so systemd never saw those reloads)."""
-    address = str(tmp_path / "notify")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(address)
-    sock.setblocking(False)
     gateway = await api_gateway(make_gateway, f"sqlite:///{tmp_path}/gw.db")
-    notifier = sdnotify.Notifier(address)
-    watch = sdnotify.start(notifier, gateway.ready, gateway.status_line)
-    messages = Messages(sock)
-    try:
-        ready_at = await messages.until("READY=1", timeout=5)
-        handle_sighup(gateway, notifier)
+    async with systemd(gateway, tmp_path) as (messages, ready_at):
         status, _, result = await call(gateway.http_port, "POST", "/v1/reload", WRITE)
         assert status == 200 and result["ok"], result
-        reloading = await messages.until("RELOADING=1", after=ready_at, timeout=5)
-        done = await messages.until("READY=1", after=reloading, timeout=5)
-        assert messages.seen[done + 1] == "STATUS=reload applied"
-    finally:
-        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-        if watch is not None:
-            watch.cancel()
-            await asyncio.gather(watch, return_exceptions=True)
-        notifier.close()
-        sock.close()
+        await announced(messages, ready_at)
 
 
 # --- a bad reload file names its line ---------------------------------------------------------------
