@@ -18,7 +18,6 @@ from aiosmpplib import BindTransceiver
 from gateway import hotpath
 from gateway.config import Carrier
 from gateway.connection import Connection
-from gateway.metrics import count_new
 from gateway.proxy import Pending, Proxy
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
@@ -26,8 +25,6 @@ from gateway.smpp.session import Sequencer
 from gateway.tls import ClientTls, describe, failure_reason
 
 log = logging.getLogger(__name__)
-_pack_seq_into = P.SEQ.pack_into
-MAX_SEQUENCE = P.MAX_SEQUENCE
 THROTTLE_STATUSES = frozenset({st.ESME_RTHROTTLED, st.ESME_RMSGQFUL})  # the carrier asks us to slow down
 
 
@@ -128,25 +125,9 @@ class CarrierConnection(Connection):
             self.close()
 
     def forward(self, pdu: P.Pdu, pending: Pending, raw: bytes | None = None) -> None:
-        sequencer = self.seq  # Sequencer.next, inline
-        seq = sequencer.value
-        sequencer.value = 1 if seq >= MAX_SEQUENCE else seq + 1
+        seq = self.seq.next()
         self.pending[seq] = pending
-        data = raw if raw is not None else pdu.raw
-        if self.closed:  # Connection.send, inline (the hot path's one write per message)
-            return
-        out = self._out  # Connection.send_with_sequence, inline
-        at = len(out) + 12
-        out += data
-        _pack_seq_into(out, at, seq)
-        key = pdu.command_id
-        try:
-            self._out_counts[key] += 1
-        except KeyError:
-            count_new(self._out_counts, key)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.loop.call_soon(self._flush)
+        self.send_with_sequence(raw if raw is not None else pdu.raw, seq, pdu.command_id)
 
     def throttled(self, status: int) -> None:
         """The carrier answered 0x58 / 0x14 (the answer itself goes to the application unchanged):

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from typing import Any, cast
 
-from gateway.metrics import Stats, count_new
+from gateway.metrics import Stats, count
 from gateway.smpp import pdu as P
 from gateway.smpp import status as st
 
@@ -81,10 +81,7 @@ class Connection(asyncio.Protocol):
             return
         self._out += data
         key: int = _unpack_uint32(data, 4)[0]
-        try:
-            self._out_counts[key] += 1
-        except KeyError:
-            count_new(self._out_counts, key)
+        count(self._out_counts, key)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
@@ -98,10 +95,7 @@ class Connection(asyncio.Protocol):
         at = len(out) + 12
         out += data
         _pack_seq_into(out, at, sequence_number)
-        try:
-            self._out_counts[command_id] += 1
-        except KeyError:
-            count_new(self._out_counts, command_id)
+        count(self._out_counts, command_id)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)

@@ -74,10 +74,10 @@ def esme_read(esme: EsmeConnection, data: bytes) -> None:
     # back (_spend) before each generic PDU and at the end. budget: how many submit_sm may go this
     # way before the session's window, its account's bucket or the carrier's is exhausted (0: the
     # session may not submit, something waits for the carrier rate and goes first, or no carrier).
-    budget = left = rr = n = 0
-    if view is not None:
         budget, rr, n = _load(esme, pacer, now)
-        left = budget
+    else:
+        budget = rr = n = 0
+    left = budget
     while end - pos >= HEADER_SIZE:
         length, cid, status, seq = _unpack_header(data, pos)
         if length < HEADER_SIZE or length > max_pdu:

@@ -74,9 +74,8 @@ class CarrierLink(Protocol):
 
 
 class Pending(NamedTuple):
-    """A request the gateway sent to the carrier and awaits the answer of. A tuple: the hot path
-    builds one per message with `_new_pending` (tuple.__new__, no Python __init__) and reads it
-    back with one unpacking."""
+    """A request the gateway sent to the carrier and awaits the answer of. A tuple: gateway/hotpath.py
+    builds one per message with tuple.__new__ (no Python __init__) and reads it back with one unpacking."""
 
     origin: EsmeSession | None  # None: the gateway's own request
     origin_seq: int
@@ -86,8 +85,6 @@ class Pending(NamedTuple):
     extra: object = None  # policy data (e.g. submit_multi unsuccess list)
     wants_receipt: bool = False  # keep message_id -> account for the receipt
 
-
-_new_pending = tuple.__new__  # _new_pending(Pending, (origin, origin_seq, command_id, started, None, extra, receipt))
 
 
 MtFastView = tuple[dict[tuple[str, int, bytes], tuple[str | None, str | None]], "BlockIndex"]
@@ -314,21 +311,7 @@ class Proxy:
         if pacer is not None and (pacer.queue or pacer.own or not pacer.bucket.take(now)):
             pacer.wait(Waiting(esme, pdu, now, extra, receipt, raw))
             return
-        carriers = self.carriers  # send_mt's body and pick_carrier's first turn, inline
-        n = len(carriers)
-        link: CarrierLink | int = st.ESME_RMSGQFUL
-        if n:
-            self._carrier_rr = i = (self._carrier_rr + 1) % n
-            link = carriers[i]
-            if len(link.pending) >= link.window:
-                link = self.pick_carrier()  # full: the others in turn
-        if isinstance(link, int):
-            self.answer_locally(esme, P.response_for(pdu, link))
-            return
-        esme.outstanding += 1
-        self.inflight["carrier"] += 1
-        link.forward(pdu, _new_pending(Pending, (esme, pdu.sequence_number, pdu.command_id, now, None, extra,
-                                                 receipt)), raw)
+        self.send_mt(esme, pdu, now, extra, receipt, raw)
 
     def send_released(self, item: Waiting, now: float) -> None:
         """A request the carrier pacer held: checked again first, since a STOP may have landed

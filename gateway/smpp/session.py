@@ -51,8 +51,8 @@ def esme_request_status(state: BindState, command_id: int) -> int | None:
 
 
 class Sequencer:
-    """sequence_number 1..0x7FFFFFFF, wrapping (5.1.4). `value` is the next one (the carrier's
-    forward reads it inline)."""
+    """sequence_number 1..0x7FFFFFFF, wrapping (5.1.4). `value` is the next one (gateway/hotpath.py
+    reads it inline)."""
 
     __slots__ = ("value",)
 
